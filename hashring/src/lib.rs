@@ -1,0 +1,1 @@
+//! The Thanos `hashrings.json` contract shared by the receiver and the operator.

@@ -1,0 +1,1 @@
+//! Thanos-compatible remote-write receiver.
