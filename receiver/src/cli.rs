@@ -1,0 +1,232 @@
+//! Command-line flags, named and defaulted as `thanos receive` names them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The receiver's flags; the names and defaults are Thanos' so existing manifests work unchanged.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "thanos-receiver",
+    version,
+    about = "Thanos-compatible remote-write receiver"
+)]
+pub struct Args {
+    /// Address of the remote-write HTTP listener (`POST /api/v1/receive`).
+    #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
+    pub remote_write_address: SocketAddr,
+
+    /// Address of the operational HTTP listener (`/metrics`, `/-/healthy`, `/-/ready`).
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: SocketAddr,
+
+    /// Address of the gRPC listener (replication and StoreAPI).
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: SocketAddr,
+
+    /// Directory that holds one TSDB (WAL, head, blocks) per tenant.
+    #[arg(long = "tsdb.path", default_value = "./data")]
+    pub tsdb_path: PathBuf,
+
+    /// How long local blocks are kept, as a Prometheus duration (`15d`).
+    #[arg(long = "tsdb.retention", default_value = "15d", value_parser = parse_duration)]
+    pub tsdb_retention: Duration,
+
+    /// How often the WAL is fsynced; `0s` fsyncs before every acknowledgement.
+    #[arg(long = "tsdb.wal-fsync-interval", default_value = "1s", value_parser = parse_duration)]
+    pub wal_fsync_interval: Duration,
+
+    /// External label `name="value"` of this receiver; repeatable.
+    #[arg(long = "label", value_parser = parse_external_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// HTTP header that carries the tenant of a write.
+    #[arg(long = "receive.tenant-header", default_value = "THANOS-TENANT")]
+    pub tenant_header: String,
+
+    /// Tenant used when a write names none.
+    #[arg(long = "receive.default-tenant-id", default_value = "default-tenant")]
+    pub default_tenant: String,
+
+    /// External label that carries the tenant in blocks and queries.
+    #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
+    pub tenant_label_name: String,
+
+    /// YAML file of write limits in the Thanos limits format.
+    #[arg(long = "receive.limits-config-file")]
+    pub limits_config_file: Option<PathBuf>,
+
+    /// Log level.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: LogFormat,
+}
+
+/// Log levels accepted by `--log.level`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Log formats accepted by `--log.format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+impl Args {
+    /// Parses the process arguments; a leading `receive` word is dropped so `thanos receive ...` lines work.
+    pub fn parse_from_env() -> Self {
+        Self::parse_from(strip_receive_word(std::env::args_os()))
+    }
+}
+
+/// Drops a `receive` subcommand word right after the program name.
+pub fn strip_receive_word<I: IntoIterator<Item = std::ffi::OsString>>(
+    args: I,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<_> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "receive") {
+        args.remove(1);
+    }
+    args
+}
+
+/// Parses a Prometheus duration such as `15d`, `2h30m`, `500ms` or `0s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total_ms: u128 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("invalid duration {s:?}: expected a number"));
+        }
+        let n: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
+        let unit_ms: u128 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
+        };
+        rest = &rest[unit_len..];
+        total_ms = total_ms
+            .checked_add(n * unit_ms)
+            .ok_or_else(|| format!("duration {s:?} is too long"))?;
+    }
+    u64::try_from(total_ms)
+        .map(Duration::from_millis)
+        .map_err(|_| format!("duration {s:?} is too long"))
+}
+
+/// Parses an external label flag `name="value"` (the value quoted as Go's strconv.Quote does).
+pub fn parse_external_label(s: &str) -> Result<(String, String), String> {
+    let (name, quoted) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label {s:?} must look like name=\"value\""))?;
+    if !crate::decode::valid_label_name(name.as_bytes()) {
+        return Err(format!("label {s:?}: invalid label name {name:?}"));
+    }
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .ok_or_else(|| format!("label {s:?}: the value must be double-quoted"))?;
+    let mut value = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => value.push('\n'),
+                Some('t') => value.push('\t'),
+                Some('\\') => value.push('\\'),
+                Some('"') => value.push('"'),
+                other => return Err(format!("label {s:?}: unsupported escape \\{other:?}")),
+            },
+            '"' => return Err(format!("label {s:?}: unescaped quote in the value")),
+            c => value.push(c),
+        }
+    }
+    if value.is_empty() {
+        return Err(format!("label {s:?}: empty value"));
+    }
+    Ok((name.to_string(), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_follow_prometheus_units() {
+        assert_eq!(parse_duration("15d").unwrap(), Duration::from_secs(15 * 86400));
+        assert_eq!(parse_duration("2h30m").unwrap(), Duration::from_secs(9000));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn external_labels_are_quoted_values() {
+        assert_eq!(
+            parse_external_label(r#"replica="r-0""#).unwrap(),
+            ("replica".into(), "r-0".into())
+        );
+        assert_eq!(
+            parse_external_label(r#"a="x\"y""#).unwrap(),
+            ("a".into(), "x\"y".into())
+        );
+        assert!(parse_external_label("replica=r-0").is_err());
+        assert!(parse_external_label(r#"1bad="x""#).is_err());
+        assert!(parse_external_label(r#"a="""#).is_err());
+        assert!(parse_external_label("novalue").is_err());
+    }
+
+    #[test]
+    fn thanos_command_lines_parse() {
+        let args = Args::parse_from(strip_receive_word(
+            [
+                "thanos",
+                "receive",
+                "--tsdb.path=/data",
+                "--label=replica=\"r0\"",
+                "--remote-write.address=127.0.0.1:1",
+            ]
+            .map(Into::into),
+        ));
+        assert_eq!(args.tsdb_path, PathBuf::from("/data"));
+        assert_eq!(args.labels, vec![("replica".into(), "r0".into())]);
+        assert_eq!(args.default_tenant, "default-tenant");
+        assert!(
+            Args::try_parse_from(["thanos-receiver", "--no-such-flag"]).is_err(),
+            "unknown flags must fail"
+        );
+    }
+}

@@ -1,0 +1,345 @@
+//! HTTP listeners: remote write (`POST /api/v1/receive`) and operations (`/metrics`, probes, status).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+use crate::decode::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
+use crate::ingest::{Ingester, WriteError, Written};
+use crate::metrics::HttpLabels;
+use crate::status;
+
+/// Largest compressed body accepted when no limit is configured, as the reference handler.
+pub const MAX_COMPRESSED_SIZE: usize = 32 << 20;
+
+/// Shared state of the HTTP handlers.
+pub struct App {
+    /// The local write path.
+    pub ingester: Ingester,
+    /// Header naming the tenant.
+    pub tenant_header: HeaderName,
+    /// Tenant of requests without the header.
+    pub default_tenant: String,
+    /// Bounds concurrent writes when `write.global.max_concurrency` is set.
+    pub concurrency: Option<Semaphore>,
+    pool: Mutex<Vec<WriteBatch>>,
+}
+
+impl App {
+    /// Handler state over an ingester.
+    pub fn new(
+        ingester: Ingester,
+        tenant_header: &str,
+        default_tenant: &str,
+        max_concurrency: u64,
+    ) -> Result<Self, axum::http::header::InvalidHeaderName> {
+        Ok(App {
+            ingester,
+            tenant_header: HeaderName::try_from(tenant_header)?,
+            default_tenant: default_tenant.to_string(),
+            concurrency: (max_concurrency > 0).then(|| Semaphore::new(max_concurrency as usize)),
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn take_batch(&self) -> WriteBatch {
+        self.pool.lock().pop().unwrap_or_default()
+    }
+
+    fn return_batch(&self, batch: WriteBatch) {
+        // Keep a few warm buffers; a rare huge request must not pin its memory forever.
+        if batch.buf.capacity() <= 8 << 20 {
+            let mut pool = self.pool.lock();
+            if pool.len() < 64 {
+                pool.push(batch);
+            }
+        }
+    }
+}
+
+/// Routes of the remote-write listener.
+pub fn remote_write_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/receive", post(receive))
+        .route("/api/v1/status/tsdb", get(tsdb_status))
+        .with_state(app)
+}
+
+/// Routes of the operational listener.
+pub fn ops_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(|| async { "OK" }))
+        .route("/-/ready", get(ready))
+        .route("/api/v1/status/tsdb", get(tsdb_status))
+        .with_state(app)
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.ingester.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.ingester.is_ready() {
+        (StatusCode::OK, "OK").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "NOT OK").into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusParams {
+    limit: Option<usize>,
+    all_tenants: Option<bool>,
+}
+
+async fn tsdb_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<StatusParams>,
+) -> Response {
+    let limit = params.limit.unwrap_or(10);
+    let tsdb = &app.ingester.tsdb;
+    let data: Vec<_> = if params.all_tenants.unwrap_or(false) {
+        tsdb.tenants()
+            .iter()
+            .map(|db| status::tsdb_status(db, limit))
+            .collect()
+    } else {
+        let tenant = tenant_of(&app, &headers);
+        match tsdb.get(&tenant) {
+            Some(db) => vec![status::tsdb_status(&db, limit)],
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("no data for tenant {tenant:?}\n"),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let body = if params.all_tenants.unwrap_or(false) {
+        serde_json::json!({"status": "success", "data": data})
+    } else {
+        serde_json::json!({"status": "success", "data": data[0]})
+    };
+    axum::Json(body).into_response()
+}
+
+fn tenant_of(app: &App, headers: &HeaderMap) -> String {
+    headers
+        .get(&app.tenant_header)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or(&app.default_tenant)
+        .to_string()
+}
+
+/// Picks the protocol from Content-Type as the remote write 2.0 spec says; `None` means 415.
+pub fn protocol_of(content_type: Option<&str>) -> Option<Protocol> {
+    let Some(ct) = content_type else {
+        return Some(Protocol::V1);
+    };
+    let mut parts = ct.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/x-protobuf"))
+    {
+        return None;
+    }
+    let mut protocol = Protocol::V1;
+    for param in parts {
+        let Some((k, v)) = param.split_once('=') else {
+            continue;
+        };
+        if k.trim().eq_ignore_ascii_case("proto") {
+            protocol = match v.trim().trim_matches('"') {
+                "prometheus.WriteRequest" => Protocol::V1,
+                "io.prometheus.write.v2.Request" => Protocol::V2,
+                _ => return None,
+            };
+        }
+    }
+    Some(protocol)
+}
+
+/// A failed request before or during decoding.
+struct Reject(StatusCode, String);
+
+async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let start = Instant::now();
+    let tenant = tenant_of(&app, &headers);
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let protocol = protocol_of(ct);
+    let (code, message, written) = match handle(&app, &tenant, &headers, protocol, body).await {
+        Ok((written, Ok(()))) => {
+            let code = match protocol {
+                Some(Protocol::V2) => StatusCode::NO_CONTENT,
+                _ => StatusCode::OK,
+            };
+            (code, String::new(), written)
+        }
+        Ok((written, Err(e))) => (
+            StatusCode::from_u16(e.status()).expect("valid status"),
+            e.to_string(),
+            written,
+        ),
+        Err(Reject(code, msg)) => (code, msg, Written::default()),
+    };
+    if !message.is_empty() {
+        tracing::debug!(tenant, code = code.as_u16(), message, "remote write rejected");
+    }
+    let metric_tenant = if crate::tenant::validate(&tenant).is_ok() {
+        tenant
+    } else {
+        "invalid".to_string()
+    };
+    let labels = HttpLabels {
+        handler: "receive",
+        code: code.as_u16(),
+        method: "POST",
+        tenant: metric_tenant,
+    };
+    let m = &app.ingester.metrics;
+    m.http_requests.get_or_create(&labels).inc();
+    m.http_duration
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+
+    let mut response = if message.is_empty() {
+        code.into_response()
+    } else {
+        (code, format!("{message}\n")).into_response()
+    };
+    if protocol == Some(Protocol::V2) {
+        let h = response.headers_mut();
+        for (name, n) in [
+            ("x-prometheus-remote-write-samples-written", written.samples),
+            (
+                "x-prometheus-remote-write-histograms-written",
+                written.histograms,
+            ),
+            (
+                "x-prometheus-remote-write-exemplars-written",
+                written.exemplars,
+            ),
+        ] {
+            h.insert(name, HeaderValue::from(n));
+        }
+    }
+    response
+}
+
+async fn handle(
+    app: &App,
+    tenant: &str,
+    headers: &HeaderMap,
+    protocol: Option<Protocol>,
+    body: Body,
+) -> Result<(Written, Result<(), WriteError>), Reject> {
+    let Some(protocol) = protocol else {
+        return Err(Reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported Content-Type: want application/x-protobuf with proto=prometheus.WriteRequest or io.prometheus.write.v2.Request".into(),
+        ));
+    };
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        if !enc.as_bytes().eq_ignore_ascii_case(b"snappy") {
+            return Err(Reject(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding {enc:?}: only snappy is supported"),
+            ));
+        }
+    }
+    if !app.ingester.is_ready() {
+        let e = WriteError::NotReady;
+        return Err(Reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
+    }
+    let _permit = match &app.concurrency {
+        Some(s) => Some(s.acquire().await.expect("semaphore is never closed")),
+        None => None,
+    };
+    // A configured size limit bounds the body before and after decompression, as in Thanos.
+    let (limit, decoded_limit) = match app.ingester.tenant_limits(tenant).size_bytes {
+        0 => (MAX_COMPRESSED_SIZE, MAX_DECODED_SIZE),
+        n => (n as usize, n as usize),
+    };
+    let too_large = |n: String| {
+        Reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("write request too large: {n} bytes, limit {limit}"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(too_large(len.to_string()));
+    }
+    let compressed = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(too_large(format!("more than {limit}")));
+        }
+        Err(e) => {
+            return Err(Reject(
+                StatusCode::BAD_REQUEST,
+                format!("reading request body: {e}"),
+            ));
+        }
+    };
+
+    let mut batch = app.take_batch();
+    let result = match batch.decompress(&compressed, decoded_limit) {
+        Err(SnappyError::TooLarge(n)) => Err(too_large(format!("{n} (decompressed)"))),
+        Err(e) => Err(Reject(StatusCode::BAD_REQUEST, e.to_string())),
+        Ok(()) => match batch.decode(protocol) {
+            Err(e) => Err(Reject(StatusCode::BAD_REQUEST, e.to_string())),
+            Ok(()) => Ok(app.ingester.write(tenant, &batch, protocol)),
+        },
+    };
+    app.return_batch(batch);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_pick_the_protocol() {
+        assert_eq!(protocol_of(None), Some(Protocol::V1));
+        assert_eq!(protocol_of(Some("application/x-protobuf")), Some(Protocol::V1));
+        assert_eq!(
+            protocol_of(Some("application/x-protobuf;proto=prometheus.WriteRequest")),
+            Some(Protocol::V1)
+        );
+        assert_eq!(
+            protocol_of(Some("application/x-protobuf; proto=io.prometheus.write.v2.Request")),
+            Some(Protocol::V2)
+        );
+        assert_eq!(protocol_of(Some("application/json")), None);
+        assert_eq!(protocol_of(Some("application/x-protobuf;proto=foo.Bar")), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! Remote-write protobuf messages (1.0 `prometheus.WriteRequest`, 2.0 `io.prometheus.write.v2.Request`).
+//!
+//! These prost types encode requests (tests, the load generator, forwarding); the ingestion hot path
+//! decodes with the borrowing decoder in [`crate::decode`] instead.
+
+/// Remote write 1.0 messages, package `prometheus`.
+pub mod v1 {
+    /// `prometheus.WriteRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+        #[prost(message, repeated, tag = "3")]
+        pub metadata: Vec<MetricMetadata>,
+    }
+
+    /// `prometheus.TimeSeries`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub exemplars: Vec<Exemplar>,
+        #[prost(message, repeated, tag = "4")]
+        pub histograms: Vec<Histogram>,
+    }
+
+    /// `prometheus.Label`.
+    #[derive(Clone, PartialEq, Eq, prost::Message)]
+    pub struct Label {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    /// `prometheus.Sample`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+    }
+
+    /// `prometheus.Exemplar`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Exemplar {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(double, tag = "2")]
+        pub value: f64,
+        #[prost(int64, tag = "3")]
+        pub timestamp: i64,
+    }
+
+    /// `prometheus.Histogram`, reduced to the fields a receiver that rejects histograms needs to see.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {
+        #[prost(double, tag = "3")]
+        pub sum: f64,
+        #[prost(sint32, tag = "4")]
+        pub schema: i32,
+        #[prost(int64, tag = "15")]
+        pub timestamp: i64,
+    }
+
+    /// `prometheus.MetricMetadata`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MetricMetadata {
+        #[prost(int32, tag = "1")]
+        pub r#type: i32,
+        #[prost(string, tag = "2")]
+        pub metric_family_name: String,
+        #[prost(string, tag = "4")]
+        pub help: String,
+        #[prost(string, tag = "5")]
+        pub unit: String,
+    }
+
+    /// Builds a series from label pairs and `(timestamp, value)` samples.
+    pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Remote write 2.0 messages, package `io.prometheus.write.v2` (spec 2.0-rc.4).
+pub mod v2 {
+    /// `io.prometheus.write.v2.Request`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Request {
+        #[prost(string, repeated, tag = "4")]
+        pub symbols: Vec<String>,
+        #[prost(message, repeated, tag = "5")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+
+    /// `io.prometheus.write.v2.TimeSeries`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeSeries {
+        #[prost(uint32, repeated, tag = "1")]
+        pub labels_refs: Vec<u32>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub histograms: Vec<super::v1::Histogram>,
+        #[prost(message, repeated, tag = "4")]
+        pub exemplars: Vec<Exemplar>,
+        #[prost(message, optional, tag = "5")]
+        pub metadata: Option<Metadata>,
+    }
+
+    /// `io.prometheus.write.v2.Sample`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+        #[prost(int64, tag = "3")]
+        pub start_timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.Exemplar`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Exemplar {
+        #[prost(uint32, repeated, tag = "1")]
+        pub labels_refs: Vec<u32>,
+        #[prost(double, tag = "2")]
+        pub value: f64,
+        #[prost(int64, tag = "3")]
+        pub timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.Metadata`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Metadata {
+        #[prost(int32, tag = "1")]
+        pub r#type: i32,
+        #[prost(uint32, tag = "3")]
+        pub help_ref: u32,
+        #[prost(uint32, tag = "4")]
+        pub unit_ref: u32,
+    }
+
+    /// Builds a v2 request from label sets and samples, interning symbols as a sender does.
+    pub fn request(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Request {
+        let mut symbols = vec![String::new()];
+        let mut index = std::collections::HashMap::<String, u32>::new();
+        let mut intern = |s: &str| -> u32 {
+            *index.entry(s.to_string()).or_insert_with(|| {
+                symbols.push(s.to_string());
+                (symbols.len() - 1) as u32
+            })
+        };
+        let timeseries = series
+            .iter()
+            .map(|(labels, samples)| TimeSeries {
+                labels_refs: labels
+                    .iter()
+                    .flat_map(|(n, v)| [intern(n), intern(v)])
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|&(timestamp, value)| Sample {
+                        value,
+                        timestamp,
+                        start_timestamp: 0,
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        Request {
+            symbols,
+            timeseries,
+        }
+    }
+}
+
+/// Snappy-compresses an encoded message with the block format remote write requires.
+pub fn snappy(message: &impl prost::Message) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&message.encode_to_vec())
+        .expect("snappy compression of an in-memory buffer cannot fail")
+}

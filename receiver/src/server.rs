@@ -1,0 +1,173 @@
+//! Process wiring: listeners, WAL replay, periodic fsync, and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::{Args, LogFormat, LogLevel};
+use crate::http::{App, ops_router, remote_write_router};
+use crate::ingest::Ingester;
+use crate::limits::LimitsConfig;
+use crate::metrics::Metrics;
+use crate::tsdb::{MultiTsdb, TsdbOptions};
+
+/// Installs the global logger for `--log.level` and `--log.format`.
+pub fn init_logging(level: LogLevel, format: LogFormat) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(match level {
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Error => tracing::Level::ERROR,
+    });
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Logfmt => registry.with(tracing_logfmt::layer()).init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+/// Runs the receiver until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let limits = match &args.limits_config_file {
+        Some(path) => LimitsConfig::load(path)?,
+        None => LimitsConfig::default(),
+    };
+    crate::tenant::validate(&args.default_tenant)
+        .with_context(|| format!("--receive.default-tenant-id={:?}", args.default_tenant))?;
+    let metrics = Arc::new(Metrics::new());
+    let opts = TsdbOptions {
+        fsync_every_write: args.wal_fsync_interval.is_zero(),
+        ..TsdbOptions::default()
+    };
+    let tsdb = Arc::new(MultiTsdb::new(&args.tsdb_path, opts));
+    let max_concurrency = limits.write.global.max_concurrency;
+    let ingester = Ingester::new(Arc::clone(&tsdb), Arc::clone(&metrics), limits);
+    let app = Arc::new(
+        App::new(ingester, &args.tenant_header, &args.default_tenant, max_concurrency)
+            .with_context(|| format!("--receive.tenant-header={:?}", args.tenant_header))?,
+    );
+
+    let rw_listener = TcpListener::bind(args.remote_write_address)
+        .await
+        .with_context(|| format!("listening on --remote-write.address={}", args.remote_write_address))?;
+    let ops_listener = TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("listening on --http-address={}", args.http_address))?;
+    tracing::info!(
+        remote_write = %args.remote_write_address,
+        http = %args.http_address,
+        tsdb_path = %args.tsdb_path.display(),
+        "receiver listening"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let serve = |listener: TcpListener, router: axum::Router| {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    };
+    let rw_server = serve(rw_listener, remote_write_router(Arc::clone(&app)));
+    let ops_server = serve(ops_listener, ops_router(Arc::clone(&app)));
+
+    let replay = {
+        let app = Arc::clone(&app);
+        let default_tenant = args.default_tenant.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let ingester = &app.ingester;
+            let stats = ingester.tsdb.open_existing()?;
+            ingester.tsdb.tenant(&default_tenant)?;
+            for (tenant, s) in stats {
+                let t = Metrics::tenant(&tenant);
+                let m = &ingester.metrics;
+                m.replay_duration.get_or_create(&t).set(s.duration.as_secs_f64());
+                if s.replay.repaired {
+                    m.wal_corruptions.get_or_create(&t).inc();
+                    tracing::warn!(tenant, truncated_bytes = s.replay.truncated_bytes, "repaired a torn WAL tail");
+                }
+                if let Some(db) = ingester.tsdb.get(&tenant) {
+                    m.head_series.get_or_create(&t).set(db.head.num_series() as i64);
+                    m.wal_size.get_or_create(&t).set(db.wal_size() as i64);
+                }
+                tracing::info!(
+                    tenant,
+                    records = s.replay.records,
+                    samples = s.samples,
+                    duration_ms = s.duration.as_millis() as u64,
+                    "WAL replayed"
+                );
+            }
+            ingester.set_ready();
+            Ok(())
+        })
+    };
+
+    let fsync = {
+        let tsdb = Arc::clone(&tsdb);
+        let metrics = Arc::clone(&metrics);
+        let interval = args.wal_fsync_interval;
+        tokio::spawn(async move {
+            if interval.is_zero() {
+                return;
+            }
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let tsdb = Arc::clone(&tsdb);
+                let result = tokio::task::spawn_blocking(move || tsdb.sync_all()).await;
+                if !matches!(result, Ok(Ok(()))) {
+                    metrics.wal_fsync_failures.inc();
+                    tracing::error!(?result, "WAL fsync failed");
+                }
+            }
+        })
+    };
+
+    let mut replay = replay;
+    tokio::select! {
+        r = &mut replay => r.context("WAL replay task")??,
+        _ = shutdown_signal() => {
+            tracing::info!("shutdown requested during WAL replay");
+        }
+    }
+    if app.ingester.is_ready() {
+        tracing::info!("ready");
+        shutdown_signal().await;
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let drain = async {
+        let _ = rw_server.await;
+        let _ = ops_server.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within 30s");
+    }
+    fsync.abort();
+    let tsdb_for_sync = Arc::clone(&tsdb);
+    tokio::task::spawn_blocking(move || tsdb_for_sync.sync_all())
+        .await
+        .context("final WAL sync task")??;
+    tracing::info!("WAL synced; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

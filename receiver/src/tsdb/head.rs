@@ -1,0 +1,314 @@
+//! The in-memory head: active series and their recent samples in XOR chunks.
+//!
+//! Series live in a striped hash table keyed by a precomputed label hash, so lookups from
+//! concurrent requests rarely contend. Each series keeps closed chunks as compact byte slices and
+//! one open [`XorAppender`]; a chunk is closed at 120 samples, at ~1 KiB, or when a sample crosses
+//! a chunk-range boundary, so no chunk straddles a 2-hour block.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use hashbrown::HashTable;
+use parking_lot::{Mutex, RwLock};
+use tsdb_format::chunkenc::{XorAppender, iter_xor};
+
+use super::Labels;
+
+const STRIPES: usize = 64;
+/// Samples per chunk, as Prometheus' `DefaultSamplesPerChunk`.
+pub const SAMPLES_PER_CHUNK: u16 = 120;
+/// A chunk is closed before it grows past this many bytes (Prometheus' `MaxBytesPerXORChunk` margin).
+pub const MAX_CHUNK_BYTES: usize = 1005;
+
+/// An immutable, closed chunk.
+pub struct ClosedChunk {
+    /// First sample's timestamp.
+    pub min_time: i64,
+    /// Last sample's timestamp.
+    pub max_time: i64,
+    /// XOR-encoded samples.
+    pub data: Box<[u8]>,
+}
+
+/// Samples of one series.
+#[derive(Default)]
+pub struct SeriesData {
+    /// Closed chunks, oldest first.
+    pub closed: Vec<ClosedChunk>,
+    /// The chunk being appended to.
+    pub open: XorAppender,
+    last: Option<(i64, u64)>,
+}
+
+impl SeriesData {
+    /// Timestamp and value bits of the newest sample.
+    pub fn last(&self) -> Option<(i64, u64)> {
+        self.last
+    }
+
+    fn append(&mut self, t: i64, v: f64, chunk_range: i64) {
+        let open = &self.open;
+        if open.num_samples() > 0
+            && (open.num_samples() >= SAMPLES_PER_CHUNK
+                || open.bytes().len() >= MAX_CHUNK_BYTES
+                || t >= boundary_after(open.min_time(), chunk_range))
+        {
+            let full = std::mem::take(&mut self.open);
+            self.closed.push(ClosedChunk {
+                min_time: full.min_time(),
+                max_time: full.max_time(),
+                data: full.into_bytes(),
+            });
+        }
+        self.open.append(t, v);
+        self.last = Some((t, v.to_bits()));
+    }
+
+    /// Samples with `mint <= t <= maxt`, oldest first.
+    pub fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        let chunks = self
+            .closed
+            .iter()
+            .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+            .map(|c| &c.data[..])
+            .chain((self.open.num_samples() > 0).then(|| self.open.bytes()));
+        for data in chunks {
+            out.extend(iter_xor(data).filter(|&(t, _)| t >= mint && t <= maxt));
+        }
+        out
+    }
+
+    /// Number of chunks, open one included.
+    pub fn chunk_count(&self) -> usize {
+        self.closed.len() + usize::from(self.open.num_samples() > 0)
+    }
+}
+
+/// The first multiple of `range` strictly after `t`.
+pub fn boundary_after(t: i64, range: i64) -> i64 {
+    (t.div_euclid(range) + 1) * range
+}
+
+/// One series of the head.
+pub struct MemSeries {
+    /// Reference used by WAL records.
+    pub id: u64,
+    hash: u64,
+    /// The series' labels.
+    pub labels: Labels,
+    /// Whether its series record is in the WAL.
+    pub logged: AtomicBool,
+    /// Its samples.
+    pub data: Mutex<SeriesData>,
+}
+
+/// The head of one tenant.
+pub struct Head {
+    stripes: Box<[RwLock<HashTable<Arc<MemSeries>>>]>,
+    next_id: AtomicU64,
+    num_series: AtomicU64,
+    min_time: AtomicI64,
+    max_time: AtomicI64,
+    chunk_range: i64,
+}
+
+impl Head {
+    /// An empty head whose chunks never straddle a multiple of `chunk_range` milliseconds.
+    pub fn new(chunk_range: i64) -> Self {
+        Head {
+            stripes: (0..STRIPES).map(|_| RwLock::new(HashTable::new())).collect(),
+            next_id: AtomicU64::new(1),
+            num_series: AtomicU64::new(0),
+            min_time: AtomicI64::new(i64::MAX),
+            max_time: AtomicI64::new(i64::MIN),
+            chunk_range,
+        }
+    }
+
+    fn stripe(&self, hash: u64) -> &RwLock<HashTable<Arc<MemSeries>>> {
+        &self.stripes[(hash >> 58) as usize % STRIPES]
+    }
+
+    /// Finds a series by label hash and labels.
+    pub fn get<'a>(
+        &self,
+        hash: u64,
+        labels: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    ) -> Option<Arc<MemSeries>> {
+        self.stripe(hash)
+            .read()
+            .find(hash, |s| s.labels.eq_pairs(labels.clone()))
+            .cloned()
+    }
+
+    /// Finds or creates a series; `true` means it was created.
+    pub fn get_or_create<'a>(
+        &self,
+        hash: u64,
+        labels: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    ) -> (Arc<MemSeries>, bool) {
+        if let Some(s) = self.get(hash, labels.clone()) {
+            return (s, false);
+        }
+        let mut stripe = self.stripe(hash).write();
+        if let Some(s) = stripe.find(hash, |s| s.labels.eq_pairs(labels.clone())) {
+            return (Arc::clone(s), false);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let series = Arc::new(MemSeries {
+            id,
+            hash,
+            labels: Labels::from_pairs(labels),
+            logged: AtomicBool::new(false),
+            data: Mutex::new(SeriesData::default()),
+        });
+        stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
+        self.num_series.fetch_add(1, Ordering::Relaxed);
+        (series, true)
+    }
+
+    /// Recreates a series read from the WAL under its logged reference.
+    pub fn restore_series(&self, id: u64, hash: u64, labels: Labels) -> Arc<MemSeries> {
+        self.next_id.fetch_max(id + 1, Ordering::Relaxed);
+        let mut stripe = self.stripe(hash).write();
+        if let Some(s) = stripe.find(hash, |s| s.labels == labels) {
+            return Arc::clone(s);
+        }
+        let series = Arc::new(MemSeries {
+            id,
+            hash,
+            labels,
+            logged: AtomicBool::new(true),
+            data: Mutex::new(SeriesData::default()),
+        });
+        stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
+        self.num_series.fetch_add(1, Ordering::Relaxed);
+        series
+    }
+
+    /// Appends one sample that the caller checked is newer than the series' last one.
+    pub fn append(&self, data: &mut SeriesData, t: i64, v: f64) {
+        data.append(t, v, self.chunk_range);
+        self.min_time.fetch_min(t, Ordering::Relaxed);
+        self.max_time.fetch_max(t, Ordering::Relaxed);
+    }
+
+    /// Number of series in the head.
+    pub fn num_series(&self) -> u64 {
+        self.num_series.load(Ordering::Relaxed)
+    }
+
+    /// Oldest and newest sample timestamps, if any sample was appended.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let (min, max) = (
+            self.min_time.load(Ordering::Relaxed),
+            self.max_time.load(Ordering::Relaxed),
+        );
+        (min <= max).then_some((min, max))
+    }
+
+    /// Every series, in no particular order.
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut out = Vec::with_capacity(self.num_series() as usize);
+        for stripe in self.stripes.iter() {
+            out.extend(stripe.read().iter().cloned());
+        }
+        out
+    }
+
+    /// Series whose labels satisfy every matcher, sorted by labels.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+        let mut out: Vec<_> = self
+            .all_series()
+            .into_iter()
+            .filter(|s| matchers.iter().all(|m| m.matches(&s.labels)))
+            .collect();
+        out.sort_by(|a, b| a.labels.compare(&b.labels));
+        out
+    }
+}
+
+/// A label matcher; an absent label has the value `""`, as in PromQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matcher {
+    /// `name="value"`.
+    Equal(String, String),
+    /// `name!="value"`.
+    NotEqual(String, String),
+}
+
+impl Matcher {
+    /// Whether a label set satisfies the matcher.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        match self {
+            Matcher::Equal(n, v) => labels.get(n).unwrap_or("") == v,
+            Matcher::NotEqual(n, v) => labels.get(n).unwrap_or("") != v,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs<'a>(l: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
+        l.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+    }
+
+    #[test]
+    fn series_are_found_again_and_chunks_cut() {
+        let head = Head::new(7_200_000);
+        let l = [("__name__", "up"), ("job", "a")];
+        let (s, created) = head.get_or_create(42, pairs(&l));
+        assert!(created);
+        let (again, created) = head.get_or_create(42, pairs(&l));
+        assert!(!created);
+        assert_eq!(s.id, again.id);
+        // Same hash, other labels: a collision must still give a distinct series.
+        let (other, created) = head.get_or_create(42, pairs(&[("job", "b")]));
+        assert!(created);
+        assert_ne!(other.id, s.id);
+        assert_eq!(head.num_series(), 2);
+
+        let mut data = s.data.lock();
+        for i in 0..300 {
+            head.append(&mut data, i * 15_000, i as f64);
+        }
+        // 120 + 120 + 60 samples, the third chunk open.
+        assert_eq!(data.chunk_count(), 3);
+        let got = data.samples(15_000, 30_000);
+        assert_eq!(got, vec![(15_000, 1.0), (30_000, 2.0)]);
+        assert_eq!(data.samples(i64::MIN, i64::MAX).len(), 300);
+        assert_eq!(head.time_range(), Some((0, 299 * 15_000)));
+    }
+
+    #[test]
+    fn chunks_do_not_straddle_the_chunk_range() {
+        let head = Head::new(1000);
+        let (s, _) = head.get_or_create(1, pairs(&[("a", "b")]));
+        let mut data = s.data.lock();
+        for t in [990, 995, 999, 1000, 1001] {
+            head.append(&mut data, t, 1.0);
+        }
+        assert_eq!(data.closed.len(), 1);
+        assert_eq!((data.closed[0].min_time, data.closed[0].max_time), (990, 999));
+        assert_eq!(boundary_after(-1, 1000), 0);
+        assert_eq!(boundary_after(0, 1000), 1000);
+    }
+
+    #[test]
+    fn select_by_matchers() {
+        let head = Head::new(7_200_000);
+        head.get_or_create(1, pairs(&[("__name__", "up"), ("job", "b")]));
+        head.get_or_create(2, pairs(&[("__name__", "up"), ("job", "a")]));
+        head.get_or_create(3, pairs(&[("__name__", "down")]));
+        let up = head.select(&[Matcher::Equal("__name__".into(), "up".into())]);
+        let jobs: Vec<_> = up.iter().map(|s| s.labels.get("job").unwrap()).collect();
+        assert_eq!(jobs, vec!["a", "b"]);
+        let no_job = head.select(&[Matcher::Equal("job".into(), String::new())]);
+        assert_eq!(no_job.len(), 1);
+        let not_a = head.select(&[Matcher::NotEqual("job".into(), "a".into())]);
+        assert_eq!(not_a.len(), 2);
+    }
+}
