@@ -213,7 +213,10 @@ impl WriteBatch {
     }
 
     /// Label pairs of series `i`.
-    pub fn series_labels(&self, i: usize) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + Clone + '_ {
+    pub fn series_labels(
+        &self,
+        i: usize,
+    ) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + Clone + '_ {
         let r = &self.series[i].labels;
         self.labels[r.start as usize..r.end as usize]
             .iter()
@@ -376,7 +379,7 @@ impl WriteBatch {
         for i in 0..self.series.len() {
             let refs = self.series_refs[i].clone();
             let refs = &self.label_refs[refs.start as usize..refs.end as usize];
-            if refs.len() % 2 != 0 {
+            if !refs.len().is_multiple_of(2) {
                 return Err(DecodeError::OddLabelRefs);
             }
             let start = self.labels.len() as u32;
@@ -654,7 +657,10 @@ mod tests {
         }
         .encode_to_vec();
         let b = batch_of(body, Protocol::V1).unwrap();
-        assert_eq!((b.histogram_count(), b.exemplar_count(), b.metadata), (1, 1, 1));
+        assert_eq!(
+            (b.histogram_count(), b.exemplar_count(), b.metadata),
+            (1, 1, 1)
+        );
     }
 
     #[test]
@@ -666,7 +672,10 @@ mod tests {
         let b = batch_of(req.encode_to_vec(), Protocol::V2).unwrap();
         assert_eq!(b.series.len(), 2);
         assert_eq!(b.series_string(1), r#"{__name__="up", job="b"}"#);
-        assert_eq!(b.series_samples(0), &[Sample { t: 1, v: 1.0 }, Sample { t: 2, v: 2.0 }]);
+        assert_eq!(
+            b.series_samples(0),
+            &[Sample { t: 1, v: 1.0 }, Sample { t: 2, v: 2.0 }]
+        );
     }
 
     #[test]
@@ -707,8 +716,13 @@ mod tests {
             DecodeError::FieldZero
         );
         assert_eq!(
-            batch_of(vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], Protocol::V1)
-                .unwrap_err(),
+            batch_of(
+                vec![
+                    0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+                ],
+                Protocol::V1
+            )
+            .unwrap_err(),
             DecodeError::Varint
         );
     }
@@ -733,7 +747,10 @@ mod tests {
         let pos = body.iter().position(|&b| b == b'x').unwrap();
         body[pos] = 0xff;
         let b = batch_of(body, Protocol::V1).unwrap();
-        assert_eq!(b.validate_series(0, Protocol::V1), Err(Rejection::InvalidUtf8));
+        assert_eq!(
+            b.validate_series(0, Protocol::V1),
+            Err(Rejection::InvalidUtf8)
+        );
     }
 
     #[test]
@@ -743,16 +760,24 @@ mod tests {
         assert!(b.validate_series(0, Protocol::V2).is_ok());
         let body = v1_request(vec![v1::series(&[("ünïcode.name", "x")], &[(1, 1.0)])]);
         let b = batch_of(body, Protocol::V1).unwrap();
-        assert_eq!(b.validate_series(0, Protocol::V1), Err(Rejection::InvalidLabelName));
+        assert_eq!(
+            b.validate_series(0, Protocol::V1),
+            Err(Rejection::InvalidLabelName)
+        );
     }
 
     #[test]
     fn sample_order_rules() {
         let check = |samples: &[(i64, f64)]| {
             let body = v1_request(vec![v1::series(&[("a", "x")], samples)]);
-            batch_of(body, Protocol::V1).unwrap().validate_series(0, Protocol::V1)
+            batch_of(body, Protocol::V1)
+                .unwrap()
+                .validate_series(0, Protocol::V1)
         };
-        assert_eq!(check(&[(2, 1.0), (1, 1.0)]), Err(Rejection::OutOfOrderInRequest));
+        assert_eq!(
+            check(&[(2, 1.0), (1, 1.0)]),
+            Err(Rejection::OutOfOrderInRequest)
+        );
         assert_eq!(
             check(&[(1, 1.0), (1, 2.0)]),
             Err(Rejection::ConflictingDuplicateInRequest)
@@ -782,7 +807,10 @@ mod tests {
             timeseries: vec![v1::series(&[("a", "x")], &[(1, 1.0)])],
             metadata: vec![],
         });
-        assert!(matches!(b.decompress(&body, 4), Err(SnappyError::TooLarge(_))));
+        assert!(matches!(
+            b.decompress(&body, 4),
+            Err(SnappyError::TooLarge(_))
+        ));
         b.decompress(&body, MAX_DECODED_SIZE).unwrap();
         b.decode(Protocol::V1).unwrap();
         assert_eq!(b.series.len(), 1);

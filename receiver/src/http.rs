@@ -206,7 +206,12 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         Err(Reject(code, msg)) => (code, msg, Written::default()),
     };
     if !message.is_empty() {
-        tracing::debug!(tenant, code = code.as_u16(), message, "remote write rejected");
+        tracing::debug!(
+            tenant,
+            code = code.as_u16(),
+            message,
+            "remote write rejected"
+        );
     }
     let metric_tenant = if crate::tenant::validate(&tenant).is_ok() {
         tenant
@@ -262,13 +267,13 @@ async fn handle(
             "unsupported Content-Type: want application/x-protobuf with proto=prometheus.WriteRequest or io.prometheus.write.v2.Request".into(),
         ));
     };
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
-        if !enc.as_bytes().eq_ignore_ascii_case(b"snappy") {
-            return Err(Reject(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("unsupported Content-Encoding {enc:?}: only snappy is supported"),
-            ));
-        }
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING)
+        && !enc.as_bytes().eq_ignore_ascii_case(b"snappy")
+    {
+        return Err(Reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {enc:?}: only snappy is supported"),
+        ));
     }
     if !app.ingester.is_ready() {
         let e = WriteError::NotReady;
@@ -330,16 +335,24 @@ mod tests {
     #[test]
     fn content_types_pick_the_protocol() {
         assert_eq!(protocol_of(None), Some(Protocol::V1));
-        assert_eq!(protocol_of(Some("application/x-protobuf")), Some(Protocol::V1));
+        assert_eq!(
+            protocol_of(Some("application/x-protobuf")),
+            Some(Protocol::V1)
+        );
         assert_eq!(
             protocol_of(Some("application/x-protobuf;proto=prometheus.WriteRequest")),
             Some(Protocol::V1)
         );
         assert_eq!(
-            protocol_of(Some("application/x-protobuf; proto=io.prometheus.write.v2.Request")),
+            protocol_of(Some(
+                "application/x-protobuf; proto=io.prometheus.write.v2.Request"
+            )),
             Some(Protocol::V2)
         );
         assert_eq!(protocol_of(Some("application/json")), None);
-        assert_eq!(protocol_of(Some("application/x-protobuf;proto=foo.Bar")), None);
+        assert_eq!(
+            protocol_of(Some("application/x-protobuf;proto=foo.Bar")),
+            None
+        );
     }
 }

@@ -197,8 +197,14 @@ impl Ingester {
         let out = db.append(batch, &valid, &refs)?;
 
         let t = Metrics::tenant(tenant);
-        self.metrics.samples_appended.get_or_create(&t).inc_by(out.appended);
-        self.metrics.series_created.get_or_create(&t).inc_by(created);
+        self.metrics
+            .samples_appended
+            .get_or_create(&t)
+            .inc_by(out.appended);
+        self.metrics
+            .series_created
+            .get_or_create(&t)
+            .inc_by(created);
         self.metrics
             .head_series
             .get_or_create(&t)
@@ -208,7 +214,11 @@ impl Ingester {
             .get_or_create(&t)
             .set(db.wal_size() as i64);
         self.rejected(tenant, "out_of_order", out.out_of_order);
-        self.rejected(tenant, "duplicate_sample_for_timestamp", out.duplicate_conflicts);
+        self.rejected(
+            tenant,
+            "duplicate_sample_for_timestamp",
+            out.duplicate_conflicts,
+        );
 
         let histograms = batch.histogram_count();
         let exemplars = batch.exemplar_count();
@@ -221,29 +231,38 @@ impl Ingester {
             exemplars: 0,
         };
         if let Some((i, r)) = invalid {
-            return Ok((written, Err(WriteError::Invalid(format!(
-                "{invalid_series} series ({invalid_samples} samples) rejected; first {}: {}; {} samples stored",
-                batch.series_string(i),
-                r.describe(),
-                out.appended
-            )))));
+            return Ok((
+                written,
+                Err(WriteError::Invalid(format!(
+                    "{invalid_series} series ({invalid_samples} samples) rejected; first {}: {}; {} samples stored",
+                    batch.series_string(i),
+                    r.describe(),
+                    out.appended
+                ))),
+            ));
         }
         if histograms > 0 || exemplars > 0 {
-            return Ok((written, Err(WriteError::Invalid(format!(
-                "{histograms} native histogram samples and {exemplars} exemplars rejected: not supported by this receiver; {} float samples stored",
-                out.appended
-            )))));
+            return Ok((
+                written,
+                Err(WriteError::Invalid(format!(
+                    "{histograms} native histogram samples and {exemplars} exemplars rejected: not supported by this receiver; {} float samples stored",
+                    out.appended
+                ))),
+            ));
         }
         if let Some((i, c)) = out.first_conflict {
-            return Ok((written, Err(WriteError::Conflict(format!(
-                "{} samples rejected ({} out of order, {} duplicate timestamp); first {}: {}; {} samples stored",
-                out.conflicts(),
-                out.out_of_order,
-                out.duplicate_conflicts,
-                batch.series_string(i),
-                c.describe(),
-                out.appended
-            )))));
+            return Ok((
+                written,
+                Err(WriteError::Conflict(format!(
+                    "{} samples rejected ({} out of order, {} duplicate timestamp); first {}: {}; {} samples stored",
+                    out.conflicts(),
+                    out.out_of_order,
+                    out.duplicate_conflicts,
+                    batch.series_string(i),
+                    c.describe(),
+                    out.appended
+                ))),
+            ));
         }
         Ok((written, Ok(())))
     }

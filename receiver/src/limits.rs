@@ -133,9 +133,8 @@ impl LimitsConfig {
     pub fn for_tenant(&self, tenant: &str) -> TenantLimits {
         let d = &self.write.default;
         let t = self.write.tenants.get(tenant);
-        let pick = |f: fn(&TenantLimitsConfig) -> Option<u64>| {
-            t.and_then(f).or_else(|| f(d)).unwrap_or(0)
-        };
+        let pick =
+            |f: fn(&TenantLimitsConfig) -> Option<u64>| t.and_then(f).or_else(|| f(d)).unwrap_or(0);
         TenantLimits {
             size_bytes: pick(|c| c.request.size_bytes_limit),
             series: pick(|c| c.request.series_limit),
@@ -168,11 +167,19 @@ write:
         .unwrap();
         assert_eq!(
             cfg.for_tenant("a"),
-            TenantLimits { size_bytes: 1000, series: 50, samples: 0, head_series: 100 }
+            TenantLimits {
+                size_bytes: 1000,
+                series: 50,
+                samples: 0,
+                head_series: 100
+            }
         );
         assert_eq!(cfg.for_tenant("b").series, 5);
         assert_eq!(cfg.write.global.max_concurrency, 10);
-        assert_eq!(LimitsConfig::parse("").unwrap().for_tenant("x"), TenantLimits::default());
+        assert_eq!(
+            LimitsConfig::parse("").unwrap().for_tenant("x"),
+            TenantLimits::default()
+        );
     }
 
     #[test]

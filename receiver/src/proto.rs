@@ -158,8 +158,11 @@ pub mod v2 {
         pub unit_ref: u32,
     }
 
+    /// A series given as label pairs and `(timestamp, value)` samples.
+    pub type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
     /// Builds a v2 request from label sets and samples, interning symbols as a sender does.
-    pub fn request(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Request {
+    pub fn request(series: &[SeriesSpec<'_>]) -> Request {
         let mut symbols = vec![String::new()];
         let mut index = std::collections::HashMap::<String, u32>::new();
         let mut intern = |s: &str| -> u32 {

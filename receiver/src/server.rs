@@ -27,7 +27,11 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
     match format {
         LogFormat::Logfmt => registry.with(tracing_logfmt::layer()).init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .init(),
     }
 }
@@ -49,13 +53,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let max_concurrency = limits.write.global.max_concurrency;
     let ingester = Ingester::new(Arc::clone(&tsdb), Arc::clone(&metrics), limits);
     let app = Arc::new(
-        App::new(ingester, &args.tenant_header, &args.default_tenant, max_concurrency)
-            .with_context(|| format!("--receive.tenant-header={:?}", args.tenant_header))?,
+        App::new(
+            ingester,
+            &args.tenant_header,
+            &args.default_tenant,
+            max_concurrency,
+        )
+        .with_context(|| format!("--receive.tenant-header={:?}", args.tenant_header))?,
     );
 
     let rw_listener = TcpListener::bind(args.remote_write_address)
         .await
-        .with_context(|| format!("listening on --remote-write.address={}", args.remote_write_address))?;
+        .with_context(|| {
+            format!(
+                "listening on --remote-write.address={}",
+                args.remote_write_address
+            )
+        })?;
     let ops_listener = TcpListener::bind(args.http_address)
         .await
         .with_context(|| format!("listening on --http-address={}", args.http_address))?;
@@ -90,13 +104,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             for (tenant, s) in stats {
                 let t = Metrics::tenant(&tenant);
                 let m = &ingester.metrics;
-                m.replay_duration.get_or_create(&t).set(s.duration.as_secs_f64());
+                m.replay_duration
+                    .get_or_create(&t)
+                    .set(s.duration.as_secs_f64());
                 if s.replay.repaired {
                     m.wal_corruptions.get_or_create(&t).inc();
-                    tracing::warn!(tenant, truncated_bytes = s.replay.truncated_bytes, "repaired a torn WAL tail");
+                    tracing::warn!(
+                        tenant,
+                        truncated_bytes = s.replay.truncated_bytes,
+                        "repaired a torn WAL tail"
+                    );
                 }
                 if let Some(db) = ingester.tsdb.get(&tenant) {
-                    m.head_series.get_or_create(&t).set(db.head.num_series() as i64);
+                    m.head_series
+                        .get_or_create(&t)
+                        .set(db.head.num_series() as i64);
                     m.wal_size.get_or_create(&t).set(db.wal_size() as i64);
                 }
                 tracing::info!(
@@ -150,7 +172,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = rw_server.await;
         let _ = ops_server.await;
     };
-    if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within 30s");
     }
     fsync.abort();

@@ -1,1 +1,16 @@
 //! Prometheus TSDB on-disk formats, one module per format, as Prometheus' `tsdb` package documents them.
+
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod chunkenc;
+pub mod chunks;
+mod encoding;
+pub mod error;
+mod fsutil;
+pub mod index;
+pub mod meta;
+pub mod tombstones;
+
+pub use block::{Block, BlockWriter, SeriesSamples};
+pub use error::{Error, Result};

@@ -117,7 +117,9 @@ impl Head {
     /// An empty head whose chunks never straddle a multiple of `chunk_range` milliseconds.
     pub fn new(chunk_range: i64) -> Self {
         Head {
-            stripes: (0..STRIPES).map(|_| RwLock::new(HashTable::new())).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| RwLock::new(HashTable::new()))
+                .collect(),
             next_id: AtomicU64::new(1),
             num_series: AtomicU64::new(0),
             min_time: AtomicI64::new(i64::MAX),
@@ -252,7 +254,9 @@ impl Matcher {
 mod tests {
     use super::*;
 
-    fn pairs<'a>(l: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
+    fn pairs<'a>(
+        l: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
         l.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
     }
 
@@ -292,7 +296,10 @@ mod tests {
             head.append(&mut data, t, 1.0);
         }
         assert_eq!(data.closed.len(), 1);
-        assert_eq!((data.closed[0].min_time, data.closed[0].max_time), (990, 999));
+        assert_eq!(
+            (data.closed[0].min_time, data.closed[0].max_time),
+            (990, 999)
+        );
         assert_eq!(boundary_after(-1, 1000), 0);
         assert_eq!(boundary_after(0, 1000), 1000);
     }

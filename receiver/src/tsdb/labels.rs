@@ -36,7 +36,9 @@ impl Labels {
         while pos < bytes.len() {
             for _ in 0..2 {
                 let (len, n) = uvarint(&bytes[pos..])?;
-                pos = pos.checked_add(n)?.checked_add(usize::try_from(len).ok()?)?;
+                pos = pos
+                    .checked_add(n)?
+                    .checked_add(usize::try_from(len).ok()?)?;
                 if pos > bytes.len() {
                     return None;
                 }

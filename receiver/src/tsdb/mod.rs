@@ -163,14 +163,17 @@ impl TenantDb {
                     for (id, bytes) in series {
                         let labels = Labels::from_encoded(bytes)
                             .ok_or(WalError::Record("malformed labels"))?;
-                        let hash = labels_hash(labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+                        let hash =
+                            labels_hash(labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
                         by_id.insert(id, head.restore_series(id, hash, labels));
                     }
                 }
                 Record::Samples(rows) => {
                     for (id, t, v) in rows {
                         // Samples of a series whose record was lost to repair cannot be placed.
-                        let Some(series) = by_id.get(&id) else { continue };
+                        let Some(series) = by_id.get(&id) else {
+                            continue;
+                        };
                         let mut data = series.data.lock();
                         if data.last().is_none_or(|(last, _)| t > last) {
                             head.append(&mut data, t, v);
@@ -452,7 +455,10 @@ mod tests {
         let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
         let up = [("__name__", "up"), ("job", "a")];
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-        let out = append(&db, &batch(vec![v1::series(&up, &[(1, 1.0), (2, stale), (2, stale)])]));
+        let out = append(
+            &db,
+            &batch(vec![v1::series(&up, &[(1, 1.0), (2, stale), (2, stale)])]),
+        );
         assert_eq!((out.appended, out.duplicates), (2, 1));
 
         let out = append(
@@ -477,7 +483,10 @@ mod tests {
         assert_eq!(samples.len(), 3);
         assert_eq!(samples[1].1.to_bits(), 0x7ff0_0000_0000_0002);
         // New series after a reopen get fresh references.
-        let out = append(&db, &batch(vec![v1::series(&[("__name__", "new")], &[(1, 1.0)])]));
+        let out = append(
+            &db,
+            &batch(vec![v1::series(&[("__name__", "new")], &[(1, 1.0)])]),
+        );
         assert_eq!(out.appended, 1);
         drop(db);
         let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();

@@ -466,10 +466,19 @@ mod tests {
         let seg = segment_path(dir.path(), 0);
         let full = fs::metadata(&seg).unwrap().len();
         // Tear the second write in the middle of its samples record.
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(full - 5).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(full - 5)
+            .unwrap();
         let (seen, stats) = collect(dir.path());
         assert!(stats.repaired);
-        assert_eq!(seen.len(), 4, "first write plus the intact series record: {seen:?}");
+        assert_eq!(
+            seen.len(),
+            4,
+            "first write plus the intact series record: {seen:?}"
+        );
         assert!(fs::metadata(&seg).unwrap().len() > good_len);
         // Appending after repair produces a WAL that replays cleanly.
         let (mut wal, _) = Wal::open(dir.path(), |_| Ok(())).unwrap();

@@ -1,0 +1,24 @@
+# The verbs of the project. Builds share one target directory outside the clone so reruns are incremental.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/thanos-receiver/target
+CARGO ?= cargo
+
+.PHONY: build test lint fmt demo bench crds
+
+build:
+	$(CARGO) build --workspace --bins
+
+# Every test: unit tests and the end-to-end tests against real Prometheus/promtool on loopback.
+test: build
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# The main job, locally: receivers on loopback, fed by a real Prometheus, with a summary.
+demo:
+	$(CARGO) build --release --workspace --bins
+	bash scripts/demo.sh
