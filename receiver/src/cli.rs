@@ -54,6 +54,58 @@ pub struct Args {
     #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
     pub tenant_label_name: String,
 
+    /// Hashring file in Thanos' `hashrings.json` format; re-read on change, no restart.
+    #[arg(long = "receive.hashrings-file")]
+    pub hashrings_file: Option<PathBuf>,
+
+    /// Hashring content given inline (used when no file or ConfigMap is given).
+    #[arg(long = "receive.hashrings")]
+    pub hashrings: Option<String>,
+
+    /// Full re-read period of the hashring file (changes are also picked up within a second).
+    #[arg(long = "receive.hashrings-file-refresh-interval", default_value = "5m", value_parser = parse_duration)]
+    pub hashrings_refresh_interval: Duration,
+
+    /// Placement algorithm of rings that name none.
+    #[arg(
+        long = "receive.hashrings-algorithm",
+        value_enum,
+        default_value = "hashmod"
+    )]
+    pub hashrings_algorithm: RingAlgorithm,
+
+    /// `NAMESPACE/NAME` of a ConfigMap (key `hashrings.json`) watched through the Kubernetes API.
+    #[arg(long = "receive.hashrings-configmap")]
+    pub hashrings_configmap: Option<String>,
+
+    /// Copies of every series.
+    #[arg(long = "receive.replication-factor", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub replication_factor: u64,
+
+    /// This receiver's endpoint as written in the ring; without it the receiver only routes.
+    #[arg(long = "receive.local-endpoint")]
+    pub local_endpoint: Option<String>,
+
+    /// How long a replicated write may take.
+    #[arg(long = "receive-forward-timeout", default_value = "5s", value_parser = parse_duration)]
+    pub forward_timeout: Duration,
+
+    /// Longest back-off for a peer that answered Unavailable.
+    #[arg(long = "receive-forward-max-backoff", default_value = "5s", value_parser = parse_duration)]
+    pub forward_max_backoff: Duration,
+
+    /// Compression of forwarded writes; accepted for compatibility, writes are sent uncompressed.
+    #[arg(
+        long = "receive.grpc-compression",
+        value_enum,
+        default_value = "snappy"
+    )]
+    pub grpc_compression: GrpcCompression,
+
+    /// HTTP header carrying the replica number of an already-replicated write.
+    #[arg(long = "receive.replica-header", default_value = "THANOS-REPLICA")]
+    pub replica_header: String,
+
     /// YAML file of write limits in the Thanos limits format.
     #[arg(long = "receive.limits-config-file")]
     pub limits_config_file: Option<PathBuf>,
@@ -65,6 +117,29 @@ pub struct Args {
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+}
+
+/// Values of `--receive.hashrings-algorithm`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RingAlgorithm {
+    Hashmod,
+    Ketama,
+}
+
+impl From<RingAlgorithm> for hashring::Algorithm {
+    fn from(a: RingAlgorithm) -> Self {
+        match a {
+            RingAlgorithm::Hashmod => hashring::Algorithm::Hashmod,
+            RingAlgorithm::Ketama => hashring::Algorithm::Ketama,
+        }
+    }
+}
+
+/// Values of `--receive.grpc-compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrpcCompression {
+    Snappy,
+    None,
 }
 
 /// Log levels accepted by `--log.level`.

@@ -78,6 +78,17 @@ pub enum DecodeError {
     FirstSymbolNotEmpty,
     #[error("request too large: {0} bytes after decompression")]
     TooLarge(usize),
+    #[error("thanos.WriteRequest: tenant is not valid UTF-8")]
+    TenantUtf8,
+}
+
+/// What a forwarded `thanos.WriteRequest` carries besides its series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardMeta {
+    /// 1-indexed replica number; 0 means "not replicated yet".
+    pub replica: i64,
+    /// Tenants and the range of [`WriteBatch::series`] each one owns.
+    pub groups: Vec<(String, Range<usize>)>,
 }
 
 /// Why one series of an otherwise well-formed request is rejected.
@@ -244,16 +255,6 @@ impl WriteBatch {
         format!("{{{}}}", parts.join(", "))
     }
 
-    /// Total native histogram samples in the request.
-    pub fn histogram_count(&self) -> u64 {
-        self.series.iter().map(|s| s.histograms as u64).sum()
-    }
-
-    /// Total exemplars in the request.
-    pub fn exemplar_count(&self) -> u64 {
-        self.series.iter().map(|s| s.exemplars as u64).sum()
-    }
-
     /// Checks labels and sample order of series `i` against the remote-write rules.
     pub fn validate_series(&self, i: usize, protocol: Protocol) -> Result<(), Rejection> {
         let entry = &self.series[i];
@@ -297,6 +298,60 @@ impl WriteBatch {
             }
         }
         Ok(())
+    }
+
+    /// Decodes the buffer as a `thanos.WriteRequest` (fields 1-3, and the newer per-tenant field 4).
+    pub fn decode_forward(&mut self) -> Result<ForwardMeta, DecodeError> {
+        // `None` owner = the top-level tenant (field 2), which may come after the series.
+        let mut owned: Vec<(Option<Span>, Range<usize>)> = Vec::new();
+        let mut tenant = Span::default();
+        let mut replica = 0;
+        let mut r = Reader::new(0, self.buf.len());
+        while !r.done() {
+            let (field, wire) = r.key(&self.buf)?;
+            match (field, wire) {
+                (1, WIRE_LEN) => {
+                    let (s, e) = r.len_delimited(&self.buf)?;
+                    let i = self.series.len();
+                    self.decode_v1_series(s, e)?;
+                    match owned.last_mut() {
+                        Some((None, range)) if range.end == i => range.end = i + 1,
+                        _ => owned.push((None, i..i + 1)),
+                    }
+                }
+                (2, WIRE_LEN) => tenant = r.span(&self.buf)?,
+                (3, WIRE_VARINT) => replica = r.varint(&self.buf)? as i64,
+                (4, WIRE_LEN) => {
+                    let (s, e) = r.len_delimited(&self.buf)?;
+                    let first = self.series.len();
+                    let mut tuple_tenant = Span::default();
+                    let mut inner = Reader::new(s, e);
+                    while !inner.done() {
+                        let (f, w) = inner.key(&self.buf)?;
+                        match (f, w) {
+                            (1, WIRE_LEN) => {
+                                let (s, e) = inner.len_delimited(&self.buf)?;
+                                self.decode_v1_series(s, e)?;
+                            }
+                            (2, WIRE_LEN) => tuple_tenant = inner.span(&self.buf)?,
+                            _ => inner.skip(&self.buf, f, w)?,
+                        }
+                    }
+                    owned.push((Some(tuple_tenant), first..self.series.len()));
+                }
+                _ => r.skip(&self.buf, field, wire)?,
+            }
+        }
+        let groups = owned
+            .into_iter()
+            .filter(|(_, range)| !range.is_empty())
+            .map(|(owner, range)| {
+                let name = std::str::from_utf8(self.bytes(owner.unwrap_or(tenant)))
+                    .map_err(|_| DecodeError::TenantUtf8)?;
+                Ok((name.to_string(), range))
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        Ok(ForwardMeta { replica, groups })
     }
 
     fn decode_v1(&mut self) -> Result<(), DecodeError> {
@@ -658,7 +713,7 @@ mod tests {
         .encode_to_vec();
         let b = batch_of(body, Protocol::V1).unwrap();
         assert_eq!(
-            (b.histogram_count(), b.exemplar_count(), b.metadata),
+            (b.series[0].histograms, b.series[0].exemplars, b.metadata),
             (1, 1, 1)
         );
     }

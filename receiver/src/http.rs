@@ -15,8 +15,9 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::decode::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
-use crate::ingest::{Ingester, WriteError, Written};
+use crate::ingest::{WriteError, Written};
 use crate::metrics::HttpLabels;
+use crate::replicate::Replicator;
 use crate::status;
 
 /// Largest compressed body accepted when no limit is configured, as the reference handler.
@@ -24,10 +25,12 @@ pub const MAX_COMPRESSED_SIZE: usize = 32 << 20;
 
 /// Shared state of the HTTP handlers.
 pub struct App {
-    /// The local write path.
-    pub ingester: Ingester,
+    /// The write path.
+    pub replicator: Arc<Replicator>,
     /// Header naming the tenant.
     pub tenant_header: HeaderName,
+    /// Header carrying the replica number of an already-replicated write.
+    pub replica_header: HeaderName,
     /// Tenant of requests without the header.
     pub default_tenant: String,
     /// Bounds concurrent writes when `write.global.max_concurrency` is set.
@@ -36,16 +39,18 @@ pub struct App {
 }
 
 impl App {
-    /// Handler state over an ingester.
+    /// Handler state over the write path.
     pub fn new(
-        ingester: Ingester,
+        replicator: Arc<Replicator>,
         tenant_header: &str,
+        replica_header: &str,
         default_tenant: &str,
         max_concurrency: u64,
     ) -> Result<Self, axum::http::header::InvalidHeaderName> {
         Ok(App {
-            ingester,
+            replicator,
             tenant_header: HeaderName::try_from(tenant_header)?,
+            replica_header: HeaderName::try_from(replica_header)?,
             default_tenant: default_tenant.to_string(),
             concurrency: (max_concurrency > 0).then(|| Semaphore::new(max_concurrency as usize)),
             pool: Mutex::new(Vec::new()),
@@ -72,6 +77,7 @@ pub fn remote_write_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/api/v1/receive", post(receive))
         .route("/api/v1/status/tsdb", get(tsdb_status))
+        .route("/api/v1/status/hashring", get(hashring_status))
         .with_state(app)
 }
 
@@ -82,7 +88,15 @@ pub fn ops_router(app: Arc<App>) -> Router {
         .route("/-/healthy", get(|| async { "OK" }))
         .route("/-/ready", get(ready))
         .route("/api/v1/status/tsdb", get(tsdb_status))
+        .route("/api/v1/status/hashring", get(hashring_status))
         .with_state(app)
+}
+
+async fn hashring_status(State(app): State<Arc<App>>) -> Response {
+    match app.replicator.ring.as_ref().and_then(|r| r.status_json()) {
+        Some(status) => axum::Json(status).into_response(),
+        None => (StatusCode::NOT_FOUND, "no hashring in force\n").into_response(),
+    }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -91,13 +105,13 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.ingester.metrics.encode(),
+        app.replicator.ingester.metrics.encode(),
     )
         .into_response()
 }
 
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    if app.ingester.is_ready() {
+    if app.replicator.is_ready() {
         (StatusCode::OK, "OK").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "NOT OK").into_response()
@@ -116,7 +130,7 @@ async fn tsdb_status(
     Query(params): Query<StatusParams>,
 ) -> Response {
     let limit = params.limit.unwrap_or(10);
-    let tsdb = &app.ingester.tsdb;
+    let tsdb = &app.replicator.ingester.tsdb;
     let data: Vec<_> = if params.all_tenants.unwrap_or(false) {
         tsdb.tenants()
             .iter()
@@ -224,7 +238,7 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         method: "POST",
         tenant: metric_tenant,
     };
-    let m = &app.ingester.metrics;
+    let m = &app.replicator.ingester.metrics;
     m.http_requests.get_or_create(&labels).inc();
     m.http_duration
         .get_or_create(&labels)
@@ -275,16 +289,28 @@ async fn handle(
             format!("unsupported Content-Encoding {enc:?}: only snappy is supported"),
         ));
     }
-    if !app.ingester.is_ready() {
+    if !app.replicator.is_ready() {
         let e = WriteError::NotReady;
         return Err(Reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
     }
+    let replica = match headers.get(&app.replica_header) {
+        None => 0,
+        Some(v) => match v.to_str().ok().and_then(|v| v.parse::<i64>().ok()) {
+            Some(r) if r >= 0 => r,
+            _ => {
+                return Err(Reject(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid {} header {v:?}", app.replica_header),
+                ));
+            }
+        },
+    };
     let _permit = match &app.concurrency {
         Some(s) => Some(s.acquire().await.expect("semaphore is never closed")),
         None => None,
     };
     // A configured size limit bounds the body before and after decompression, as in Thanos.
-    let (limit, decoded_limit) = match app.ingester.tenant_limits(tenant).size_bytes {
+    let (limit, decoded_limit) = match app.replicator.ingester.tenant_limits(tenant).size_bytes {
         0 => (MAX_COMPRESSED_SIZE, MAX_DECODED_SIZE),
         n => (n as usize, n as usize),
     };
@@ -316,13 +342,19 @@ async fn handle(
     };
 
     let mut batch = app.take_batch();
-    let result = match batch.decompress(&compressed, decoded_limit) {
+    let decoded = match batch.decompress(&compressed, decoded_limit) {
         Err(SnappyError::TooLarge(n)) => Err(too_large(format!("{n} (decompressed)"))),
         Err(e) => Err(Reject(StatusCode::BAD_REQUEST, e.to_string())),
-        Ok(()) => match batch.decode(protocol) {
-            Err(e) => Err(Reject(StatusCode::BAD_REQUEST, e.to_string())),
-            Ok(()) => Ok(app.ingester.write(tenant, &batch, protocol)),
-        },
+        Ok(()) => batch
+            .decode(protocol)
+            .map_err(|e| Reject(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    let result = match decoded {
+        Ok(()) => Ok(app
+            .replicator
+            .write(tenant, &batch, 0..batch.series.len(), protocol, replica)
+            .await),
+        Err(e) => Err(e),
     };
     app.return_batch(batch);
     result

@@ -36,6 +36,12 @@ pub enum WriteError {
     /// 500: storage failed; retrying may succeed.
     #[error("storage: {0}")]
     Storage(#[from] TsdbError),
+    /// 503: replication could not reach a quorum; retrying may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: anything else.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl WriteError {
@@ -47,7 +53,8 @@ impl WriteError {
             WriteError::TooLarge(_) => 413,
             WriteError::HeadSeriesLimit(_) => 429,
             WriteError::Conflict(_) => 409,
-            WriteError::Storage(_) => 500,
+            WriteError::Storage(_) | WriteError::Internal(_) => 500,
+            WriteError::Unavailable(_) => 503,
         }
     }
 }
@@ -122,67 +129,87 @@ impl Ingester {
         }
     }
 
-    /// Stores a decoded batch for `tenant`: every valid sample is appended and made durable in the WAL;
-    /// the error says what was rejected, and `Written` counts what was stored either way.
-    pub fn write(
+    /// Request-level checks (tenant, request limits) and per-series validation, shared by every path.
+    pub fn check(
         &self,
         tenant: &str,
         batch: &WriteBatch,
+        range: std::ops::Range<usize>,
         protocol: Protocol,
-    ) -> (Written, Result<(), WriteError>) {
-        match self.write_inner(tenant, batch, protocol) {
-            Ok((written, result)) => (written, result),
-            Err(e) => (Written::default(), Err(e)),
-        }
-    }
-
-    fn write_inner(
-        &self,
-        tenant: &str,
-        batch: &WriteBatch,
-        protocol: Protocol,
-    ) -> Result<(Written, Result<(), WriteError>), WriteError> {
-        if !self.is_ready() {
-            return Err(WriteError::NotReady);
-        }
+    ) -> Result<Checked, WriteError> {
         tenant::validate(tenant)?;
         let limits = self.tenant_limits(tenant);
-        if limits.series > 0 && batch.series.len() as u64 > limits.series {
+        let series = range.len() as u64;
+        if limits.series > 0 && series > limits.series {
             self.limit_hit(tenant, "series");
             return Err(WriteError::TooLarge(format!(
-                "too many timeseries: {} > limit {}",
-                batch.series.len(),
+                "too many timeseries: {series} > limit {}",
                 limits.series
             )));
         }
-        if limits.samples > 0 && batch.samples.len() as u64 > limits.samples {
+        let samples: u64 = range
+            .clone()
+            .map(|i| batch.series_samples(i).len() as u64)
+            .sum();
+        if limits.samples > 0 && samples > limits.samples {
             self.limit_hit(tenant, "samples");
             return Err(WriteError::TooLarge(format!(
-                "too many samples: {} > limit {}",
-                batch.samples.len(),
+                "too many samples: {samples} > limit {}",
                 limits.samples
             )));
         }
-
-        let mut valid = Vec::with_capacity(batch.series.len());
-        let mut invalid: Option<(usize, Rejection)> = None;
+        let mut checked = Checked::default();
+        let mut first: Option<(usize, Rejection)> = None;
         let (mut invalid_series, mut invalid_samples) = (0u64, 0u64);
-        for i in 0..batch.series.len() {
+        let (mut histograms, mut exemplars) = (0u64, 0u64);
+        for i in range {
+            histograms += u64::from(batch.series[i].histograms);
+            exemplars += u64::from(batch.series[i].exemplars);
             match batch.validate_series(i, protocol) {
-                Ok(()) => valid.push(i),
+                Ok(()) => {
+                    checked.samples += batch.series_samples(i).len() as u64;
+                    checked.valid.push(i);
+                }
                 Err(r) => {
                     invalid_series += 1;
                     let n = batch.series_samples(i).len() as u64;
                     invalid_samples += n;
                     self.rejected(tenant, r.reason(), n);
-                    invalid.get_or_insert((i, r));
+                    first.get_or_insert((i, r));
                 }
             }
         }
+        if let Some((i, r)) = first {
+            checked.invalid = Some(format!(
+                "{invalid_series} series ({invalid_samples} samples) rejected; first {}: {}",
+                batch.series_string(i),
+                r.describe()
+            ));
+        }
+        self.rejected(tenant, "native_histograms_unsupported", histograms);
+        self.rejected(tenant, "exemplars_unsupported", exemplars);
+        if histograms > 0 || exemplars > 0 {
+            checked.unsupported = Some(format!(
+                "{histograms} native histogram samples and {exemplars} exemplars rejected: not supported by this receiver"
+            ));
+        }
+        Ok(checked)
+    }
 
+    /// Appends validated series to the local TSDB through its WAL; returns the samples now stored.
+    pub fn append_local(
+        &self,
+        tenant: &str,
+        batch: &WriteBatch,
+        series: &[usize],
+    ) -> Result<u64, WriteError> {
+        if !self.is_ready() {
+            return Err(WriteError::NotReady);
+        }
+        let limits = self.tenant_limits(tenant);
         let db = self.tsdb.tenant(tenant)?;
         if limits.head_series > 0 {
-            let new = db.count_new_series(batch, &valid);
+            let new = db.count_new_series(batch, series);
             if new > 0 && db.head.num_series() + new > limits.head_series {
                 self.limit_hit(tenant, "head_series");
                 return Err(WriteError::HeadSeriesLimit(format!(
@@ -193,8 +220,8 @@ impl Ingester {
                 )));
             }
         }
-        let (refs, created) = db.resolve(batch, &valid);
-        let out = db.append(batch, &valid, &refs)?;
+        let (refs, created) = db.resolve(batch, series);
+        let out = db.append(batch, series, &refs)?;
 
         let t = Metrics::tenant(tenant);
         self.metrics
@@ -220,50 +247,40 @@ impl Ingester {
             out.duplicate_conflicts,
         );
 
-        let histograms = batch.histogram_count();
-        let exemplars = batch.exemplar_count();
-        self.rejected(tenant, "native_histograms_unsupported", histograms);
-        self.rejected(tenant, "exemplars_unsupported", exemplars);
-
-        let written = Written {
-            samples: out.appended + out.duplicates,
-            histograms: 0,
-            exemplars: 0,
-        };
-        if let Some((i, r)) = invalid {
-            return Ok((
-                written,
-                Err(WriteError::Invalid(format!(
-                    "{invalid_series} series ({invalid_samples} samples) rejected; first {}: {}; {} samples stored",
-                    batch.series_string(i),
-                    r.describe(),
-                    out.appended
-                ))),
-            ));
-        }
-        if histograms > 0 || exemplars > 0 {
-            return Ok((
-                written,
-                Err(WriteError::Invalid(format!(
-                    "{histograms} native histogram samples and {exemplars} exemplars rejected: not supported by this receiver; {} float samples stored",
-                    out.appended
-                ))),
-            ));
-        }
         if let Some((i, c)) = out.first_conflict {
-            return Ok((
-                written,
-                Err(WriteError::Conflict(format!(
-                    "{} samples rejected ({} out of order, {} duplicate timestamp); first {}: {}; {} samples stored",
-                    out.conflicts(),
-                    out.out_of_order,
-                    out.duplicate_conflicts,
-                    batch.series_string(i),
-                    c.describe(),
-                    out.appended
-                ))),
-            ));
+            return Err(WriteError::Conflict(format!(
+                "{} samples rejected ({} out of order, {} duplicate timestamp); first {}: {}; {} samples stored",
+                out.conflicts(),
+                out.out_of_order,
+                out.duplicate_conflicts,
+                batch.series_string(i),
+                c.describe(),
+                out.appended
+            )));
         }
-        Ok((written, Ok(())))
+        Ok(out.appended + out.duplicates)
+    }
+}
+
+/// The outcome of [`Ingester::check`].
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Batch indices of the valid series.
+    pub valid: Vec<usize>,
+    /// Samples in the valid series.
+    pub samples: u64,
+    /// Why some series were rejected (400), if any were.
+    pub invalid: Option<String>,
+    /// Native histograms or exemplars that were refused (400), if any.
+    pub unsupported: Option<String>,
+}
+
+impl Checked {
+    /// The 400 to answer once the valid series are stored, if any series or parts were refused.
+    pub fn rejection(self) -> Result<(), WriteError> {
+        match self.invalid.or(self.unsupported) {
+            Some(msg) => Err(WriteError::Invalid(msg)),
+            None => Ok(()),
+        }
     }
 }

@@ -1,15 +1,18 @@
 //! Thanos-compatible remote-write receiver.
 //!
 //! The data flows `http` (remote-write handler) → `decode` → `ingest` (validation, limits) →
-//! `tsdb` (WAL, head).
+//! `replicate` (routing over the `ring`, quorum fan-out over `grpc`) → `tsdb` (WAL, head).
 
 pub mod cli;
 pub mod decode;
+pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod proto;
+pub mod replicate;
+pub mod ring;
 pub mod server;
 pub mod status;
 pub mod tenant;

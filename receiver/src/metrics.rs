@@ -45,6 +45,38 @@ pub struct TenantLimit {
     pub limit: &'static str,
 }
 
+/// A hashring name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RingName {
+    /// The `hashring` field of the ring.
+    pub name: String,
+}
+
+/// A result label (`success` or `error`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// Outcome.
+    pub result: &'static str,
+}
+
+/// A peer endpoint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    /// The endpoint address as written in the ring.
+    pub endpoint: String,
+}
+
+/// A ring and one of its endpoints.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RingEndpoint {
+    /// Ring name.
+    pub hashring: String,
+    /// Endpoint address.
+    pub endpoint: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 fn request_duration_histogram() -> Histogram {
     // Thanos' remote-write buckets: 1ms .. 5s.
     Histogram::new([
@@ -78,6 +110,32 @@ pub struct Metrics {
     pub replay_duration: Family<TenantLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// `thanos_receive_write_limits_hit_total`.
     pub limits_hit: Family<TenantLimit, Counter>,
+    /// `thanos_receive_hashrings_file_refreshes_total`.
+    pub ring_refreshes: Counter,
+    /// `thanos_receive_hashrings_file_errors_total`.
+    pub ring_errors: Counter,
+    /// `thanos_receive_hashrings_file_changes_total`.
+    pub ring_changes: Counter,
+    /// `thanos_receive_hashring_nodes{name}`.
+    pub ring_nodes: Family<RingName, Gauge>,
+    /// `thanos_receive_config_hash`.
+    pub ring_hash: FloatGauge,
+    /// `thanos_receive_config_last_reload_successful`.
+    pub ring_last_reload_ok: Gauge,
+    /// `thanos_receive_config_last_reload_success_timestamp_seconds`.
+    pub ring_last_reload_time: FloatGauge,
+    /// `thanos_receive_replication_factor`.
+    pub replication_factor: Gauge,
+    /// `thanos_receive_replications_total{result}`.
+    pub replications: Family<ResultLabel, Counter>,
+    /// `thanos_receive_forward_requests_total{result}`.
+    pub forward_requests: Family<ResultLabel, Counter>,
+    /// `thanos_receive_forward_delay_seconds`.
+    pub forward_delay: Histogram,
+    /// `thanos_receive_forward_peer_errors_total{endpoint}`.
+    pub peer_errors: Family<EndpointLabel, Counter>,
+    /// `thanos_receive_hashring_series_routed_total{hashring,endpoint}`: series written per ring member.
+    pub series_routed: Family<RingEndpoint, Counter>,
 }
 
 impl Default for Metrics {
@@ -102,6 +160,19 @@ impl Metrics {
             wal_fsync_failures: Counter::default(),
             replay_duration: Family::default(),
             limits_hit: Family::default(),
+            ring_refreshes: Counter::default(),
+            ring_errors: Counter::default(),
+            ring_changes: Counter::default(),
+            ring_nodes: Family::default(),
+            ring_hash: FloatGauge::default(),
+            ring_last_reload_ok: Gauge::default(),
+            ring_last_reload_time: FloatGauge::default(),
+            replication_factor: Gauge::default(),
+            replications: Family::default(),
+            forward_requests: Family::default(),
+            forward_delay: request_duration_histogram(),
+            peer_errors: Family::default(),
+            series_routed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -158,6 +229,71 @@ impl Metrics {
             "thanos_receive_write_limits_hit",
             "Requests refused by a configured limit",
             m.limits_hit.clone(),
+        );
+        registry.register(
+            "thanos_receive_hashrings_file_refreshes",
+            "Hashring file reads",
+            m.ring_refreshes.clone(),
+        );
+        registry.register(
+            "thanos_receive_hashrings_file_errors",
+            "Refused or unreadable hashring updates",
+            m.ring_errors.clone(),
+        );
+        registry.register(
+            "thanos_receive_hashrings_file_changes",
+            "Hashring changes applied",
+            m.ring_changes.clone(),
+        );
+        registry.register(
+            "thanos_receive_hashring_nodes",
+            "Endpoints per hashring",
+            m.ring_nodes.clone(),
+        );
+        registry.register(
+            "thanos_receive_config_hash",
+            "Hash of the hashring config in force",
+            m.ring_hash.clone(),
+        );
+        registry.register(
+            "thanos_receive_config_last_reload_successful",
+            "Whether the last hashring update was valid",
+            m.ring_last_reload_ok.clone(),
+        );
+        registry.register(
+            "thanos_receive_config_last_reload_success_timestamp_seconds",
+            "Time of the last applied hashring",
+            m.ring_last_reload_time.clone(),
+        );
+        registry.register(
+            "thanos_receive_replication_factor",
+            "Replication factor",
+            m.replication_factor.clone(),
+        );
+        registry.register(
+            "thanos_receive_replications",
+            "Replicated writes by result",
+            m.replications.clone(),
+        );
+        registry.register(
+            "thanos_receive_forward_requests",
+            "Forward requests to peers by result",
+            m.forward_requests.clone(),
+        );
+        registry.register(
+            "thanos_receive_forward_delay_seconds",
+            "Latency of forward requests to peers",
+            m.forward_delay.clone(),
+        );
+        registry.register(
+            "thanos_receive_forward_peer_errors",
+            "Failed forward requests per peer",
+            m.peer_errors.clone(),
+        );
+        registry.register(
+            "thanos_receive_hashring_series_routed",
+            "Series written per ring member (distribution across the ring)",
+            m.series_routed.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -7,11 +7,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::{Args, LogFormat, LogLevel};
+use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel};
+use crate::grpc::WriteableStoreServer;
 use crate::http::{App, ops_router, remote_write_router};
 use crate::ingest::Ingester;
 use crate::limits::LimitsConfig;
 use crate::metrics::Metrics;
+use crate::replicate::{ReplicationConfig, Replicator};
+use crate::ring::{self, RingHolder};
 use crate::tsdb::{MultiTsdb, TsdbOptions};
 
 /// Installs the global logger for `--log.level` and `--log.format`.
@@ -51,15 +54,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let tsdb = Arc::new(MultiTsdb::new(&args.tsdb_path, opts));
     let max_concurrency = limits.write.global.max_concurrency;
-    let ingester = Ingester::new(Arc::clone(&tsdb), Arc::clone(&metrics), limits);
+    let ingester = Arc::new(Ingester::new(
+        Arc::clone(&tsdb),
+        Arc::clone(&metrics),
+        limits,
+    ));
+    let ring = start_ring_sources(&args, &metrics).await?;
+    let rf = args.replication_factor as usize;
+    if ring.is_none() && rf > 1 {
+        anyhow::bail!(
+            "--receive.replication-factor={rf} needs a hashring (--receive.hashrings-file, --receive.hashrings-configmap or --receive.hashrings)"
+        );
+    }
+    if args.grpc_compression == GrpcCompression::Snappy {
+        tracing::debug!(
+            "--receive.grpc-compression=snappy: forwards are sent uncompressed (tonic has no snappy codec)"
+        );
+    }
+    let replicator = Arc::new(Replicator::new(
+        Arc::clone(&ingester),
+        ring,
+        ReplicationConfig {
+            replication_factor: rf,
+            local_endpoint: args.local_endpoint.clone(),
+            forward_timeout: args.forward_timeout,
+            max_backoff: args.forward_max_backoff,
+        },
+    ));
     let app = Arc::new(
         App::new(
-            ingester,
+            Arc::clone(&replicator),
             &args.tenant_header,
+            &args.replica_header,
             &args.default_tenant,
             max_concurrency,
         )
-        .with_context(|| format!("--receive.tenant-header={:?}", args.tenant_header))?,
+        .context("--receive.tenant-header / --receive.replica-header")?,
     );
 
     let rw_listener = TcpListener::bind(args.remote_write_address)
@@ -73,9 +103,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let ops_listener = TcpListener::bind(args.http_address)
         .await
         .with_context(|| format!("listening on --http-address={}", args.http_address))?;
+    let grpc_listener = TcpListener::bind(args.grpc_address)
+        .await
+        .with_context(|| format!("listening on --grpc-address={}", args.grpc_address))?;
     tracing::info!(
         remote_write = %args.remote_write_address,
         http = %args.http_address,
+        grpc = %args.grpc_address,
         tsdb_path = %args.tsdb_path.display(),
         "receiver listening"
     );
@@ -93,12 +127,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let rw_server = serve(rw_listener, remote_write_router(Arc::clone(&app)));
     let ops_server = serve(ops_listener, ops_router(Arc::clone(&app)));
+    let grpc_server = {
+        let mut rx = stop_rx.clone();
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(WriteableStoreServer::new(Arc::clone(&replicator)))
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }),
+        )
+    };
 
     let replay = {
-        let app = Arc::clone(&app);
+        let ingester = Arc::clone(&ingester);
         let default_tenant = args.default_tenant.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let ingester = &app.ingester;
             let stats = ingester.tsdb.open_existing()?;
             ingester.tsdb.tenant(&default_tenant)?;
             for (tenant, s) in stats {
@@ -162,7 +207,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!("shutdown requested during WAL replay");
         }
     }
-    if app.ingester.is_ready() {
+    if ingester.is_ready() {
         tracing::info!("ready");
         shutdown_signal().await;
     }
@@ -171,6 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let drain = async {
         let _ = rw_server.await;
         let _ = ops_server.await;
+        let _ = grpc_server.await;
     };
     if tokio::time::timeout(Duration::from_secs(30), drain)
         .await
@@ -185,6 +231,56 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("final WAL sync task")??;
     tracing::info!("WAL synced; bye");
     Ok(())
+}
+
+/// Loads the first ring and starts the sources that keep it current; `None` when no ring is configured.
+async fn start_ring_sources(
+    args: &Args,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Arc<RingHolder>>> {
+    if args.hashrings_file.is_none()
+        && args.hashrings_configmap.is_none()
+        && args.hashrings.is_none()
+    {
+        return Ok(None);
+    }
+    let holder = Arc::new(RingHolder::new(
+        args.replication_factor as usize,
+        args.hashrings_algorithm.into(),
+        Arc::clone(metrics),
+    ));
+    let cm_delivered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(cm) = &args.hashrings_configmap {
+        let (namespace, name) = ring::configmap::parse_ref(cm)
+            .map_err(|e| anyhow::anyhow!("--receive.hashrings-configmap: {e}"))?;
+        let client = kube::Client::try_default().await.context(
+            "--receive.hashrings-configmap: no Kubernetes client (in-cluster config or KUBECONFIG)",
+        )?;
+        tokio::spawn(ring::configmap::watch(
+            client,
+            namespace,
+            name,
+            Arc::clone(&holder),
+            Arc::clone(&cm_delivered),
+        ));
+    }
+    if let Some(path) = &args.hashrings_file {
+        ring::file::load_once(path, &holder, metrics);
+        tokio::spawn(ring::file::watch(
+            path.clone(),
+            args.hashrings_refresh_interval,
+            Arc::clone(&holder),
+            Arc::clone(metrics),
+            cm_delivered,
+        ));
+    } else if let Some(content) = &args.hashrings
+        && args.hashrings_configmap.is_none()
+    {
+        holder
+            .apply("flag", content.as_bytes())
+            .context("--receive.hashrings")?;
+    }
+    Ok(Some(holder))
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,435 @@
+//! The write path of a receiver in a ring: route each series to its replicas, write the local share
+//! directly and the rest to peers over gRPC in parallel, and answer as soon as a quorum decides.
+//!
+//! Modes, as Thanos: with a ring and `--receive.local-endpoint` a receiver routes and ingests; with a
+//! ring and no local endpoint it only routes; with no ring it only ingests. Peer requests that are
+//! still running when the answer goes out are not cancelled, so a slow replica still gets its copy.
+
+pub mod quorum;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::decode::{Protocol, WriteBatch};
+use crate::grpc;
+use crate::ingest::{Ingester, WriteError, Written};
+use crate::metrics::{EndpointLabel, ResultLabel, RingEndpoint};
+use crate::ring::{RingHolder, RingState};
+use quorum::{Class, Decision, QuorumTracker};
+
+/// Replication settings.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// Copies of each series.
+    pub replication_factor: usize,
+    /// This receiver's address as it appears in the ring; `None` for a router-only receiver.
+    pub local_endpoint: Option<String>,
+    /// How long a replicated write may take before it fails as unavailable.
+    pub forward_timeout: Duration,
+    /// Longest back-off for a peer that answered Unavailable.
+    pub max_backoff: Duration,
+}
+
+/// A peer's channel and back-off state.
+struct Peer {
+    channel: Channel,
+    backoff: Mutex<Backoff>,
+}
+
+#[derive(Default)]
+struct Backoff {
+    down_until: Option<Instant>,
+    next: Duration,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Routes, replicates and answers writes.
+pub struct Replicator {
+    /// The local write path.
+    pub ingester: Arc<Ingester>,
+    /// The ring in force; `None` for an ingestor-only receiver.
+    pub ring: Option<Arc<RingHolder>>,
+    config: ReplicationConfig,
+    peers: Mutex<(usize, HashMap<String, Arc<Peer>>)>,
+}
+
+fn classify(e: &WriteError) -> Class {
+    match e {
+        WriteError::NotReady | WriteError::Unavailable(_) => Class::Unavailable,
+        WriteError::HeadSeriesLimit(_) => Class::Limited,
+        WriteError::Conflict(_) => Class::Conflict,
+        WriteError::InvalidTenant(_) | WriteError::Invalid(_) | WriteError::TooLarge(_) => {
+            Class::Invalid
+        }
+        WriteError::Storage(_) | WriteError::Internal(_) => Class::Internal,
+    }
+}
+
+fn class_of_status(code: Code) -> Class {
+    match code {
+        Code::AlreadyExists => Class::Conflict,
+        Code::InvalidArgument => Class::Invalid,
+        Code::ResourceExhausted => Class::Limited,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
+            Class::Unavailable
+        }
+        _ => Class::Internal,
+    }
+}
+
+/// The gRPC status a peer answers for a local write error, as Thanos maps them.
+pub fn status_of(e: &WriteError) -> tonic::Status {
+    let code = match classify(e) {
+        Class::Unavailable => Code::Unavailable,
+        Class::Limited => Code::ResourceExhausted,
+        Class::Conflict => Code::AlreadyExists,
+        Class::Invalid => Code::InvalidArgument,
+        Class::Internal => Code::Internal,
+    };
+    tonic::Status::new(code, e.to_string())
+}
+
+fn error_of(class: Class, message: String) -> WriteError {
+    match class {
+        Class::Unavailable => WriteError::Unavailable(message),
+        Class::Limited => WriteError::HeadSeriesLimit(message),
+        Class::Conflict => WriteError::Conflict(message),
+        Class::Invalid => WriteError::Invalid(message),
+        Class::Internal => WriteError::Internal(message),
+    }
+}
+
+impl Replicator {
+    /// A replicator over the local ingester and, when given, a ring.
+    pub fn new(
+        ingester: Arc<Ingester>,
+        ring: Option<Arc<RingHolder>>,
+        config: ReplicationConfig,
+    ) -> Self {
+        ingester
+            .metrics
+            .replication_factor
+            .set(config.replication_factor as i64);
+        Replicator {
+            ingester,
+            ring,
+            config,
+            peers: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// Whether writes can be served: WAL replayed (when ingesting) and a ring loaded (when routing).
+    pub fn is_ready(&self) -> bool {
+        let ingests = self.ring.is_none() || self.config.local_endpoint.is_some();
+        (!ingests || self.ingester.is_ready())
+            && self.ring.as_ref().is_none_or(|r| r.load().is_some())
+    }
+
+    /// Handles the series `range` of a write: `replica > 0` means a peer already routed it here, so
+    /// it is stored locally only.
+    pub async fn write(
+        &self,
+        tenant: &str,
+        batch: &WriteBatch,
+        range: Range<usize>,
+        protocol: Protocol,
+        replica: i64,
+    ) -> (Written, Result<(), WriteError>) {
+        if !self.is_ready() {
+            return (Written::default(), Err(WriteError::NotReady));
+        }
+        let checked = match self.ingester.check(tenant, batch, range, protocol) {
+            Ok(c) => c,
+            Err(e) => return (Written::default(), Err(e)),
+        };
+        let stored = if checked.valid.is_empty() {
+            Ok(())
+        } else {
+            match &self.ring {
+                Some(ring) if replica <= 0 || self.config.local_endpoint.is_none() => {
+                    let state = ring.load().expect("readiness implies a ring");
+                    self.replicate(&state, tenant, batch, &checked.valid).await
+                }
+                _ => self
+                    .ingester
+                    .append_local(tenant, batch, &checked.valid)
+                    .map(|_| ()),
+            }
+        };
+        self.ingester
+            .metrics
+            .replications
+            .get_or_create(&ResultLabel {
+                result: if stored.is_ok() { "success" } else { "error" },
+            })
+            .inc();
+        match stored {
+            Ok(()) => {
+                let written = Written {
+                    samples: checked.samples,
+                    ..Written::default()
+                };
+                (written, checked.rejection())
+            }
+            Err(e) => (Written::default(), Err(e)),
+        }
+    }
+
+    async fn replicate(
+        &self,
+        state: &Arc<RingState>,
+        tenant: &str,
+        batch: &WriteBatch,
+        valid: &[usize],
+    ) -> Result<(), WriteError> {
+        let Some((ring_index, ring)) = state.hashrings.ring_for_tenant(tenant) else {
+            return Err(WriteError::Internal(format!(
+                "no matching hashring to handle tenant {tenant:?}"
+            )));
+        };
+        let endpoints = ring.endpoints();
+        // Positions into `valid`, per endpoint.
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); endpoints.len()];
+        for (pos, &i) in valid.iter().enumerate() {
+            let hash = hashring::series_hash(tenant.as_bytes(), batch.series_labels(i));
+            for ep in ring.replicas(hash) {
+                groups[ep].push(pos);
+            }
+        }
+        let metrics = &self.ingester.metrics;
+        let ring_name = &state.hashrings.configs()[ring_index].hashring;
+        let mut tracker = QuorumTracker::new(valid.len(), ring.replication_factor());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut local = None;
+        let mut buf = Vec::new();
+        let peers = self.peers_for(state);
+        for (ep, positions) in groups.iter().enumerate() {
+            if positions.is_empty() {
+                continue;
+            }
+            let address = &endpoints[ep].address;
+            metrics
+                .series_routed
+                .get_or_create(&RingEndpoint {
+                    hashring: ring_name.clone(),
+                    endpoint: address.clone(),
+                })
+                .inc_by(positions.len() as u64);
+            if self.config.local_endpoint.as_deref() == Some(address.as_str()) {
+                local = Some(ep);
+                continue;
+            }
+            let series: Vec<usize> = positions.iter().map(|&p| valid[p]).collect();
+            grpc::encode_forward(batch, &series, tenant, 1, &mut buf);
+            let request = Bytes::copy_from_slice(&buf);
+            let peer = peers.get(address).cloned();
+            let tx = tx.clone();
+            let (address, timeout, max_backoff) = (
+                address.clone(),
+                self.config.forward_timeout,
+                self.config.max_backoff,
+            );
+            let metrics = Arc::clone(metrics);
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let result = match peer {
+                    Some(peer) => forward(&peer, request, timeout, max_backoff).await,
+                    None => Err((Class::Internal, format!("no channel for {address}"))),
+                };
+                metrics.forward_delay.observe(start.elapsed().as_secs_f64());
+                let label = ResultLabel {
+                    result: if result.is_ok() { "success" } else { "error" },
+                };
+                metrics.forward_requests.get_or_create(&label).inc();
+                if let Err((class, msg)) = &result {
+                    metrics
+                        .peer_errors
+                        .get_or_create(&EndpointLabel {
+                            endpoint: address.clone(),
+                        })
+                        .inc();
+                    tracing::debug!(endpoint = address, ?class, msg, "forward failed");
+                }
+                let _ = tx.send((
+                    ep,
+                    result.map_err(|(c, m)| (c, format!("forwarding to {address}: {m}"))),
+                ));
+            });
+        }
+        drop(tx);
+
+        let mut first_error: HashMap<Class, String> = HashMap::new();
+        if let Some(ep) = local {
+            let series: Vec<usize> = groups[ep].iter().map(|&p| valid[p]).collect();
+            let result = self
+                .ingester
+                .append_local(tenant, batch, &series)
+                .map(|_| ())
+                .map_err(|e| (classify(&e), e.to_string()));
+            if let Err((class, msg)) = &result {
+                first_error.entry(*class).or_insert_with(|| msg.clone());
+            }
+            tracker.record(groups[ep].iter().copied(), result.map_err(|(c, _)| c));
+        }
+        let deadline = tokio::time::Instant::now() + self.config.forward_timeout;
+        while tracker.decision() == Decision::Pending {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((ep, result))) => {
+                    if let Err((class, msg)) = &result {
+                        first_error.entry(*class).or_insert_with(|| msg.clone());
+                    }
+                    tracker.record(groups[ep].iter().copied(), result.map_err(|(c, _)| c));
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(WriteError::Unavailable(format!(
+                        "replication did not reach quorum within {:?}",
+                        self.config.forward_timeout
+                    )));
+                }
+            }
+        }
+        match tracker.decision() {
+            Decision::Success => Ok(()),
+            Decision::Failed(class) => {
+                let detail = first_error
+                    .remove(&class)
+                    .or_else(|| first_error.into_values().next())
+                    .unwrap_or_default();
+                Err(error_of(class, format!("quorum not reached: {detail}")))
+            }
+            Decision::Pending => Err(WriteError::Unavailable(
+                "replication ended without a quorum".into(),
+            )),
+        }
+    }
+
+    /// Peers of the ring in force; back-off states reset whenever the ring changes.
+    fn peers_for(&self, state: &Arc<RingState>) -> HashMap<String, Arc<Peer>> {
+        let key = Arc::as_ptr(state) as usize;
+        let mut peers = self.peers.lock();
+        if peers.0 != key {
+            let mut fresh = HashMap::new();
+            for cfg in state.hashrings.configs() {
+                for ep in &cfg.endpoints {
+                    if self.config.local_endpoint.as_deref() == Some(ep.address.as_str())
+                        || fresh.contains_key(&ep.address)
+                    {
+                        continue;
+                    }
+                    // Reuse the connection of a peer that stays in the ring; only its back-off resets.
+                    let channel = match peers.1.get(&ep.address) {
+                        Some(p) => p.channel.clone(),
+                        None => match channel(&ep.address) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::error!(endpoint = ep.address, error = %e, "invalid peer address");
+                                continue;
+                            }
+                        },
+                    };
+                    fresh.insert(
+                        ep.address.clone(),
+                        Arc::new(Peer {
+                            channel,
+                            backoff: Mutex::new(Backoff::default()),
+                        }),
+                    );
+                }
+            }
+            *peers = (key, fresh);
+        }
+        peers.1.clone()
+    }
+}
+
+impl grpc::RemoteWriteHandler for Replicator {
+    fn remote_write(
+        self: &Arc<Self>,
+        request: Bytes,
+    ) -> tonic::codegen::BoxFuture<(), tonic::Status> {
+        let this = Arc::clone(self);
+        Box::pin(async move {
+            let mut batch = WriteBatch::with_body(request.to_vec());
+            let meta = batch
+                .decode_forward()
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            for (tenant, range) in meta.groups {
+                let (_, result) = this
+                    .write(&tenant, &batch, range, Protocol::V1, meta.replica)
+                    .await;
+                result.map_err(|e| status_of(&e))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn channel(address: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// Sends one forward request, honouring and updating the peer's back-off.
+async fn forward(
+    peer: &Peer,
+    request: Bytes,
+    timeout: Duration,
+    max_backoff: Duration,
+) -> Result<(), (Class, String)> {
+    if let Some(until) = peer.backoff.lock().down_until
+        && Instant::now() < until
+    {
+        return Err((
+            Class::Unavailable,
+            "backing off: peer was unavailable".into(),
+        ));
+    }
+    let result = match tokio::time::timeout(
+        timeout,
+        grpc::remote_write(peer.channel.clone(), request),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(status)) => Err((
+            class_of_status(status.code()),
+            status.message().to_string(),
+            status.code(),
+        )),
+        Err(_) => Err((
+            Class::Unavailable,
+            format!("no answer within {timeout:?}"),
+            Code::DeadlineExceeded,
+        )),
+    };
+    let mut b = peer.backoff.lock();
+    match result {
+        Ok(()) => {
+            *b = Backoff::default();
+            Ok(())
+        }
+        // A refused connection or a not-ready peer backs off; a timeout does not, so a slow
+        // replica keeps receiving its copies.
+        Err((class, msg, Code::Unavailable)) => {
+            b.next = (b.next * 2).clamp(MIN_BACKOFF, max_backoff);
+            b.down_until = Some(Instant::now() + b.next);
+            Err((class, msg))
+        }
+        Err((class, msg, _)) => Err((class, msg)),
+    }
+}

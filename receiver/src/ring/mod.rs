@@ -1,0 +1,189 @@
+//! The hashring in force and the sources that update it without a restart.
+//!
+//! Sources (`file`, `configmap`) hand raw `hashrings.json` bytes to [`RingHolder::apply`], which
+//! parses and validates them and swaps the ring atomically; the write path reads it lock-free. A
+//! bad ring (invalid JSON, fewer endpoints than the replication factor, duplicates...) is logged
+//! and counted, and the previous ring stays in force: the process never exits over a ring.
+
+pub mod configmap;
+pub mod file;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use hashring::{Algorithm, ConfigHash, Hashrings};
+use serde::Serialize;
+
+use crate::metrics::{Metrics, RingName};
+
+/// A validated ring and the bytes it came from.
+pub struct RingState {
+    /// The parsed rings.
+    pub hashrings: Hashrings,
+    /// The `hashrings.json` content.
+    pub raw: Vec<u8>,
+    /// Thanos' config hash of `raw`.
+    pub hash: ConfigHash,
+    /// Which source delivered it (`file`, `configmap`, `flag`).
+    pub source: &'static str,
+}
+
+/// Why a ring update was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RingLoadError {
+    #[error("hashring config: {0}")]
+    Config(#[from] hashring::ConfigError),
+    #[error("hashring: {0}")]
+    Ring(#[from] hashring::RingError),
+}
+
+/// Holds the ring in force.
+pub struct RingHolder {
+    current: ArcSwapOption<RingState>,
+    replication_factor: usize,
+    default_algorithm: Algorithm,
+    metrics: Arc<Metrics>,
+}
+
+/// What `/api/v1/status/hashring` shows.
+#[derive(Serialize)]
+pub struct RingStatus<'a> {
+    /// Hex of the config hash in force.
+    pub hash: String,
+    /// Source of the ring in force.
+    pub source: &'a str,
+    /// Replication factor.
+    pub replication_factor: usize,
+    /// The rings in force.
+    pub hashrings: &'a [hashring::HashringConfig],
+}
+
+impl RingHolder {
+    /// An empty holder: no ring until a source delivers one.
+    pub fn new(
+        replication_factor: usize,
+        default_algorithm: Algorithm,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        RingHolder {
+            current: ArcSwapOption::empty(),
+            replication_factor,
+            default_algorithm,
+            metrics,
+        }
+    }
+
+    /// The ring in force, if any.
+    pub fn load(&self) -> Option<Arc<RingState>> {
+        self.current.load_full()
+    }
+
+    /// Validates `bytes` and makes them the ring in force; `Ok(false)` when they equal the current ring.
+    pub fn apply(&self, source: &'static str, bytes: &[u8]) -> Result<bool, RingLoadError> {
+        let hash = hashring::config_hash(bytes);
+        if self.load().is_some_and(|cur| cur.raw == bytes) {
+            return Ok(false);
+        }
+        let result = hashring::parse(bytes)
+            .map_err(RingLoadError::from)
+            .and_then(|configs| {
+                Hashrings::new(configs, self.default_algorithm, self.replication_factor)
+                    .map_err(RingLoadError::from)
+            });
+        let m = &self.metrics;
+        let hashrings = match result {
+            Ok(h) => h,
+            Err(e) => {
+                m.ring_errors.inc();
+                m.ring_last_reload_ok.set(0);
+                tracing::error!(source, error = %e, "refused hashring update; keeping the ring in force");
+                return Err(e);
+            }
+        };
+        m.ring_nodes.clear();
+        for cfg in hashrings.configs() {
+            m.ring_nodes
+                .get_or_create(&RingName {
+                    name: cfg.hashring.clone(),
+                })
+                .set(cfg.endpoints.len() as i64);
+        }
+        m.ring_hash.set(hash.as_f64());
+        m.ring_changes.inc();
+        m.ring_last_reload_ok.set(1);
+        m.ring_last_reload_time.set(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        tracing::info!(source, hash = %hash.to_hex(), rings = hashrings.configs().len(), "hashring in force");
+        self.current.store(Some(Arc::new(RingState {
+            hashrings,
+            raw: bytes.to_vec(),
+            hash,
+            source,
+        })));
+        Ok(true)
+    }
+
+    /// The status document of the ring in force.
+    pub fn status_json(&self) -> Option<serde_json::Value> {
+        let state = self.load()?;
+        serde_json::to_value(RingStatus {
+            hash: state.hash.to_hex(),
+            source: state.source,
+            replication_factor: self.replication_factor,
+            hashrings: state.hashrings.configs(),
+        })
+        .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THREE: &str = r#"[{"hashring":"default","endpoints":["a:10901","b:10901","c:10901"]}]"#;
+
+    #[test]
+    fn bad_rings_keep_the_previous_one() {
+        let holder = RingHolder::new(3, Algorithm::Ketama, Arc::new(Metrics::new()));
+        assert!(holder.load().is_none());
+        assert!(holder.apply("file", THREE.as_bytes()).unwrap());
+        assert!(
+            !holder.apply("file", THREE.as_bytes()).unwrap(),
+            "same bytes are no change"
+        );
+        let before = holder.load().unwrap().hash.to_hex();
+        for bad in [
+            "",
+            "[]",
+            "{not json",
+            r#"[{"endpoints":["a:1","b:1"]}]"#,
+            r#"[{"endpoints":["a:1","a:1","b:1"]}]"#,
+        ] {
+            assert!(
+                holder.apply("file", bad.as_bytes()).is_err(),
+                "{bad:?} must be refused"
+            );
+            assert_eq!(holder.load().unwrap().hash.to_hex(), before);
+        }
+        let text = holder.metrics.encode();
+        assert!(
+            text.contains("thanos_receive_hashrings_file_errors_total 5"),
+            "{text}"
+        );
+        assert!(text.contains("thanos_receive_config_last_reload_successful 0"));
+        let status = holder.status_json().unwrap();
+        assert_eq!(status["hash"], before);
+        assert_eq!(
+            status["hashrings"][0]["endpoints"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+}
