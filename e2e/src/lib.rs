@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod kube;
 pub mod prometheus;
 
 /// Path of a workspace binary (`cargo build --bins` must have run; `make test` does).
@@ -250,4 +251,180 @@ pub async fn post_v1(
     let r = req.send().await.expect("POST remote write");
     let status = r.status().as_u16();
     (status, r.text().await.unwrap_or_default())
+}
+
+/// Writes `content` to `path` atomically (temp file + rename), as a config-management tool would.
+pub fn write_atomic(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).expect("writing temp file");
+    std::fs::rename(&tmp, path).expect("renaming into place");
+}
+
+/// A `hashrings.json` with one default ring over `endpoints`.
+pub fn ring_json(endpoints: &[String], algorithm: &str) -> String {
+    let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        r#"[{{"hashring":"default","algorithm":"{algorithm}","endpoints":[{}],"tenants":[]}}]"#,
+        eps.join(",")
+    )
+}
+
+/// A cluster of receivers on loopback sharing one hashring file.
+pub struct Cluster {
+    /// The receivers, in ring order.
+    pub receivers: Vec<Receiver>,
+    /// The shared hashring file.
+    pub ring_file: PathBuf,
+    /// gRPC endpoints of every receiver, as written in the ring.
+    pub endpoints: Vec<String>,
+    root: PathBuf,
+    rf: usize,
+}
+
+impl Cluster {
+    /// Starts `n` receivers with `--receive.replication-factor=rf`; the ring holds the first `in_ring` of them.
+    pub async fn start(
+        root: &Path,
+        n: usize,
+        in_ring: usize,
+        rf: usize,
+        algorithm: &str,
+        client: &reqwest::Client,
+    ) -> Cluster {
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{}", p.2)).collect();
+        let ring_file = root.join("hashrings.json");
+        write_atomic(&ring_file, &ring_json(&endpoints[..in_ring], algorithm));
+        let mut cluster = Cluster {
+            receivers: Vec::new(),
+            ring_file,
+            endpoints,
+            root: root.to_path_buf(),
+            rf,
+        };
+        for i in 0..n {
+            let r = cluster.spawn(i, ports[i]);
+            cluster.receivers.push(r);
+        }
+        for r in &mut cluster.receivers {
+            r.wait_ready(client).await;
+        }
+        cluster
+    }
+
+    fn spawn(&self, i: usize, (rw, http, grpc): (u16, u16, u16)) -> Receiver {
+        Receiver::start_on(
+            &self.root.join(format!("r{i}")),
+            rw,
+            http,
+            grpc,
+            &[
+                format!("--receive.hashrings-file={}", self.ring_file.display()),
+                format!("--receive.replication-factor={}", self.rf),
+                format!("--receive.local-endpoint={}", self.endpoints[i]),
+                "--label=receive=\"true\"".to_string(),
+            ],
+        )
+    }
+
+    /// Restarts receiver `i` on its old ports and data.
+    pub async fn restart(&mut self, i: usize, client: &reqwest::Client) {
+        let r = &self.receivers[i];
+        let ports = (r.rw_port, r.http_port, r.grpc_port);
+        let mut fresh = self.spawn(i, ports);
+        fresh.wait_ready(client).await;
+        self.receivers[i] = fresh;
+    }
+}
+
+/// What a bounded write loop saw.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    /// Latency of every request, in request order.
+    pub latencies: Vec<Duration>,
+    /// Status codes other than 200, with their bodies.
+    pub failures: Vec<(u16, String)>,
+}
+
+impl LoadStats {
+    /// The p-th percentile latency (0..=100).
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get(((l.len() as f64 - 1.0) * p / 100.0).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// A remote write 1.0 body of `series` series `{__name__="load", series="<i>", run="<run>"}` at time `t`.
+pub fn load_request(run: &str, series: usize, t: i64) -> Vec<u8> {
+    use receiver::proto::{snappy, v1};
+    let timeseries = (0..series)
+        .map(|s| {
+            let s = s.to_string();
+            v1::series(
+                &[("__name__", "load"), ("run", run), ("series", &s)],
+                &[(t, t as f64)],
+            )
+        })
+        .collect();
+    snappy(&v1::WriteRequest {
+        timeseries,
+        metadata: vec![],
+    })
+}
+
+/// Sends `requests` sequential writes of `series` series each (timestamps 1 s apart from `t0`), or until `until`.
+pub async fn write_loop(
+    client: &reqwest::Client,
+    url: &str,
+    run: &str,
+    series: usize,
+    t0: i64,
+    requests: usize,
+    until: Instant,
+) -> LoadStats {
+    let mut stats = LoadStats::default();
+    for n in 0..requests {
+        if Instant::now() >= until {
+            break;
+        }
+        let body = load_request(run, series, t0 + n as i64 * 1000);
+        let start = Instant::now();
+        let (status, text) = post_v1(client, url, body, None).await;
+        stats.latencies.push(start.elapsed());
+        if status != 200 {
+            stats.failures.push((status, text));
+        }
+    }
+    stats
+}
+
+/// The `numSeries` of a receiver's default tenant head.
+pub async fn head_series(client: &reqwest::Client, r: &Receiver) -> u64 {
+    let v: serde_json::Value = client
+        .get(r.http_url("/api/v1/status/tsdb"))
+        .send()
+        .await
+        .expect("GET status")
+        .json()
+        .await
+        .expect("status json");
+    v["data"]["headStats"]["numSeries"].as_u64().unwrap_or(0)
+}
+
+/// The ring hash a receiver reports as in force.
+pub async fn ring_hash(client: &reqwest::Client, r: &Receiver) -> Option<String> {
+    let v: serde_json::Value = client
+        .get(r.http_url("/api/v1/status/hashring"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    v["hash"].as_str().map(str::to_string)
 }
