@@ -34,6 +34,26 @@ pub struct Args {
     #[arg(long = "tsdb.retention", default_value = "15d", value_parser = parse_duration)]
     pub tsdb_retention: Duration,
 
+    /// Width of a block (Thanos keeps min and max equal; blocks are never compacted locally).
+    #[arg(long = "tsdb.min-block-duration", default_value = "2h", value_parser = parse_duration)]
+    pub min_block_duration: Duration,
+
+    /// Accepted for compatibility; must equal `--tsdb.min-block-duration`.
+    #[arg(long = "tsdb.max-block-duration", default_value = "2h", value_parser = parse_duration)]
+    pub max_block_duration: Duration,
+
+    /// Refuse samples further ahead of the wall clock than this; `0s` disables the check.
+    #[arg(long = "tsdb.too-far-in-future.time-window", default_value = "0s", value_parser = parse_duration)]
+    pub too_far_in_future: Duration,
+
+    /// How often each tenant's head is checked for a block to cut.
+    #[arg(long = "tsdb.head-compaction-interval", default_value = "1m", value_parser = parse_duration, hide = true)]
+    pub head_compaction_interval: Duration,
+
+    /// How long shutdown may spend cutting the head into blocks before it gives up (the WAL keeps the data).
+    #[arg(long = "tsdb.flush-timeout", default_value = "5m", value_parser = parse_duration)]
+    pub flush_timeout: Duration,
+
     /// How often the WAL is fsynced; `0s` fsyncs before every acknowledgement.
     #[arg(long = "tsdb.wal-fsync-interval", default_value = "1s", value_parser = parse_duration)]
     pub wal_fsync_interval: Duration,

@@ -48,9 +48,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     crate::tenant::validate(&args.default_tenant)
         .with_context(|| format!("--receive.default-tenant-id={:?}", args.default_tenant))?;
     let metrics = Arc::new(Metrics::new());
+    if args.max_block_duration < args.min_block_duration {
+        anyhow::bail!("--tsdb.max-block-duration must not be below --tsdb.min-block-duration");
+    }
+    let block_ms = args.min_block_duration.as_millis() as i64;
+    if block_ms < 60_000 {
+        anyhow::bail!("--tsdb.min-block-duration must be at least 1m");
+    }
     let opts = TsdbOptions {
+        block_duration_ms: block_ms,
         fsync_every_write: args.wal_fsync_interval.is_zero(),
-        ..TsdbOptions::default()
+        too_far_in_future_ms: (!args.too_far_in_future.is_zero())
+            .then_some(args.too_far_in_future.as_millis() as i64),
+        external_labels: args.labels.iter().cloned().collect(),
+        tenant_label_name: args.tenant_label_name.clone(),
     };
     let tsdb = Arc::new(MultiTsdb::new(&args.tsdb_path, opts));
     let max_concurrency = limits.write.global.max_concurrency;
@@ -200,6 +211,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
     };
 
+    let compaction = {
+        let tsdb = Arc::clone(&tsdb);
+        let ingester = Arc::clone(&ingester);
+        let (interval, retention) = (args.head_compaction_interval, args.tsdb_retention);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if !ingester.is_ready() {
+                    continue;
+                }
+                let tsdb = Arc::clone(&tsdb);
+                let _ = tokio::task::spawn_blocking(move || tsdb.compact_all(retention)).await;
+            }
+        })
+    };
+
     let mut replay = replay;
     tokio::select! {
         r = &mut replay => r.context("WAL replay task")??,
@@ -225,6 +254,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish within 30s");
     }
     fsync.abort();
+    compaction.abort();
+    // Cut the whole head into blocks so a receiver that is scaled down leaves everything on disk
+    // in block form; the WAL keeps the data if this does not finish in time.
+    if ingester.is_ready() {
+        let tsdb_for_flush = Arc::clone(&tsdb);
+        let flush = tokio::task::spawn_blocking(move || tsdb_for_flush.flush_all());
+        match tokio::time::timeout(args.flush_timeout, flush).await {
+            Ok(Ok(Ok(blocks))) => tracing::info!(blocks, "head flushed into blocks"),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %e, "head flush failed; the WAL keeps the data")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "head flush task failed; the WAL keeps the data")
+            }
+            Err(_) => tracing::error!(
+                "head flush did not finish within --tsdb.flush-timeout; the WAL keeps the data"
+            ),
+        }
+    }
     let tsdb_for_sync = Arc::clone(&tsdb);
     tokio::task::spawn_blocking(move || tsdb_for_sync.sync_all())
         .await

@@ -99,6 +99,8 @@ pub struct MemSeries {
     pub labels: Labels,
     /// Whether its series record is in the WAL.
     pub logged: AtomicBool,
+    /// Set when garbage collection dropped it from the head; appends must look it up again.
+    pub removed: AtomicBool,
     /// Its samples.
     pub data: Mutex<SeriesData>,
 }
@@ -110,6 +112,7 @@ pub struct Head {
     num_series: AtomicU64,
     min_time: AtomicI64,
     max_time: AtomicI64,
+    min_valid_time: AtomicI64,
     chunk_range: i64,
 }
 
@@ -124,6 +127,7 @@ impl Head {
             num_series: AtomicU64::new(0),
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
+            min_valid_time: AtomicI64::new(i64::MIN),
             chunk_range,
         }
     }
@@ -163,6 +167,7 @@ impl Head {
             hash,
             labels: Labels::from_pairs(labels),
             logged: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
             data: Mutex::new(SeriesData::default()),
         });
         stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
@@ -182,6 +187,7 @@ impl Head {
             hash,
             labels,
             logged: AtomicBool::new(true),
+            removed: AtomicBool::new(false),
             data: Mutex::new(SeriesData::default()),
         });
         stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
@@ -208,6 +214,61 @@ impl Head {
             self.max_time.load(Ordering::Relaxed),
         );
         (min <= max).then_some((min, max))
+    }
+
+    /// Samples older than this are out of bounds: a block already covers their time.
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_time.load(Ordering::Relaxed)
+    }
+
+    /// Raises the lower bound of accepted samples (never lowers it).
+    pub fn set_min_valid_time(&self, t: i64) {
+        self.min_valid_time.fetch_max(t, Ordering::Relaxed);
+    }
+
+    /// The chunk range (block width) in milliseconds.
+    pub fn chunk_range(&self) -> i64 {
+        self.chunk_range
+    }
+
+    /// Drops every chunk that ends before `mint` and every series left without samples; returns
+    /// the IDs of the series still in the head. Callers hold the WAL lock so no append runs.
+    pub fn truncate(&self, mint: i64) -> std::collections::HashSet<u64> {
+        self.set_min_valid_time(mint);
+        let mut live = std::collections::HashSet::new();
+        let mut new_min = i64::MAX;
+        for stripe in self.stripes.iter() {
+            let mut table = stripe.write();
+            table.retain(|s| {
+                let mut data = s.data.lock();
+                data.closed.retain(|c| c.max_time >= mint);
+                if data.open.num_samples() > 0 && data.open.max_time() < mint {
+                    data.open = XorAppender::new();
+                }
+                let first = data
+                    .closed
+                    .first()
+                    .map(|c| c.min_time)
+                    .or_else(|| (data.open.num_samples() > 0).then(|| data.open.min_time()));
+                match first {
+                    Some(t) => {
+                        new_min = new_min.min(t);
+                        live.insert(s.id);
+                        true
+                    }
+                    None => {
+                        s.removed.store(true, Ordering::Relaxed);
+                        false
+                    }
+                }
+            });
+        }
+        self.num_series.store(live.len() as u64, Ordering::Relaxed);
+        self.min_time.store(new_min, Ordering::Relaxed);
+        if new_min == i64::MAX {
+            self.max_time.store(i64::MIN, Ordering::Relaxed);
+        }
+        live
     }
 
     /// Every series, in no particular order.
@@ -302,6 +363,31 @@ mod tests {
         );
         assert_eq!(boundary_after(-1, 1000), 0);
         assert_eq!(boundary_after(0, 1000), 1000);
+    }
+
+    #[test]
+    fn truncation_drops_old_chunks_and_empty_series() {
+        let head = Head::new(1000);
+        let (old, _) = head.get_or_create(1, pairs(&[("s", "old")]));
+        let (both, _) = head.get_or_create(2, pairs(&[("s", "both")]));
+        head.append(&mut old.data.lock(), 500, 1.0);
+        for t in [600, 999, 1000, 1500] {
+            head.append(&mut both.data.lock(), t, 1.0);
+        }
+        let live = head.truncate(1000);
+        assert_eq!(live.into_iter().collect::<Vec<_>>(), vec![both.id]);
+        assert!(old.removed.load(Ordering::Relaxed));
+        assert_eq!(head.num_series(), 1);
+        assert_eq!(
+            both.data.lock().samples(i64::MIN, i64::MAX),
+            vec![(1000, 1.0), (1500, 1.0)]
+        );
+        assert_eq!(head.time_range(), Some((1000, 1500)));
+        assert_eq!(head.min_valid_time(), 1000);
+        // The removed series is created afresh on its next sample.
+        let (again, created) = head.get_or_create(1, pairs(&[("s", "old")]));
+        assert!(created);
+        assert_ne!(again.id, old.id);
     }
 
     #[test]

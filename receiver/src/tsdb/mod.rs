@@ -5,11 +5,12 @@
 //! under that lock, so the WAL order is the head order and a replay rebuilds exactly what was
 //! acknowledged. Decoding, hashing and series lookup happen before the lock, in parallel.
 
+pub mod compact;
 pub mod head;
 pub mod labels;
 pub mod wal;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +31,12 @@ pub struct TsdbOptions {
     pub block_duration_ms: i64,
     /// Fsync the WAL before acknowledging every write.
     pub fsync_every_write: bool,
+    /// Samples further than this ahead of the wall clock are refused (`None`: no limit).
+    pub too_far_in_future_ms: Option<i64>,
+    /// External labels (`--label`) written into every block's meta.json.
+    pub external_labels: BTreeMap<String, String>,
+    /// Name of the external label that carries the tenant.
+    pub tenant_label_name: String,
 }
 
 impl Default for TsdbOptions {
@@ -37,6 +44,9 @@ impl Default for TsdbOptions {
         TsdbOptions {
             block_duration_ms: 2 * 3600 * 1000,
             fsync_every_write: false,
+            too_far_in_future_ms: None,
+            external_labels: BTreeMap::new(),
+            tenant_label_name: "tenant_id".into(),
         }
     }
 }
@@ -51,6 +61,8 @@ pub enum TsdbError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("block in {path}: {message}")]
+    Block { path: PathBuf, message: String },
 }
 
 /// Why a sample conflicts with what the head already holds.
@@ -60,6 +72,10 @@ pub enum Conflict {
     OutOfOrder,
     /// Same timestamp as the newest sample, different value.
     DuplicateTimestamp,
+    /// Older than the head's lower bound: a block already covers that time.
+    OutOfBounds,
+    /// Further ahead of the wall clock than `--tsdb.too-far-in-future.time-window`.
+    TooFarInFuture,
 }
 
 impl Conflict {
@@ -68,6 +84,8 @@ impl Conflict {
         match self {
             Conflict::OutOfOrder => "out_of_order",
             Conflict::DuplicateTimestamp => "duplicate_sample_for_timestamp",
+            Conflict::OutOfBounds => "out_of_bounds",
+            Conflict::TooFarInFuture => "too_far_in_future",
         }
     }
 
@@ -76,6 +94,8 @@ impl Conflict {
         match self {
             Conflict::OutOfOrder => "out of order sample",
             Conflict::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
+            Conflict::OutOfBounds => "out of bounds: older than the head (already in a block)",
+            Conflict::TooFarInFuture => "too far in the future",
         }
     }
 }
@@ -91,6 +111,10 @@ pub struct AppendOutcome {
     pub out_of_order: u64,
     /// Samples rejected for a conflicting value at a stored timestamp.
     pub duplicate_conflicts: u64,
+    /// Samples older than the head's lower bound.
+    pub out_of_bounds: u64,
+    /// Samples too far in the future.
+    pub too_far_in_future: u64,
     /// Series created by this append.
     pub new_series: u64,
     /// The first conflicting series (index into the batch) and why.
@@ -100,7 +124,7 @@ pub struct AppendOutcome {
 impl AppendOutcome {
     /// Samples rejected for conflicting with stored data.
     pub fn conflicts(&self) -> u64 {
-        self.out_of_order + self.duplicate_conflicts
+        self.out_of_order + self.duplicate_conflicts + self.out_of_bounds + self.too_far_in_future
     }
 }
 
@@ -113,9 +137,12 @@ struct WalState {
 pub struct TenantDb {
     /// Tenant name (also its directory name).
     pub name: String,
+    /// The tenant directory: `wal/` and one directory per block.
+    pub dir: PathBuf,
     /// The in-memory head.
     pub head: Head,
     wal: Mutex<WalState>,
+    cutting: Mutex<()>,
     opts: TsdbOptions,
 }
 
@@ -154,7 +181,17 @@ impl TenantDb {
             path: dir.to_path_buf(),
             source,
         })?;
+        compact::remove_partial_blocks(dir);
         let head = Head::new(opts.block_duration_ms);
+        // Samples a block already holds are not replayed into the head again.
+        if let Some(max) = compact::list_blocks(dir)
+            .iter()
+            .map(|(_, m)| m.max_time)
+            .max()
+        {
+            head.set_min_valid_time(max);
+        }
+        let min_valid = head.min_valid_time();
         let mut by_id: HashMap<u64, Arc<MemSeries>> = HashMap::new();
         let mut samples = 0u64;
         let (wal, replay) = Wal::open(&dir.join("wal"), |record| {
@@ -174,6 +211,9 @@ impl TenantDb {
                         let Some(series) = by_id.get(&id) else {
                             continue;
                         };
+                        if t < min_valid {
+                            continue;
+                        }
                         let mut data = series.data.lock();
                         if data.last().is_none_or(|(last, _)| t > last) {
                             head.append(&mut data, t, v);
@@ -184,8 +224,14 @@ impl TenantDb {
             }
             Ok(())
         })?;
+        // Series whose samples all went to blocks carry nothing; drop them as a cut would.
+        if head.min_valid_time() > i64::MIN {
+            head.truncate(head.min_valid_time());
+        }
         let db = TenantDb {
             name: name.to_string(),
+            dir: dir.to_path_buf(),
+            cutting: Mutex::new(()),
             head,
             wal: Mutex::new(WalState {
                 wal,
@@ -240,6 +286,35 @@ impl TenantDb {
         let mut state = self.wal.lock();
         let WalState { wal, enc } = &mut *state;
         enc.clear();
+        // A cut may have dropped an idle series between lookup and lock: look those up again.
+        let resolved: Vec<Arc<MemSeries>>;
+        let refs = if refs
+            .iter()
+            .any(|s| s.removed.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            resolved = series
+                .iter()
+                .zip(refs)
+                .map(|(&i, s)| {
+                    if s.removed.load(std::sync::atomic::Ordering::Relaxed) {
+                        let hash = labels_hash(batch.series_labels(i));
+                        self.head.get_or_create(hash, batch.series_labels(i)).0
+                    } else {
+                        Arc::clone(s)
+                    }
+                })
+                .collect();
+            &resolved[..]
+        } else {
+            refs
+        };
+        let min_valid = self.head.min_valid_time();
+        let max_valid = self.opts.too_far_in_future_ms.map_or(i64::MAX, |w| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            now.saturating_add(w)
+        });
 
         let unlogged: Vec<&Arc<MemSeries>> = refs
             .iter()
@@ -249,15 +324,27 @@ impl TenantDb {
             enc.series(unlogged.iter().map(|s| (s.id, &s.labels)));
         }
 
-        // First index of the samples to append per series; samples are sorted within a series.
-        let mut starts = Vec::with_capacity(series.len());
+        // The range of samples to append per series; samples are sorted within a series.
+        let mut ranges = Vec::with_capacity(series.len());
         enc.begin_samples();
         for (&i, s) in series.iter().zip(refs) {
             let samples = batch.series_samples(i);
             let last = s.data.lock().last();
-            let mut start = 0;
+            let mut start = samples.partition_point(|x| x.t < min_valid);
+            let end = samples.partition_point(|x| x.t <= max_valid);
+            let end = end.max(start);
+            if start > 0 {
+                out.out_of_bounds += start as u64;
+                out.first_conflict.get_or_insert((i, Conflict::OutOfBounds));
+            }
+            if end < samples.len() {
+                out.too_far_in_future += (samples.len() - end) as u64;
+                out.first_conflict
+                    .get_or_insert((i, Conflict::TooFarInFuture));
+            }
+            let samples = &samples[..end];
             if let Some((last_t, last_bits)) = last {
-                for sample in samples {
+                for sample in &samples[start..] {
                     if sample.t > last_t {
                         break;
                     }
@@ -284,7 +371,7 @@ impl TenantDb {
                 prev_t = Some(sample.t);
                 enc.sample(s.id, sample.t, sample.v);
             }
-            starts.push(start);
+            ranges.push(start..end);
         }
         enc.end_samples();
 
@@ -296,10 +383,10 @@ impl TenantDb {
             s.logged.store(true, std::sync::atomic::Ordering::Relaxed);
         }
 
-        for ((&i, s), start) in series.iter().zip(refs).zip(starts) {
+        for ((&i, s), range) in series.iter().zip(refs).zip(ranges) {
             let mut data = s.data.lock();
             let mut prev_t = None;
-            for sample in &batch.series_samples(i)[start..] {
+            for sample in &batch.series_samples(i)[range] {
                 if prev_t == Some(sample.t) {
                     out.duplicates += 1;
                     continue;
@@ -413,6 +500,30 @@ impl MultiTsdb {
         let mut all: Vec<_> = self.tenants.read().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+
+    /// Cuts due blocks of every tenant and applies local retention; failures are logged and retried next time.
+    pub fn compact_all(&self, retention: Duration) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for db in self.tenants() {
+            if let Err(e) = db.compact() {
+                tracing::error!(tenant = db.name, error = %e, "head compaction failed; will retry");
+            }
+            for ulid in db.apply_retention(now, retention.as_millis() as i64, |_| true) {
+                tracing::info!(tenant = db.name, %ulid, "deleted block past retention");
+            }
+        }
+    }
+
+    /// Cuts every tenant's whole head into blocks; returns how many blocks were written.
+    pub fn flush_all(&self) -> Result<usize, TsdbError> {
+        let mut n = 0;
+        for db in self.tenants() {
+            n += db.flush()?.len();
+        }
+        Ok(n)
     }
 
     /// Fsyncs every tenant's WAL.

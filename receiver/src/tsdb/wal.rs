@@ -16,6 +16,11 @@
 //! Repair: replay stops at the first record that is short or fails its CRC (a torn write from a
 //! crash), truncates the segment there and removes any later segment, so a crash is never a
 //! reason not to start.
+//!
+//! Checkpoints: once a block holds everything before time T, [`checkpoint`] rewrites every segment
+//! up to a rolled-over one into `wal/checkpoint.NNNNNNNN/00000000`, keeping only the series still
+//! in the head and samples at or after T, then deletes those segments, so the WAL stays bounded.
+//! Replay reads the newest checkpoint first, then the segments after it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -83,6 +88,45 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:08}"))
 }
 
+const CHECKPOINT_PREFIX: &str = "checkpoint.";
+
+/// The newest complete checkpoint: its number and directory.
+fn latest_checkpoint(dir: &Path) -> Result<Option<(u64, PathBuf)>, WalError> {
+    let mut best = None;
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|s| s.strip_prefix(CHECKPOINT_PREFIX))
+            .filter(|s| s.len() == 8)
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| n > *b) {
+            best = Some((n, entry.path()));
+        }
+    }
+    Ok(best)
+}
+
+/// Reads a whole segment file and hands its valid records to `on_record`; returns (valid, total) bytes.
+fn read_segment(
+    path: &Path,
+    buf: &mut Vec<u8>,
+    stats: &mut ReplayStats,
+    on_record: &mut impl FnMut(Record<'_>) -> Result<(), WalError>,
+) -> Result<(usize, usize), WalError> {
+    buf.clear();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(buf))
+        .map_err(io_err(path))?;
+    stats.segments += 1;
+    let good = replay_segment(buf, stats, on_record)?;
+    Ok((good, buf.len()))
+}
+
 /// Lists segment numbers in a WAL directory, ascending.
 fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     let mut out = Vec::new();
@@ -109,22 +153,27 @@ impl Wal {
     ) -> Result<(Wal, ReplayStats), WalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut stats = ReplayStats::default();
-        let segs = segments(dir)?;
         let mut buf = Vec::new();
         let mut closed_bytes = 0;
+        let checkpoint = latest_checkpoint(dir)?;
+        if let Some((_, cp)) = &checkpoint {
+            // A checkpoint is renamed into place only when complete, so it is read as a whole.
+            for n in segments(cp)? {
+                let (_, len) =
+                    read_segment(&segment_path(cp, n), &mut buf, &mut stats, &mut on_record)?;
+                closed_bytes += len as u64;
+            }
+        }
+        let after = checkpoint.as_ref().map(|(n, _)| n + 1).unwrap_or(0);
+        let segs: Vec<u64> = segments(dir)?.into_iter().filter(|&n| n >= after).collect();
         let mut last = None;
         for (i, &n) in segs.iter().enumerate() {
             let path = segment_path(dir, n);
-            buf.clear();
-            File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut buf))
-                .map_err(io_err(&path))?;
-            stats.segments += 1;
-            let good = replay_segment(&buf, &mut stats, &mut on_record)?;
-            if good < buf.len() {
+            let (good, len) = read_segment(&path, &mut buf, &mut stats, &mut on_record)?;
+            if good < len {
                 // A torn or corrupt record: keep what precedes it, drop everything after it.
                 stats.repaired = true;
-                stats.truncated_bytes += (buf.len() - good) as u64;
+                stats.truncated_bytes += (len - good) as u64;
                 OpenOptions::new()
                     .write(true)
                     .open(&path)
@@ -142,11 +191,11 @@ impl Wal {
                 break;
             }
             if i + 1 < segs.len() {
-                closed_bytes += buf.len() as u64;
+                closed_bytes += len as u64;
             }
-            last = Some((n, buf.len() as u64));
+            last = Some((n, len as u64));
         }
-        let (segment, segment_len) = last.unwrap_or((0, 0));
+        let (segment, segment_len) = last.unwrap_or((after, 0));
         let path = segment_path(dir, segment);
         let file = OpenOptions::new()
             .create(true)
@@ -201,6 +250,34 @@ impl Wal {
         self.closed_bytes + self.segment_len
     }
 
+    /// Closes the current segment and starts the next; returns the closed segment's number.
+    pub fn roll(&mut self) -> Result<u64, WalError> {
+        let closed = self.segment;
+        self.next_segment()?;
+        Ok(closed)
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Recomputes the size after a checkpoint replaced older segments.
+    pub fn refresh_size(&mut self) {
+        let mut total = 0;
+        if let Ok(Some((_, cp))) = latest_checkpoint(&self.dir) {
+            total += dir_size(&cp);
+        }
+        for n in segments(&self.dir).unwrap_or_default() {
+            if n < self.segment {
+                total += fs::metadata(segment_path(&self.dir, n))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+            }
+        }
+        self.closed_bytes = total;
+    }
+
     fn next_segment(&mut self) -> Result<(), WalError> {
         self.sync()?;
         self.closed_bytes += self.segment_len;
@@ -216,6 +293,111 @@ impl Wal {
         self.segment_len = 0;
         Ok(())
     }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// What a checkpoint kept and dropped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Segments folded into the checkpoint and deleted.
+    pub segments: u64,
+    /// Series records kept.
+    pub series_kept: u64,
+    /// Samples kept.
+    pub samples_kept: u64,
+    /// Samples dropped (older than the cut, or of series gone from the head).
+    pub samples_dropped: u64,
+}
+
+/// Folds every segment up to and including `upto` (and the previous checkpoint) into
+/// `checkpoint.<upto>`, keeping series for which `keep` is true and their samples at or after
+/// `min_time`, then deletes what it folded. `upto` must be a closed segment (see [`Wal::roll`]).
+pub fn checkpoint(
+    dir: &Path,
+    upto: u64,
+    min_time: i64,
+    keep: impl Fn(u64) -> bool,
+) -> Result<CheckpointStats, WalError> {
+    let mut stats = CheckpointStats::default();
+    let previous = latest_checkpoint(dir)?;
+    let folded: Vec<u64> = segments(dir)?.into_iter().filter(|&n| n <= upto).collect();
+    let final_dir = dir.join(format!("{CHECKPOINT_PREFIX}{upto:08}"));
+    let tmp = dir.join(format!("{CHECKPOINT_PREFIX}{upto:08}.tmp"));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let out_path = segment_path(&tmp, 0);
+    let mut out = std::io::BufWriter::new(File::create(&out_path).map_err(io_err(&out_path))?);
+    let mut enc = RecordEncoder::default();
+    let mut replay = ReplayStats::default();
+    let mut buf = Vec::new();
+    let mut sources: Vec<PathBuf> = Vec::new();
+    if let Some((_, cp)) = &previous {
+        sources.extend(segments(cp)?.into_iter().map(|n| segment_path(cp, n)));
+    }
+    sources.extend(folded.iter().map(|&n| segment_path(dir, n)));
+    for path in &sources {
+        let mut write_err = None;
+        read_segment(path, &mut buf, &mut replay, &mut |record| {
+            enc.clear();
+            match record {
+                Record::Series(series) => {
+                    let kept: Vec<(u64, &[u8])> =
+                        series.into_iter().filter(|(id, _)| keep(*id)).collect();
+                    if kept.is_empty() {
+                        return Ok(());
+                    }
+                    stats.series_kept += kept.len() as u64;
+                    enc.series_raw(&kept);
+                }
+                Record::Samples(rows) => {
+                    enc.begin_samples();
+                    for (id, t, v) in rows {
+                        if t >= min_time && keep(id) {
+                            enc.sample(id, t, v);
+                            stats.samples_kept += 1;
+                        } else {
+                            stats.samples_dropped += 1;
+                        }
+                    }
+                    enc.end_samples();
+                }
+            }
+            if let Err(e) = out.write_all(enc.bytes()) {
+                write_err = Some(e);
+            }
+            Ok(())
+        })?;
+        if let Some(e) = write_err {
+            return Err(io_err(&out_path)(e));
+        }
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io_err(&out_path)(e.into_error()))?;
+    file.sync_all().map_err(io_err(&out_path))?;
+    sync_dir(&tmp)?;
+    fs::rename(&tmp, &final_dir).map_err(io_err(&final_dir))?;
+    sync_dir(dir)?;
+    // The new checkpoint is durable; what it replaces can go.
+    for n in &folded {
+        let p = segment_path(dir, *n);
+        fs::remove_file(&p).map_err(io_err(&p))?;
+    }
+    if let Some((_, cp)) = previous {
+        fs::remove_dir_all(&cp).map_err(io_err(&cp))?;
+    }
+    stats.segments = folded.len() as u64;
+    Ok(stats)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
@@ -352,6 +534,20 @@ impl RecordEncoder {
             self.buf.extend_from_slice(&id.to_be_bytes());
             put_uvarint(&mut self.buf, labels.len() as u64);
             self.buf.extend_from_slice(labels.encoded());
+        }
+        self.end();
+    }
+
+    /// Appends one series record from already-encoded label sets.
+    pub fn series_raw(&mut self, series: &[(u64, &[u8])]) {
+        self.begin(RECORD_SERIES);
+        for (id, labels) in series {
+            self.buf.extend_from_slice(&id.to_be_bytes());
+            let pairs = super::Labels::from_encoded(labels)
+                .map(|l| l.len())
+                .unwrap_or(0);
+            put_uvarint(&mut self.buf, pairs as u64);
+            self.buf.extend_from_slice(labels);
         }
         self.end();
     }
@@ -504,6 +700,58 @@ mod tests {
         let (seen, stats) = collect(dir.path());
         assert!(stats.repaired);
         assert_eq!(seen.len(), 4);
+    }
+
+    #[test]
+    fn checkpoint_keeps_live_series_and_recent_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), |_| Ok(())).unwrap();
+        let (a, b) = (
+            Labels::from_strs(&[("s", "a")]),
+            Labels::from_strs(&[("s", "b")]),
+        );
+        let mut enc = RecordEncoder::default();
+        enc.series([(1, &a), (2, &b)]);
+        enc.begin_samples();
+        for t in [10, 20, 30] {
+            enc.sample(1, t, t as f64);
+            enc.sample(2, t, t as f64);
+        }
+        enc.end_samples();
+        wal.write(enc.bytes()).unwrap();
+        let upto = wal.roll().unwrap();
+        enc.clear();
+        enc.begin_samples();
+        enc.sample(1, 40, 40.0);
+        enc.end_samples();
+        wal.write(enc.bytes()).unwrap();
+
+        // Series 2 left the head; everything before t=20 is in a block.
+        let stats = checkpoint(dir.path(), upto, 20, |id| id == 1).unwrap();
+        assert_eq!(
+            (stats.segments, stats.series_kept, stats.samples_kept),
+            (1, 1, 2)
+        );
+        assert!(!segment_path(dir.path(), 0).exists());
+        drop(wal);
+        let (seen, _) = collect(dir.path());
+        assert_eq!(
+            seen,
+            vec![
+                r#"series 1 {s="a"}"#.to_string(),
+                "sample 1 20 4034000000000000".into(),
+                "sample 1 30 403e000000000000".into(),
+                "sample 1 40 4044000000000000".into(),
+            ]
+        );
+        // A second checkpoint folds the first one in.
+        let (mut wal, _) = Wal::open(dir.path(), |_| Ok(())).unwrap();
+        let upto = wal.roll().unwrap();
+        checkpoint(dir.path(), upto, 35, |_| true).unwrap();
+        drop(wal);
+        let (seen, _) = collect(dir.path());
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(latest_checkpoint(dir.path()).unwrap().unwrap().0, upto);
     }
 
     #[test]

@@ -1,0 +1,391 @@
+//! Head compaction: cut time ranges of the head into Prometheus blocks, then drop them from memory
+//! and from the WAL; and local retention.
+//!
+//! A cut raises the head's lower bound first (under the WAL lock), so no sample can land in the
+//! range being written; then it writes the block (temp dir, fsync, rename: a crash leaves either
+//! no block or a whole one), truncates the head, rolls the WAL and folds the older segments into a
+//! checkpoint. A crash anywhere before the checkpoint leaves the data in the WAL; on restart the
+//! head's lower bound is set from the newest block, so nothing is cut twice.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tsdb_format::chunkenc::{XorAppender, iter_xor};
+use tsdb_format::meta::{BlockMeta, read_meta};
+use tsdb_format::{BlockWriter, Error as FormatError};
+use ulid::Ulid;
+
+use super::{MemSeries, TenantDb, TsdbError, wal};
+
+/// Suffix of a block directory being written.
+pub const TMP_SUFFIX: &str = ".tmp-for-creation";
+
+/// One chunk of a series inside a block range: `(min_time, max_time, XOR bytes)`.
+type RangeChunk = (i64, i64, Box<[u8]>);
+
+/// The chunks of `data` that fall in `[mint, maxt)`; a chunk crossing an edge is re-encoded to fit.
+fn chunks_in_range(data: &super::head::SeriesData, mint: i64, maxt: i64) -> Vec<RangeChunk> {
+    let mut out = Vec::new();
+    let all = data
+        .closed
+        .iter()
+        .map(|c| (c.min_time, c.max_time, &c.data[..]))
+        .chain((data.open.num_samples() > 0).then(|| {
+            (
+                data.open.min_time(),
+                data.open.max_time(),
+                data.open.bytes(),
+            )
+        }));
+    for (cmin, cmax, bytes) in all {
+        if cmax < mint || cmin >= maxt {
+            continue;
+        }
+        if cmin >= mint && cmax < maxt {
+            out.push((cmin, cmax, bytes.into()));
+            continue;
+        }
+        let mut app = XorAppender::new();
+        for (t, v) in iter_xor(bytes).filter(|&(t, _)| t >= mint && t < maxt) {
+            app.append(t, v);
+        }
+        if app.num_samples() > 0 {
+            out.push((app.min_time(), app.max_time(), app.into_bytes()));
+        }
+    }
+    out
+}
+
+fn format_err(dir: &Path) -> impl FnOnce(FormatError) -> TsdbError + '_ {
+    move |e| TsdbError::Block {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+impl TenantDb {
+    /// External labels of this tenant's blocks: `--label` flags plus the tenant label.
+    pub fn external_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.opts.external_labels.clone();
+        labels.insert(self.opts.tenant_label_name.clone(), self.name.clone());
+        labels
+    }
+
+    /// Writes the head's samples in `[mint, maxt)` as a block and drops them from memory and the WAL.
+    /// Returns `None` when the range held no sample.
+    pub fn cut_block(&self, mint: i64, maxt: i64) -> Result<Option<BlockMeta>, TsdbError> {
+        let _cutting = self.cutting.lock();
+        // From here on no append can add a sample below `maxt`.
+        {
+            let _appends = self.wal.lock();
+            self.head.set_min_valid_time(maxt);
+        }
+
+        let mut series: Vec<Arc<MemSeries>> = self
+            .head
+            .all_series()
+            .into_iter()
+            .filter(|s| {
+                let d = s.data.lock();
+                d.closed
+                    .iter()
+                    .any(|c| c.min_time < maxt && c.max_time >= mint)
+                    || (d.open.num_samples() > 0
+                        && d.open.min_time() < maxt
+                        && d.open.max_time() >= mint)
+            })
+            .collect();
+        let meta = if series.is_empty() {
+            None
+        } else {
+            series.sort_by(|a, b| a.labels.compare(&b.labels));
+            let mut symbols = std::collections::BTreeSet::new();
+            for s in &series {
+                for (n, v) in s.labels.iter() {
+                    symbols.insert(n);
+                    symbols.insert(v);
+                }
+            }
+            let mut writer = BlockWriter::create(&self.dir, Ulid::generate(), mint, maxt)
+                .map_err(format_err(&self.dir))?;
+            writer.add_symbols(symbols).map_err(format_err(&self.dir))?;
+            for s in &series {
+                let chunks = chunks_in_range(&s.data.lock(), mint, maxt);
+                let refs: Vec<(i64, i64, &[u8])> =
+                    chunks.iter().map(|(a, b, d)| (*a, *b, &d[..])).collect();
+                let labels: Vec<(&str, &str)> = s.labels.iter().collect();
+                writer
+                    .add_series(&labels, &refs)
+                    .map_err(format_err(&self.dir))?;
+            }
+            let meta = writer
+                .finish(self.external_labels())
+                .map_err(format_err(&self.dir))?;
+            tracing::info!(
+                tenant = self.name,
+                ulid = %meta.ulid,
+                min_time = mint,
+                max_time = maxt,
+                series = meta.stats.num_series,
+                samples = meta.stats.num_samples,
+                "block written"
+            );
+            Some(meta)
+        };
+
+        // The block is durable: drop its range from the head and the WAL.
+        let (live, upto, wal_dir) = {
+            let mut state = self.wal.lock();
+            let live = self.head.truncate(maxt);
+            let upto = state.wal.roll()?;
+            (live, upto, state.wal.dir().to_path_buf())
+        };
+        let stats = wal::checkpoint(&wal_dir, upto, maxt, |id| live.contains(&id))?;
+        self.wal.lock().wal.refresh_size();
+        tracing::debug!(tenant = self.name, ?stats, "WAL checkpointed");
+        Ok(meta)
+    }
+
+    /// Cuts the oldest block-aligned ranges while the head spans more than 1.5 block widths,
+    /// as Prometheus does, so queries of the last hour or so stay in memory.
+    pub fn compact(&self) -> Result<Vec<BlockMeta>, TsdbError> {
+        let range = self.head.chunk_range();
+        let mut out = Vec::new();
+        while let Some((min, max)) = self.head.time_range() {
+            if max - min <= range / 2 * 3 {
+                break;
+            }
+            // Prometheus starts a head block at the head's first sample and ends it on a boundary.
+            let end = min.div_euclid(range) * range + range;
+            out.extend(self.cut_block(min.max(self.head.min_valid_time()), end)?);
+        }
+        Ok(out)
+    }
+
+    /// Cuts the whole head into blocks (one per block-aligned range), as on shutdown.
+    pub fn flush(&self) -> Result<Vec<BlockMeta>, TsdbError> {
+        let range = self.head.chunk_range();
+        let mut out = Vec::new();
+        while let Some((min, max)) = self.head.time_range() {
+            let end = (min.div_euclid(range) * range + range).min(max + 1);
+            out.extend(self.cut_block(min.max(self.head.min_valid_time()), end)?);
+        }
+        Ok(out)
+    }
+
+    /// Blocks in the tenant directory, oldest first.
+    pub fn blocks(&self) -> Vec<(PathBuf, BlockMeta)> {
+        list_blocks(&self.dir)
+    }
+
+    /// Deletes blocks that ended more than `retention_ms` before `now_ms` and that `may_delete`
+    /// allows (e.g. only uploaded ones); returns what was deleted.
+    pub fn apply_retention(
+        &self,
+        now_ms: i64,
+        retention_ms: i64,
+        may_delete: impl Fn(&BlockMeta) -> bool,
+    ) -> Vec<Ulid> {
+        let mut deleted = Vec::new();
+        for (dir, meta) in self.blocks() {
+            if meta.max_time < now_ms - retention_ms && may_delete(&meta) {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => deleted.push(meta.ulid),
+                    Err(e) => {
+                        tracing::error!(block = %dir.display(), error = %e, "cannot delete block past retention")
+                    }
+                }
+            }
+        }
+        deleted
+    }
+}
+
+/// Block directories (named as ULIDs, with a readable meta.json) under `dir`, oldest first.
+pub fn list_blocks(dir: &Path) -> Vec<(PathBuf, BlockMeta)> {
+    let mut out: Vec<(PathBuf, BlockMeta)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| Ulid::from_string(n).is_ok())
+        })
+        .filter_map(|e| {
+            let meta = read_meta(&e.path()).ok()?;
+            Some((e.path(), meta))
+        })
+        .collect();
+    out.sort_by_key(|(_, m)| (m.min_time, m.ulid));
+    out
+}
+
+/// Removes half-written block directories left by a crash during a cut.
+pub fn remove_partial_blocks(dir: &Path) {
+    for entry in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(TMP_SUFFIX))
+        {
+            tracing::warn!(dir = %entry.path().display(), "removing a partial block left by a crash");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Protocol, WriteBatch};
+    use crate::proto::v1;
+    use crate::tsdb::{Conflict, Matcher, TsdbOptions};
+    use prost::Message;
+    use tsdb_format::Block;
+
+    const H: i64 = 3_600_000;
+
+    fn write(db: &TenantDb, series: usize, from: i64, to: i64, step: i64) {
+        let mut t = from;
+        while t < to {
+            let ts: Vec<_> = (0..series)
+                .map(|s| {
+                    v1::series(
+                        &[("__name__", "m"), ("s", &s.to_string())],
+                        &[(t, t as f64)],
+                    )
+                })
+                .collect();
+            let mut b = WriteBatch::with_body(
+                v1::WriteRequest {
+                    timeseries: ts,
+                    metadata: vec![],
+                }
+                .encode_to_vec(),
+            );
+            b.decode(Protocol::V1).unwrap();
+            let idx: Vec<usize> = (0..b.series.len()).collect();
+            let (refs, _) = db.resolve(&b, &idx);
+            let out = db.append(&b, &idx, &refs).unwrap();
+            assert_eq!(out.appended, series as u64);
+            t += step;
+        }
+    }
+
+    fn opts() -> TsdbOptions {
+        TsdbOptions {
+            external_labels: [("replica".to_string(), "r0".to_string())].into(),
+            ..TsdbOptions::default()
+        }
+    }
+
+    #[test]
+    fn compaction_cuts_aligned_blocks_and_truncates_head_and_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        // 5 hours of 30 s samples starting at 01:00: the head spans more than 3 h.
+        write(&db, 10, H, 6 * H, 30_000);
+        let wal_before = db.wal_size();
+        let blocks = db.compact().unwrap();
+        let ranges: Vec<_> = blocks.iter().map(|m| (m.min_time, m.max_time)).collect();
+        assert_eq!(ranges, vec![(H, 2 * H), (2 * H, 4 * H)]);
+        assert_eq!(blocks[0].stats.num_samples, 10 * 120);
+        assert_eq!(blocks[1].stats.num_samples, 10 * 240);
+        let thanos = blocks[0].thanos.as_ref().unwrap();
+        assert_eq!(
+            thanos.labels.get("tenant_id").map(String::as_str),
+            Some("t")
+        );
+        assert_eq!(thanos.labels.get("replica").map(String::as_str), Some("r0"));
+        assert_eq!(db.head.time_range(), Some((4 * H, 6 * H - 30_000)));
+        assert!(
+            db.wal_size() < wal_before,
+            "WAL shrank after the checkpoint"
+        );
+
+        // Blocks read back sample for sample.
+        let block = Block::open(&dir.path().join(blocks[0].ulid.to_string())).unwrap();
+        let series: Vec<_> = block.series().unwrap().map(|s| s.unwrap()).collect();
+        assert_eq!(series.len(), 10);
+        assert_eq!(series[0].samples.first().unwrap().0, H);
+        assert_eq!(series[0].samples.len(), 120);
+
+        // A sample the blocks cover is out of bounds now.
+        let mut b = WriteBatch::with_body(
+            v1::WriteRequest {
+                timeseries: vec![v1::series(
+                    &[("__name__", "m"), ("s", "new")],
+                    &[(3 * H, 1.0)],
+                )],
+                metadata: vec![],
+            }
+            .encode_to_vec(),
+        );
+        b.decode(Protocol::V1).unwrap();
+        let (refs, _) = db.resolve(&b, &[0]);
+        let out = db.append(&b, &[0], &refs).unwrap();
+        assert_eq!(out.first_conflict, Some((0, Conflict::OutOfBounds)));
+        drop(db);
+
+        // Reopening replays only what the blocks do not hold.
+        let (db, stats) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        assert_eq!(stats.samples, 10 * 240);
+        assert_eq!(db.head.min_valid_time(), 4 * H);
+        assert_eq!(db.blocks().len(), 2);
+
+        // A flush cuts everything left; afterwards the head and WAL are empty.
+        let flushed = db.flush().unwrap();
+        assert_eq!(flushed.len(), 1);
+        assert_eq!(
+            (flushed[0].min_time, flushed[0].max_time),
+            (4 * H, 6 * H - 30_000 + 1)
+        );
+        assert_eq!(db.head.num_series(), 0);
+        drop(db);
+        let (db, stats) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        assert_eq!((stats.samples, db.head.num_series()), (0, 0));
+        assert_eq!(db.blocks().len(), 3);
+        let all = db
+            .head
+            .select(&[Matcher::Equal("__name__".into(), "m".into())]);
+        assert!(all.is_empty());
+    }
+
+    #[test]
+    fn retention_deletes_old_blocks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        write(&db, 2, 0, 4 * H, 60_000);
+        db.flush().unwrap();
+        assert_eq!(db.blocks().len(), 2);
+        let deleted = db.apply_retention(4 * H, 2 * H - 1, |_| true);
+        assert_eq!(deleted.len(), 1);
+        assert_eq!(db.blocks()[0].1.min_time, 2 * H);
+        assert!(
+            db.apply_retention(100 * H, H, |_| false).is_empty(),
+            "the hook may keep blocks"
+        );
+    }
+
+    #[test]
+    fn partial_blocks_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(
+            dir.path()
+                .join(format!("01ARZ3NDEKTSV4RRFFQ69G5FAV{TMP_SUFFIX}")),
+        )
+        .unwrap();
+        let (_db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        assert!(
+            !dir.path()
+                .join(format!("01ARZ3NDEKTSV4RRFFQ69G5FAV{TMP_SUFFIX}"))
+                .exists()
+        );
+    }
+}
