@@ -2,7 +2,9 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/thanos-receiver/target
 CARGO ?= cargo
 
-.PHONY: build test lint fmt demo bench crds
+CRD := crds/thanosreceivers.receiver.thanos-rs.io.yaml
+
+.PHONY: build test lint fmt demo bench crds crds-check
 
 build:
 	$(CARGO) build --workspace --bins
@@ -22,3 +24,11 @@ fmt:
 demo:
 	$(CARGO) build --release --workspace --bins
 	bash scripts/demo.sh
+
+# Regenerates the committed CRD manifests from the Rust types.
+crds:
+	$(CARGO) run -q -p operator --bin crdgen > $(CRD)
+
+# Fails when crds/ differs from what the types generate.
+crds-check:
+	$(CARGO) run -q -p operator --bin crdgen | diff -u $(CRD) - || { echo "crds/ is stale: run make crds" >&2; exit 1; }

@@ -304,8 +304,8 @@ impl Cluster {
             root: root.to_path_buf(),
             rf,
         };
-        for i in 0..n {
-            let r = cluster.spawn(i, ports[i]);
+        for (i, &p) in ports.iter().enumerate() {
+            let r = cluster.spawn(i, p);
             cluster.receivers.push(r);
         }
         for r in &mut cluster.receivers {

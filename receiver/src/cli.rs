@@ -58,6 +58,15 @@ pub struct Args {
     #[arg(long = "tsdb.wal-fsync-interval", default_value = "1s", value_parser = parse_duration)]
     pub wal_fsync_interval: Duration,
 
+    /// Thanos object storage config (`objstore.yml`); when set, every block is uploaded and local
+    /// blocks are deleted by retention only once uploaded.
+    #[arg(long = "objstore.config-file")]
+    pub objstore_config_file: Option<PathBuf>,
+
+    /// How often blocks waiting for upload are retried.
+    #[arg(long = "shipper.sync-interval", default_value = "30s", value_parser = parse_duration, hide = true)]
+    pub shipper_sync_interval: Duration,
+
     /// External label `name="value"` of this receiver; repeatable.
     #[arg(long = "label", value_parser = parse_external_label)]
     pub labels: Vec<(String, String)>,

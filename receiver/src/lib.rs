@@ -1,7 +1,8 @@
 //! Thanos-compatible remote-write receiver.
 //!
 //! The data flows `http` (remote-write handler) → `decode` → `ingest` (validation, limits) →
-//! `replicate` (routing over the `ring`, quorum fan-out over `grpc`) → `tsdb` (WAL, head).
+//! `replicate` (routing over the `ring`, quorum fan-out over `grpc`) → `tsdb` (WAL, head, blocks)
+//! → `shipper` (object storage).
 
 pub mod cli;
 pub mod decode;
@@ -14,6 +15,7 @@ pub mod proto;
 pub mod replicate;
 pub mod ring;
 pub mod server;
+pub mod shipper;
 pub mod status;
 pub mod tenant;
 pub mod tsdb;

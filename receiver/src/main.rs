@@ -3,6 +3,9 @@
 use receiver::cli::Args;
 
 fn main() -> std::process::ExitCode {
+    // kube links rustls' ring backend and object_store its aws-lc-rs one; with both present rustls
+    // needs the process-wide choice made explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse_from_env();
     receiver::server::init_logging(args.log_level, args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -136,6 +136,16 @@ pub struct Metrics {
     pub peer_errors: Family<EndpointLabel, Counter>,
     /// `thanos_receive_hashring_series_routed_total{hashring,endpoint}`: series written per ring member.
     pub series_routed: Family<RingEndpoint, Counter>,
+    /// `thanos_shipper_dir_syncs_total{tenant}`.
+    pub shipper_syncs: Family<TenantLabel, Counter>,
+    /// `thanos_shipper_dir_sync_failures_total{tenant}`.
+    pub shipper_sync_failures: Family<TenantLabel, Counter>,
+    /// `thanos_shipper_uploads_total{tenant}`.
+    pub shipper_uploads: Family<TenantLabel, Counter>,
+    /// `thanos_shipper_upload_failures_total{tenant}`.
+    pub shipper_upload_failures: Family<TenantLabel, Counter>,
+    /// `thanos_shipper_pending_blocks{tenant}`: blocks waiting for upload.
+    pub shipper_pending: Family<TenantLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -173,6 +183,11 @@ impl Metrics {
             forward_delay: request_duration_histogram(),
             peer_errors: Family::default(),
             series_routed: Family::default(),
+            shipper_syncs: Family::default(),
+            shipper_sync_failures: Family::default(),
+            shipper_uploads: Family::default(),
+            shipper_upload_failures: Family::default(),
+            shipper_pending: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -294,6 +309,31 @@ impl Metrics {
             "thanos_receive_hashring_series_routed",
             "Series written per ring member (distribution across the ring)",
             m.series_routed.clone(),
+        );
+        registry.register(
+            "thanos_shipper_dir_syncs",
+            "Shipper syncs",
+            m.shipper_syncs.clone(),
+        );
+        registry.register(
+            "thanos_shipper_dir_sync_failures",
+            "Failed shipper syncs",
+            m.shipper_sync_failures.clone(),
+        );
+        registry.register(
+            "thanos_shipper_uploads",
+            "Blocks uploaded",
+            m.shipper_uploads.clone(),
+        );
+        registry.register(
+            "thanos_shipper_upload_failures",
+            "Failed block uploads",
+            m.shipper_upload_failures.clone(),
+        );
+        registry.register(
+            "thanos_shipper_pending_blocks",
+            "Blocks waiting for upload",
+            m.shipper_pending.clone(),
         );
         Metrics { registry, ..m }
     }

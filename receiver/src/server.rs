@@ -15,6 +15,7 @@ use crate::limits::LimitsConfig;
 use crate::metrics::Metrics;
 use crate::replicate::{ReplicationConfig, Replicator};
 use crate::ring::{self, RingHolder};
+use crate::shipper::{Shipper, objstore};
 use crate::tsdb::{MultiTsdb, TsdbOptions};
 
 /// Installs the global logger for `--log.level` and `--log.format`.
@@ -28,7 +29,13 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
     });
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Logfmt => registry.with(tracing_logfmt::layer()).init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -64,6 +71,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tenant_label_name: args.tenant_label_name.clone(),
     };
     let tsdb = Arc::new(MultiTsdb::new(&args.tsdb_path, opts));
+    let shipper = match &args.objstore_config_file {
+        Some(path) => {
+            let bucket = objstore::load(path).context("--objstore.config-file")?;
+            tracing::info!(bucket = bucket.description, "uploading blocks");
+            Some(Arc::new(Shipper::new(bucket, Arc::clone(&metrics))))
+        }
+        None => None,
+    };
     let max_concurrency = limits.write.global.max_concurrency;
     let ingester = Arc::new(Ingester::new(
         Arc::clone(&tsdb),
@@ -211,6 +226,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
     };
 
+    let shipper_enabled = shipper.is_some();
     let compaction = {
         let tsdb = Arc::clone(&tsdb);
         let ingester = Arc::clone(&ingester);
@@ -224,10 +240,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     continue;
                 }
                 let tsdb = Arc::clone(&tsdb);
-                let _ = tokio::task::spawn_blocking(move || tsdb.compact_all(retention)).await;
+                let shipping = shipper_enabled;
+                let _ = tokio::task::spawn_blocking(move || {
+                    // With a bucket, only blocks that reached it may leave the disk.
+                    tsdb.compact_all(retention, &|db, meta| {
+                        !shipping || Shipper::is_uploaded(&db.dir, meta.ulid)
+                    })
+                })
+                .await;
             }
         })
     };
+    let shipping = shipper.clone().map(|shipper| {
+        let tsdb = Arc::clone(&tsdb);
+        let ingester = Arc::clone(&ingester);
+        let interval = args.shipper_sync_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if ingester.is_ready() {
+                    sync_all(&shipper, &tsdb).await;
+                }
+            }
+        })
+    });
 
     let mut replay = replay;
     tokio::select! {
@@ -255,6 +293,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     fsync.abort();
     compaction.abort();
+    if let Some(s) = shipping {
+        s.abort();
+    }
     // Cut the whole head into blocks so a receiver that is scaled down leaves everything on disk
     // in block form; the WAL keeps the data if this does not finish in time.
     if ingester.is_ready() {
@@ -273,12 +314,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ),
         }
     }
+    if let Some(shipper) = &shipper {
+        // A scaled-down receiver must leave nothing behind: upload what the flush produced.
+        if tokio::time::timeout(args.flush_timeout, sync_all(shipper, &tsdb))
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "final upload did not finish within --tsdb.flush-timeout; blocks stay on disk"
+            );
+        }
+    }
     let tsdb_for_sync = Arc::clone(&tsdb);
     tokio::task::spawn_blocking(move || tsdb_for_sync.sync_all())
         .await
         .context("final WAL sync task")??;
     tracing::info!("WAL synced; bye");
     Ok(())
+}
+
+/// Uploads pending blocks of every tenant.
+async fn sync_all(shipper: &Shipper, tsdb: &MultiTsdb) {
+    for db in tsdb.tenants() {
+        // Errors are counted and logged by the shipper; the next sync retries oldest first.
+        let _ = shipper.sync(&db).await;
+    }
 }
 
 /// Loads the first ring and starts the sources that keep it current; `None` when no ring is configured.

@@ -127,11 +127,16 @@ impl Replicator {
         }
     }
 
-    /// Whether writes can be served: WAL replayed (when ingesting) and a ring loaded (when routing).
+    /// The readiness probe: an ingesting receiver is ready once its WAL is replayed, even before a
+    /// ring exists (the operator adds a pod to the ring only after it turns Ready); a router-only
+    /// receiver is ready once it has a ring.
     pub fn is_ready(&self) -> bool {
         let ingests = self.ring.is_none() || self.config.local_endpoint.is_some();
-        (!ingests || self.ingester.is_ready())
-            && self.ring.as_ref().is_none_or(|r| r.load().is_some())
+        if ingests {
+            self.ingester.is_ready()
+        } else {
+            self.ring.as_ref().is_some_and(|r| r.load().is_some())
+        }
     }
 
     /// Handles the series `range` of a write: `replica > 0` means a peer already routed it here, so
@@ -156,8 +161,12 @@ impl Replicator {
         } else {
             match &self.ring {
                 Some(ring) if replica <= 0 || self.config.local_endpoint.is_none() => {
-                    let state = ring.load().expect("readiness implies a ring");
-                    self.replicate(&state, tenant, batch, &checked.valid).await
+                    match ring.load() {
+                        Some(state) => self.replicate(&state, tenant, batch, &checked.valid).await,
+                        None => Err(WriteError::Unavailable(
+                            "no hashring loaded yet: cannot route".into(),
+                        )),
+                    }
                 }
                 _ => self
                     .ingester

@@ -502,8 +502,13 @@ impl MultiTsdb {
         all
     }
 
-    /// Cuts due blocks of every tenant and applies local retention; failures are logged and retried next time.
-    pub fn compact_all(&self, retention: Duration) {
+    /// Cuts due blocks of every tenant and applies local retention to blocks `may_delete` allows;
+    /// failures are logged and retried next time.
+    pub fn compact_all(
+        &self,
+        retention: Duration,
+        may_delete: &dyn Fn(&TenantDb, &tsdb_format::meta::BlockMeta) -> bool,
+    ) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -511,7 +516,9 @@ impl MultiTsdb {
             if let Err(e) = db.compact() {
                 tracing::error!(tenant = db.name, error = %e, "head compaction failed; will retry");
             }
-            for ulid in db.apply_retention(now, retention.as_millis() as i64, |_| true) {
+            for ulid in
+                db.apply_retention(now, retention.as_millis() as i64, |m| may_delete(&db, m))
+            {
                 tracing::info!(tenant = db.name, %ulid, "deleted block past retention");
             }
         }

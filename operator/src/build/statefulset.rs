@@ -1,0 +1,368 @@
+//! The receivers' StatefulSet.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{
+    GRPC_PORT, HASHRINGS_KEY, HTTP_PORT, Names, REMOTE_WRITE_PORT, labels, owned_meta,
+    selector_labels,
+};
+use crate::crd::{PvcRetention, ThanosReceiver};
+
+const DATA_VOLUME: &str = "data";
+const DATA_PATH: &str = "/data";
+const HASHRING_VOLUME: &str = "hashring";
+const HASHRING_DIR: &str = "/etc/thanos/hashring";
+const OBJSTORE_VOLUME: &str = "objstore";
+const OBJSTORE_DIR: &str = "/etc/thanos/objstore";
+const OBJSTORE_FILE: &str = "objstore.yml";
+
+/// The receiver command line, exactly the flags thanos-receiver accepts, then `extraArgs`.
+pub fn receiver_args(tr: &ThanosReceiver, names: &Names) -> Vec<String> {
+    let spec = &tr.spec;
+    let mut args = vec![
+        "receive".to_owned(),
+        format!("--tsdb.path={DATA_PATH}"),
+        format!("--grpc-address=0.0.0.0:{GRPC_PORT}"),
+        format!("--http-address=0.0.0.0:{HTTP_PORT}"),
+        format!("--remote-write.address=0.0.0.0:{REMOTE_WRITE_PORT}"),
+        format!("--receive.replication-factor={}", spec.replication_factor),
+        format!(
+            "--receive.hashrings-configmap={}/{}",
+            names.namespace,
+            names.configmap()
+        ),
+        format!("--receive.hashrings-file={HASHRING_DIR}/{HASHRINGS_KEY}"),
+        // The kubelet expands $(POD_NAME) from the env var below.
+        format!(
+            "--receive.local-endpoint=$(POD_NAME).{}.{}.svc.{}:{GRPC_PORT}",
+            names.name, names.namespace, names.cluster_domain
+        ),
+        "--label=replica=\"$(POD_NAME)\"".to_owned(),
+    ];
+    args.extend(
+        spec.external_labels
+            .iter()
+            .map(|(k, v)| format!("--label={k}={}", go_quote(v))),
+    );
+    args.push(format!("--tsdb.retention={}", spec.retention));
+    if spec.object_storage.is_some() {
+        args.push(format!(
+            "--objstore.config-file={OBJSTORE_DIR}/{OBJSTORE_FILE}"
+        ));
+    }
+    args.extend(spec.extra_args.iter().cloned());
+    args
+}
+
+/// A label value quoted the way the receiver's `--label` parser (Go's strconv.Quote) expects.
+fn go_quote(v: &str) -> String {
+    // JSON string escaping is a subset of Go's for every character a label value holds in practice.
+    serde_json::to_string(v).expect("a string always serialises")
+}
+
+/// The StatefulSet running `replicas` receivers.
+pub fn statefulset(tr: &ThanosReceiver, names: &Names, replicas: i32) -> StatefulSet {
+    let spec = &tr.spec;
+    let mut volumes = vec![Volume {
+        name: HASHRING_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names.configmap(),
+            // The ConfigMap only exists once enough receivers are Ready; pods must start before.
+            optional: Some(true),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![
+        VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: DATA_PATH.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: HASHRING_VOLUME.into(),
+            mount_path: HASHRING_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    if let Some(objstore) = &spec.object_storage {
+        volumes.push(Volume {
+            name: OBJSTORE_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(objstore.secret_name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: objstore.key.clone(),
+                    path: OBJSTORE_FILE.into(),
+                    ..KeyToPath::default()
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: OBJSTORE_VOLUME.into(),
+            mount_path: OBJSTORE_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(5),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    let container_port = |name: &str, port: i32| ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    };
+    let container = Container {
+        name: "receiver".into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.clone(),
+        args: Some(receiver_args(tr, names)),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        ports: Some(vec![
+            container_port("grpc", GRPC_PORT),
+            container_port("http", HTTP_PORT),
+            container_port("remote-write", REMOTE_WRITE_PORT),
+        ]),
+        readiness_probe: Some(probe("/-/ready")),
+        // A receiver replaying a large WAL is alive but slow to answer; give it room.
+        liveness_probe: Some(Probe {
+            failure_threshold: Some(12),
+            ..probe("/-/healthy")
+        }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    let pod_spec = PodSpec {
+        service_account_name: Some(names.receiver_identity()),
+        termination_grace_period_seconds: Some(spec.termination_grace_period_seconds),
+        containers: vec![container],
+        volumes: Some(volumes),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        affinity: spec.affinity.clone(),
+        topology_spread_constraints: (!spec.topology_spread_constraints.is_empty())
+            .then(|| spec.topology_spread_constraints.clone()),
+        ..PodSpec::default()
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            labels: Some(labels(&names.name)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    spec.storage.size.clone(),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    StatefulSet {
+        metadata: owned_meta(tr, names, names.name.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(names.name.clone()),
+            // Receivers need no ordered start: a ring member that is not up yet is tolerated.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&names.name)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&names.name)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            // Retain is the API default; leaving the field out keeps the object valid on API
+            // servers older than 1.23, which reject fields they do not know under server-side apply.
+            persistent_volume_claim_retention_policy: (spec.pvc_retention == PvcRetention::Delete)
+                .then(|| StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Delete".into()),
+                }),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::receiver;
+
+    fn container(sts: &StatefulSet) -> &Container {
+        &sts.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    #[test]
+    fn receiver_flags_are_wired() {
+        let mut tr = receiver("recv", "mon", 5);
+        tr.spec.external_labels = BTreeMap::from([("cluster".into(), "eu-1".into())]);
+        tr.spec.extra_args = vec!["--log.level=debug".into()];
+        tr.spec.object_storage =
+            Some(serde_json::from_value(serde_json::json!({"secretName": "s3"})).unwrap());
+        let names = Names::new(&tr, "example.org");
+        let sts = statefulset(&tr, &names, 5);
+        assert_eq!(
+            container(&sts).args.as_deref().unwrap(),
+            [
+                "receive",
+                "--tsdb.path=/data",
+                "--grpc-address=0.0.0.0:10901",
+                "--http-address=0.0.0.0:10902",
+                "--remote-write.address=0.0.0.0:19291",
+                "--receive.replication-factor=3",
+                "--receive.hashrings-configmap=mon/recv-hashring",
+                "--receive.hashrings-file=/etc/thanos/hashring/hashrings.json",
+                "--receive.local-endpoint=$(POD_NAME).recv.mon.svc.example.org:10901",
+                "--label=replica=\"$(POD_NAME)\"",
+                "--label=cluster=\"eu-1\"",
+                "--tsdb.retention=15d",
+                "--objstore.config-file=/etc/thanos/objstore/objstore.yml",
+                "--log.level=debug",
+            ]
+        );
+        let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let secret = pod.volumes.as_ref().unwrap()[1].secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("s3"));
+        assert_eq!(secret.items.as_ref().unwrap()[0].key, "objstore.yml");
+        let mounts: Vec<_> = container(&sts)
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(
+            mounts,
+            ["/data", "/etc/thanos/hashring", "/etc/thanos/objstore"]
+        );
+    }
+
+    #[test]
+    fn pods_are_parallel_probed_and_named_for_peer_dns() {
+        let tr = receiver("recv", "mon", 3);
+        let names = Names::new(&tr, "cluster.local");
+        let sts = statefulset(&tr, &names, 4);
+        let spec = sts.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(4));
+        assert_eq!(spec.service_name.as_deref(), Some("recv"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(spec.persistent_volume_claim_retention_policy, None);
+        let c = container(&sts);
+        let path = |p: &Option<Probe>| {
+            p.as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(path(&c.readiness_probe), "/-/ready");
+        assert_eq!(path(&c.liveness_probe), "/-/healthy");
+        let env = &c.env.as_ref().unwrap()[0];
+        assert_eq!(env.name, "POD_NAME");
+        assert_eq!(
+            env.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.name"
+        );
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("recv-receiver"));
+        assert!(pod.termination_grace_period_seconds.unwrap() >= 600);
+        let hashring = pod.volumes.as_ref().unwrap()[0]
+            .config_map
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (hashring.name.as_str(), hashring.optional),
+            ("recv-hashring", Some(true))
+        );
+        let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+        assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+        let size = &claim
+            .spec
+            .as_ref()
+            .unwrap()
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"];
+        assert_eq!(size.0, "100Gi");
+        assert_eq!(spec.selector.match_labels.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn pvc_retention_delete_is_explicit() {
+        let mut tr = receiver("recv", "mon", 3);
+        tr.spec.pvc_retention = PvcRetention::Delete;
+        let sts = statefulset(&tr, &Names::new(&tr, "cluster.local"), 3);
+        let policy = sts
+            .spec
+            .unwrap()
+            .persistent_volume_claim_retention_policy
+            .unwrap();
+        assert_eq!(policy.when_deleted.as_deref(), Some("Delete"));
+        assert_eq!(policy.when_scaled.as_deref(), Some("Delete"));
+    }
+}

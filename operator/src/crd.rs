@@ -1,0 +1,527 @@
+//! The `ThanosReceiver` custom resource (`receiver.thanos-rs.io/v1alpha1`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the resource (ours, not upstream Thanos').
+pub const GROUP: &str = "receiver.thanos-rs.io";
+
+/// A pool of thanos-receiver instances sharing one hashring.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats the same keys, which clippy misreads as duplicates"
+)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "receiver.thanos-rs.io",
+    version = "v1alpha1",
+    kind = "ThanosReceiver",
+    plural = "thanosreceivers",
+    shortname = "tr",
+    namespaced,
+    status = "ThanosReceiverStatus",
+    derive = "PartialEq",
+    doc = "A pool of thanos-receiver instances that share a hashring",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "RF", type_ = "integer", json_path = ".spec.replicationFactor"),
+    printcolumn(
+        name = "Ring endpoints",
+        type_ = "integer",
+        json_path = ".status.ring.endpoints"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("self.replicationFactor <= self.replicas").message("replicationFactor must not exceed replicas"),
+    validation = Rule::new("self.replicationFactor % 2 == 1").message("replicationFactor must be odd"),
+    validation = Rule::new("!has(self.autoscaling) || self.autoscaling.minReplicas >= self.replicationFactor").message("autoscaling.minReplicas must be at least replicationFactor"),
+    validation = Rule::new("!has(self.autoscaling) || self.autoscaling.maxReplicas >= self.autoscaling.minReplicas").message("autoscaling.maxReplicas must be at least minReplicas")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ThanosReceiverSpec {
+    /// Number of receivers; the scale subresource and an HPA write this field.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// Copies of every series (`--receive.replication-factor`); odd and at most `replicas`.
+    #[serde(default = "default_replication_factor")]
+    #[schemars(range(min = 1))]
+    pub replication_factor: i32,
+    /// Container image of thanos-receiver.
+    pub image: String,
+    /// Image pull policy (`Always`, `IfNotPresent`, `Never`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// CPU and memory of the receiver container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The per-receiver data volume.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// How long blocks stay on local disk (`--tsdb.retention`).
+    #[serde(default = "default_retention")]
+    pub retention: String,
+    /// Where finished blocks are uploaded; without it blocks stay local only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_storage: Option<ObjectStorageSpec>,
+    /// External labels added to every block (`--label`); `replica` is set per pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_labels: BTreeMap<String, String>,
+    /// Placement algorithm of the default hashring.
+    #[serde(default)]
+    pub hashring_algorithm: HashringAlgorithm,
+    /// Tenant hashrings; each holds every receiver, like the default ring, so no ring can be
+    /// smaller than the pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashrings: Vec<TenantHashring>,
+    /// Seconds to wait after a ring change before leaving receivers are stopped on scale-down.
+    #[serde(default = "default_ring_propagation_seconds")]
+    #[schemars(range(min = 0))]
+    pub ring_propagation_seconds: i32,
+    /// Seconds a stopping receiver has to cut its head and upload it.
+    #[serde(default = "default_termination_grace_period_seconds")]
+    #[schemars(range(min = 0))]
+    pub termination_grace_period_seconds: i64,
+    /// A HorizontalPodAutoscaler driving `replicas` through the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// The PodDisruptionBudget that keeps a write quorum through voluntary disruptions.
+    #[serde(default)]
+    pub pod_disruption_budget: PodDisruptionBudgetSpec,
+    /// What happens to data volumes when the resource is deleted or scaled down.
+    #[serde(default)]
+    pub pvc_retention: PvcRetention,
+    /// Node labels the receivers must run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the receiver pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity of the receiver pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Topology spread constraints of the receiver pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Extra receiver flags, appended after the ones the operator sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// When true the operator writes nothing but this resource's status.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+fn default_replication_factor() -> i32 {
+    3
+}
+
+fn default_retention() -> String {
+    "15d".into()
+}
+
+fn default_ring_propagation_seconds() -> i32 {
+    10
+}
+
+fn default_termination_grace_period_seconds() -> i64 {
+    // Cutting a 2h head of ~1M series and uploading it takes minutes, not the default 30 s.
+    900
+}
+
+/// The data volume of each receiver.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Requested size of the volume.
+    #[serde(default = "default_storage_size")]
+    pub size: Quantity,
+    /// Storage class; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_storage_size() -> Quantity {
+    Quantity("100Gi".into())
+}
+
+/// A Secret holding a Thanos object storage configuration.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStorageSpec {
+    /// Name of the Secret in the resource's namespace.
+    pub secret_name: String,
+    /// Key of the Secret that holds the configuration.
+    #[serde(default = "default_objstore_key")]
+    pub key: String,
+}
+
+fn default_objstore_key() -> String {
+    "objstore.yml".into()
+}
+
+/// Placement algorithm of a hashring.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HashringAlgorithm {
+    /// Thanos' original `hash % n`: every scale event moves most series.
+    Hashmod,
+    /// Consistent hashing: scaling 3 → 5 moves about 2/5 of the series.
+    #[default]
+    Ketama,
+}
+
+/// How the tenants of a hashring are matched.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantMatcherType {
+    /// Tenant names compared byte for byte.
+    #[default]
+    Exact,
+    /// Shell-style patterns such as `team-*`.
+    Glob,
+}
+
+/// A hashring reserved for some tenants; it holds every receiver of the pool.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantHashring {
+    /// Name of the ring (a metric label in receivers).
+    #[x_kube(validation = Rule::new("self != 'default'").message("'default' is the name of the implicit default ring"))]
+    pub name: String,
+    /// Tenants (or patterns) routed to this ring.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("a tenant hashring needs at least one tenant"))]
+    pub tenants: Vec<String>,
+    /// How `tenants` are matched.
+    #[serde(default)]
+    pub tenant_matcher_type: TenantMatcherType,
+    /// Placement algorithm of this ring; the pool's `hashringAlgorithm` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<HashringAlgorithm>,
+}
+
+/// HorizontalPodAutoscaler settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Lower bound for `replicas`; at least `replicationFactor`.
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// Upper bound for `replicas`.
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+    /// Target average CPU utilisation (percent of requests); 80 when no target is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cpu_utilization_percentage: Option<i32>,
+    /// Target average memory utilisation (percent of requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_memory_utilization_percentage: Option<i32>,
+}
+
+/// PodDisruptionBudget settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDisruptionBudgetSpec {
+    /// Whether the operator manages a PodDisruptionBudget.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Receivers that may be down at once; `replicationFactor - quorum` (at least 1) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<i32>,
+}
+
+impl Default for PodDisruptionBudgetSpec {
+    fn default() -> Self {
+        PodDisruptionBudgetSpec {
+            enabled: true,
+            max_unavailable: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Fate of the data volumes when the resource is deleted or scaled down.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum PvcRetention {
+    /// Keep the volumes (the safe choice: a volume may hold blocks not yet uploaded).
+    #[default]
+    Retain,
+    /// Delete the volumes with their pods.
+    Delete,
+}
+
+/// Observed state of a `ThanosReceiver`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThanosReceiverStatus {
+    /// Receiver pods that exist (the scale subresource's `status.replicas`).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Receiver pods that are Ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the receiver pods, for the scale subresource and HPAs.
+    // Optional rather than defaulted: Kubernetes 1.20 rejects a CRD whose schema defaults a string to "".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The hashring in force, as written in the ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<RingStatus>,
+    /// `Available`, `Progressing`, `Degraded` and `RingReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The hashring in force.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RingStatus {
+    /// Endpoints in the default ring.
+    pub endpoints: i32,
+    /// Pod ordinals in the ring, ascending.
+    pub members: Vec<i32>,
+    /// `config_hash` of `hashrings.json`, as receivers report it.
+    pub hash: String,
+    /// When the ring last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change_time: Option<Time>,
+}
+
+/// Condition types.
+pub mod conditions {
+    /// Writes reach a quorum for every series.
+    pub const AVAILABLE: &str = "Available";
+    /// The pool is moving towards the spec (scaling, waiting for pods).
+    pub const PROGRESSING: &str = "Progressing";
+    /// Something prevents the operator from doing its job fully.
+    pub const DEGRADED: &str = "Degraded";
+    /// The hashring in force holds exactly the desired receivers.
+    pub const RING_READY: &str = "RingReady";
+}
+
+/// Condition reasons.
+pub mod reasons {
+    /// Available: the ring exists and at most `RF - quorum` members are unready.
+    pub const QUORUM_AVAILABLE: &str = "QuorumAvailable";
+    /// Available: more ring members are unready than a quorum tolerates.
+    pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
+    /// Available / RingReady: no ring has been written yet.
+    pub const NO_RING: &str = "NoRing";
+    /// RingReady: every desired receiver is in the ring.
+    pub const ALL_RECEIVERS_IN_RING: &str = "AllReceiversInRing";
+    /// RingReady / Progressing: receivers still have to turn Ready to join the ring.
+    pub const WAITING_FOR_READY_RECEIVERS: &str = "WaitingForReadyReceivers";
+    /// RingReady: the ring still holds leaving receivers.
+    pub const LEAVING_RECEIVERS_IN_RING: &str = "LeavingReceiversInRing";
+    /// Progressing: leaving receivers are out of the ring; waiting before stopping them.
+    pub const SCALING_DOWN: &str = "ScalingDown";
+    /// Progressing: nothing left to do.
+    pub const RECONCILED: &str = "Reconciled";
+    /// Progressing: `spec.paused` is set.
+    pub const PAUSED: &str = "Paused";
+    /// Degraded: all is well.
+    pub const AS_EXPECTED: &str = "AsExpected";
+    /// Degraded: the spec breaks a rule (checked here too, as old API servers skip CEL).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Degraded: the cluster lacks an API group (e.g. `policy/v1` before Kubernetes 1.21).
+    pub const API_GROUP_UNAVAILABLE: &str = "ApiGroupUnavailable";
+    /// Degraded: a request to the API server failed.
+    pub const RECONCILE_FAILED: &str = "ReconcileFailed";
+}
+
+impl ThanosReceiverSpec {
+    /// The rules of the CEL validations, checked in the operator too, as messages.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.replicas < 1 {
+            problems.push(format!(
+                "replicas must be at least 1, got {}",
+                self.replicas
+            ));
+        }
+        if self.replication_factor < 1 || self.replication_factor % 2 == 0 {
+            problems.push(format!(
+                "replicationFactor must be odd and positive, got {}",
+                self.replication_factor
+            ));
+        }
+        if self.replication_factor > self.replicas {
+            problems.push(format!(
+                "replicationFactor {} must not exceed replicas {}",
+                self.replication_factor, self.replicas
+            ));
+        }
+        if let Some(a) = &self.autoscaling {
+            if a.min_replicas < self.replication_factor {
+                problems.push(format!(
+                    "autoscaling.minReplicas {} must be at least replicationFactor {}",
+                    a.min_replicas, self.replication_factor
+                ));
+            }
+            if a.max_replicas < a.min_replicas {
+                problems.push(format!(
+                    "autoscaling.maxReplicas {} must be at least minReplicas {}",
+                    a.max_replicas, a.min_replicas
+                ));
+            }
+        }
+        for h in &self.hashrings {
+            if h.name == "default" {
+                problems.push("hashring name 'default' is reserved for the default ring".into());
+            }
+            if h.tenants.is_empty() {
+                problems.push(format!("hashring {:?} needs at least one tenant", h.name));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> ThanosReceiverSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn committed_crd_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crds/thanosreceivers.receiver.thanos-rs.io.yaml"
+        );
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        let generated = serde_yaml::to_string(&ThanosReceiver::crd()).unwrap();
+        assert!(
+            committed == generated,
+            "crds/ is stale: run `make crds` (cargo run -p operator --bin crdgen > {path})"
+        );
+    }
+
+    #[test]
+    fn crd_has_scale_subresource_and_columns() {
+        let crd = ThanosReceiver::crd();
+        assert_eq!(crd.spec.group, "receiver.thanos-rs.io");
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&["tr".to_owned()][..])
+        );
+        let version = &crd.spec.versions[0];
+        let scale = version
+            .subresources
+            .as_ref()
+            .unwrap()
+            .scale
+            .as_ref()
+            .unwrap();
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Replicas", "Ready", "RF", "Ring endpoints", "Age"]
+        );
+    }
+
+    #[test]
+    fn defaults_fill_a_minimal_spec() {
+        let s = spec(serde_json::json!({"image": "r:1"}));
+        assert_eq!(
+            (s.replicas, s.replication_factor, s.ring_propagation_seconds),
+            (3, 3, 10)
+        );
+        assert_eq!(
+            (s.retention.as_str(), s.storage.size.0.as_str()),
+            ("15d", "100Gi")
+        );
+        assert_eq!(
+            (s.pvc_retention, s.hashring_algorithm),
+            (PvcRetention::Retain, HashringAlgorithm::Ketama)
+        );
+        assert!(s.pod_disruption_budget.enabled && !s.paused);
+        assert!(s.problems().is_empty());
+    }
+
+    #[test]
+    fn problems_mirror_the_cel_rules() {
+        let cases = [
+            (
+                serde_json::json!({"image": "r", "replicas": 3, "replicationFactor": 2}),
+                "replicationFactor must be odd",
+            ),
+            (
+                serde_json::json!({"image": "r", "replicas": 1, "replicationFactor": 3}),
+                "must not exceed replicas",
+            ),
+            (
+                serde_json::json!({"image": "r", "autoscaling": {"minReplicas": 1, "maxReplicas": 5}}),
+                "minReplicas 1 must be at least replicationFactor 3",
+            ),
+            (
+                serde_json::json!({"image": "r", "autoscaling": {"minReplicas": 5, "maxReplicas": 3}}),
+                "maxReplicas 3 must be at least minReplicas 5",
+            ),
+            (
+                serde_json::json!({"image": "r", "hashrings": [{"name": "a", "tenants": []}]}),
+                "needs at least one tenant",
+            ),
+            (
+                serde_json::json!({"image": "r", "hashrings": [{"name": "default", "tenants": ["x"]}]}),
+                "reserved",
+            ),
+        ];
+        for (json, want) in cases {
+            let problems = spec(json.clone()).problems().join("; ");
+            assert!(problems.contains(want), "{json}: {problems}");
+        }
+    }
+}

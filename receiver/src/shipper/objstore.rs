@@ -1,0 +1,189 @@
+//! The Thanos `objstore.yml` (`--objstore.config-file`), turned into an `object_store` bucket.
+//!
+//! ```yaml
+//! type: S3
+//! config:
+//!   bucket: thanos
+//!   endpoint: minio.monitoring.svc:9000
+//!   access_key: ...
+//!   secret_key: ...
+//!   insecure: true
+//! prefix: ""
+//! ```
+//! `S3` and `FILESYSTEM` (`config: {directory: /path}`) are supported. S3 credentials left out of
+//! the file come from the usual `AWS_*` environment variables.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, RetryConfig};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjstoreConfig {
+    /// `S3` or `FILESYSTEM` (case-insensitive, as Thanos).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Provider settings.
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_yaml::Value>,
+    /// Key prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// Why an objstore config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjstoreError {
+    #[error("objstore config {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("objstore: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// A bucket and the prefix every key goes under.
+pub struct Bucket {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Key prefix (no leading or trailing `/`).
+    pub prefix: String,
+    /// What the config describes, for logs.
+    pub description: String,
+}
+
+impl Bucket {
+    /// The object path of `key` under the prefix.
+    pub fn path(&self, key: &str) -> object_store::path::Path {
+        if self.prefix.is_empty() {
+            object_store::path::Path::from(key)
+        } else {
+            object_store::path::Path::from(format!("{}/{key}", self.prefix))
+        }
+    }
+}
+
+fn str_field<'a>(cfg: &'a BTreeMap<String, serde_yaml::Value>, key: &str) -> Option<&'a str> {
+    cfg.get(key)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+}
+
+/// Reads and builds the bucket of an objstore file.
+pub fn load(path: &Path) -> Result<Bucket, ObjstoreError> {
+    let invalid = |message: String| ObjstoreError::Invalid {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    let cfg: ObjstoreConfig = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    build(&cfg).map_err(|e| match e {
+        ObjstoreError::Invalid { message, .. } => invalid(message),
+        other => other,
+    })
+}
+
+/// Builds the bucket a parsed config describes.
+pub fn build(cfg: &ObjstoreConfig) -> Result<Bucket, ObjstoreError> {
+    let invalid = |message: String| ObjstoreError::Invalid {
+        path: String::new(),
+        message,
+    };
+    let prefix = cfg.prefix.trim_matches('/').to_string();
+    match cfg.kind.to_ascii_uppercase().as_str() {
+        "S3" => {
+            let c = &cfg.config;
+            let bucket = str_field(c, "bucket")
+                .ok_or_else(|| invalid("S3: config.bucket is required".into()))?;
+            let endpoint = str_field(c, "endpoint")
+                .ok_or_else(|| invalid("S3: config.endpoint is required".into()))?;
+            let insecure = c.get("insecure").and_then(|v| v.as_bool()).unwrap_or(false);
+            let url = if endpoint.contains("://") {
+                endpoint.to_string()
+            } else {
+                format!("{}://{endpoint}", if insecure { "http" } else { "https" })
+            };
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_endpoint(&url)
+                .with_allow_http(insecure || url.starts_with("http://"))
+                .with_region(str_field(c, "region").unwrap_or("us-east-1"))
+                // Thanos' default lookup for custom endpoints is path style.
+                .with_virtual_hosted_style_request(
+                    str_field(c, "bucket_lookup_type") == Some("virtual-hosted"),
+                )
+                // Fail an upload within seconds; the shipper retries at its next sync, oldest block first.
+                .with_retry(RetryConfig {
+                    max_retries: 2,
+                    retry_timeout: Duration::from_secs(20),
+                    ..RetryConfig::default()
+                });
+            if let Some(k) = str_field(c, "access_key") {
+                b = b.with_access_key_id(k);
+            }
+            if let Some(k) = str_field(c, "secret_key") {
+                b = b.with_secret_access_key(k);
+            }
+            if let Some(t) = str_field(c, "session_token") {
+                b = b.with_token(t);
+            }
+            Ok(Bucket {
+                store: Arc::new(b.build()?),
+                prefix,
+                description: format!("s3 {url}/{bucket}"),
+            })
+        }
+        "FILESYSTEM" => {
+            let dir = str_field(&cfg.config, "directory")
+                .ok_or_else(|| invalid("FILESYSTEM: config.directory is required".into()))?;
+            std::fs::create_dir_all(dir).map_err(|e| invalid(format!("{dir}: {e}")))?;
+            Ok(Bucket {
+                store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
+                prefix,
+                description: format!("filesystem {dir}"),
+            })
+        }
+        other => Err(invalid(format!(
+            "unsupported type {other:?}: use S3 or FILESYSTEM"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Bucket, ObjstoreError> {
+        build(&serde_yaml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn thanos_configs_build() {
+        let b = parse("type: s3\nconfig:\n  bucket: thanos\n  endpoint: 127.0.0.1:9000\n  access_key: a\n  secret_key: b\n  insecure: true\nprefix: /team/\n").unwrap();
+        assert_eq!(b.description, "s3 http://127.0.0.1:9000/thanos");
+        assert_eq!(b.path("01ABC/meta.json").as_ref(), "team/01ABC/meta.json");
+        let dir = tempfile::tempdir().unwrap();
+        let b = parse(&format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            dir.path().display()
+        ))
+        .unwrap();
+        assert_eq!(b.path("x").as_ref(), "x");
+    }
+
+    #[test]
+    fn broken_configs_say_why() {
+        let err = |t: &str| parse(t).err().unwrap().to_string();
+        assert!(err("type: S3\nconfig: {endpoint: x}\n").contains("bucket is required"));
+        assert!(err("type: S3\nconfig: {bucket: x}\n").contains("endpoint is required"));
+        assert!(err("type: GCS\nconfig: {bucket: x}\n").contains("unsupported type"));
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("objstore.yml");
+        std::fs::write(&bad, "type: [").unwrap();
+        assert!(load(&bad).is_err());
+    }
+}
