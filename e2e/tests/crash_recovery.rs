@@ -100,10 +100,16 @@ async fn kill_9_loses_no_acknowledged_sample() {
     );
     for w in 0..WRITERS {
         let writer = w.to_string();
-        let series = db.head.select(&[
-            Matcher::Equal("__name__".into(), "crash_test".into()),
-            Matcher::Equal("writer".into(), writer.clone()),
-        ]);
+        let series = db
+            .query(
+                &[
+                    Matcher::Equal("__name__".into(), "crash_test".into()),
+                    Matcher::Equal("writer".into(), writer.clone()),
+                ],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
         assert_eq!(series.len(), SERIES_PER_WRITER, "writer {w}");
         let want: Vec<i64> = acked
             .iter()
@@ -111,13 +117,7 @@ async fn kill_9_loses_no_acknowledged_sample() {
             .map(|(_, n)| *n)
             .collect();
         for s in series {
-            let got: Vec<i64> = s
-                .data
-                .lock()
-                .samples(i64::MIN, i64::MAX)
-                .iter()
-                .map(|&(_, v)| v as i64)
-                .collect();
+            let got: Vec<i64> = s.samples.iter().map(|&(_, v)| v as i64).collect();
             for n in &want {
                 assert!(
                     got.contains(n),

@@ -98,13 +98,23 @@ async fn prometheus_agent_writes_without_failures() {
         TsdbOptions::default(),
     )
     .unwrap();
-    assert_eq!(db.head.num_series(), num_series);
+    // SIGTERM cut the head into blocks; the query reads blocks and head alike.
+    let all = db.query(&[], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(all.len() as u64, num_series);
+    assert!(
+        !db.blocks().is_empty(),
+        "shutdown flushed the head into a block"
+    );
     let up = db
-        .head
-        .select(&[Matcher::Equal("__name__".into(), "up".into())]);
+        .query(
+            &[Matcher::Equal("__name__".into(), "up".into())],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap();
     assert_eq!(up.len(), 2, "one `up` series per scrape target");
     for s in up {
-        let samples = s.data.lock().samples(i64::MIN, i64::MAX);
+        let samples = s.samples;
         assert!(
             samples.len() >= 5,
             "{}: {} samples",

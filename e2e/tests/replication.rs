@@ -195,10 +195,14 @@ async fn one_replica_down_is_tolerated_two_down_fail_then_recover_without_loss()
     )
     .unwrap();
     let up = db
-        .head
-        .select(&[Matcher::Equal("__name__".into(), "up".into())]);
+        .query(
+            &[Matcher::Equal("__name__".into(), "up".into())],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap();
     assert_eq!(up.len(), 1);
-    let samples = up[0].data.lock().samples(i64::MIN, i64::MAX);
+    let samples = &up[0].samples;
     let max_gap = samples.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
     println!(
         "sent {sent}, `up` samples on receiver 0: {}, largest gap {max_gap} ms",

@@ -67,6 +67,102 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
+    use hashring::Algorithm;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use std::time::Duration;
+
+    const THREE: &str = r#"[{"endpoints":["a:1","b:1","c:1"]}]"#;
+    const FIVE: &str = r#"[{"endpoints":["a:1","b:1","c:1","d:1","e:1"]}]"#;
+
+    fn cm(ring: &str, rv: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "ring", "namespace": "mon", "resourceVersion": rv},
+               "data": {KEY: ring}})
+    }
+
+    async fn until_hash(holder: &RingHolder, ring: &str) {
+        let want = hashring::config_hash(ring.as_bytes()).to_hex();
+        for _ in 0..100 {
+            if holder.load().is_some_and(|s| s.hash.to_hex() == want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("ring {ring} never came into force");
+    }
+
+    /// A mocked API server: the watch lists the one ConfigMap by name, then follows its changes.
+    #[tokio::test]
+    async fn watch_applies_every_version_and_refuses_a_bad_one() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let holder = Arc::new(RingHolder::new(
+            3,
+            Algorithm::Ketama,
+            Arc::new(Metrics::new()),
+        ));
+        let delivered = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(watch(
+            client,
+            "mon".into(),
+            "ring".into(),
+            Arc::clone(&holder),
+            Arc::clone(&delivered),
+        ));
+
+        let (req, send) = handle.next_request().await.expect("initial list");
+        let query = req.uri().query().unwrap_or_default().to_string();
+        assert_eq!(req.uri().path(), "/api/v1/namespaces/mon/configmaps");
+        assert!(
+            query.contains("fieldSelector=metadata.name%3Dring"),
+            "{query}"
+        );
+        assert!(!query.contains("watch=true"), "{query}");
+        let list = json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"resourceVersion": "10"}, "items": [cm(THREE, "5")]});
+        send.send_response(Response::new(Body::from(
+            serde_json::to_vec(&list).unwrap(),
+        )));
+        until_hash(&holder, THREE).await;
+        assert!(
+            delivered.load(Ordering::Relaxed),
+            "the file fallback stands down once the API answered"
+        );
+
+        let (req, send) = handle.next_request().await.expect("watch");
+        let query = req.uri().query().unwrap_or_default().to_string();
+        assert!(
+            query.contains("watch=true") && query.contains("resourceVersion=10"),
+            "{query}"
+        );
+        assert!(
+            query.contains("fieldSelector=metadata.name%3Dring"),
+            "{query}"
+        );
+        let events: Vec<String> = [cm(FIVE, "11"), cm("{broken", "12")]
+            .into_iter()
+            .map(|o| json!({"type": "MODIFIED", "object": o}).to_string())
+            .collect();
+        send.send_response(Response::new(Body::from(
+            format!("{}\n", events.join("\n")).into_bytes(),
+        )));
+        until_hash(&holder, FIVE).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            holder.load().unwrap().hash.to_hex(),
+            hashring::config_hash(FIVE.as_bytes()).to_hex(),
+            "the broken version is refused"
+        );
+        assert!(
+            holder
+                .metrics
+                .encode()
+                .contains("thanos_receive_hashrings_file_errors_total 1")
+        );
+        task.abort();
+    }
 
     #[test]
     fn configmap_refs() {

@@ -43,7 +43,8 @@ pub struct RingHolder {
     current: ArcSwapOption<RingState>,
     replication_factor: usize,
     default_algorithm: Algorithm,
-    metrics: Arc<Metrics>,
+    /// Where refusals and changes are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What `/api/v1/status/hashring` shows.

@@ -355,6 +355,22 @@ mod tests {
             .head
             .select(&[Matcher::Equal("__name__".into(), "m".into())]);
         assert!(all.is_empty());
+        // The query reads the blocks: every sample is still there, once.
+        let read = db
+            .query(
+                &[Matcher::Equal("s".into(), "3".into())],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].samples.len(), 600);
+        assert!(
+            read[0]
+                .samples
+                .windows(2)
+                .all(|w| w[1].0 - w[0].0 == 30_000)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod compact;
 pub mod head;
 pub mod labels;
+pub mod query;
 pub mod wal;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,157 @@
+//! TSDB figures: head memory per active series, WAL replay speed, and block cut time.
+//!
+//! `cargo bench -p receiver --bench tsdb` (release profile). `TSDB_BENCH_SERIES` (default 100000)
+//! and `TSDB_BENCH_MINUTES` (default 120) size the run; samples are 15 s apart, labels are
+//! Kubernetes-like (12 per series). Prints one line per figure.
+
+use std::time::Instant;
+
+use prost::Message;
+use receiver::decode::{Protocol, WriteBatch};
+use receiver::proto::v1;
+use receiver::tsdb::{TenantDb, TsdbOptions};
+
+const STEP_MS: i64 = 15_000;
+const BATCH: usize = 10_000;
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn labels(i: usize) -> Vec<(String, String)> {
+    let ns = format!("namespace-{}", i % 50);
+    vec![
+        ("__name__".into(), format!("container_metric_{}", i % 20)),
+        ("container".into(), format!("container-{}", i % 7)),
+        ("endpoint".into(), "https-metrics".into()),
+        (
+            "image".into(),
+            format!("registry.example.com/team/app-{}:v1.{}", i % 40, i % 9),
+        ),
+        (
+            "instance".into(),
+            format!("10.{}.{}.{}:10250", i % 4, (i / 256) % 256, i % 256),
+        ),
+        ("job".into(), "kubelet".into()),
+        ("metrics_path".into(), "/metrics/cadvisor".into()),
+        ("namespace".into(), ns),
+        ("node".into(), format!("node-{}", i % 300)),
+        ("pod".into(), format!("app-{}-{:x}", i % 40, i)),
+        ("service".into(), "kubelet".into()),
+        (
+            "uid".into(),
+            format!("{:08x}-{:04x}", i * 2654435761 % 4294967296, i % 65536),
+        ),
+    ]
+}
+
+/// Encoded requests of `BATCH` series each, one per series slice, for one timestamp.
+fn batches(series: usize, t: i64, label_sets: &[Vec<(String, String)>]) -> Vec<WriteBatch> {
+    (0..series)
+        .step_by(BATCH)
+        .map(|start| {
+            let timeseries = (start..(start + BATCH).min(series))
+                .map(|i| {
+                    let l: Vec<(&str, &str)> = label_sets[i]
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    v1::series(&l, &[(t, (i as i64 * 7 + t / STEP_MS) as f64 * 0.5)])
+                })
+                .collect();
+            let mut b = WriteBatch::with_body(
+                v1::WriteRequest {
+                    timeseries,
+                    metadata: vec![],
+                }
+                .encode_to_vec(),
+            );
+            b.decode(Protocol::V1).expect("valid request");
+            b
+        })
+        .collect()
+}
+
+fn append_step(db: &TenantDb, series: usize, t: i64, label_sets: &[Vec<(String, String)>]) {
+    for b in batches(series, t, label_sets) {
+        let idx: Vec<usize> = (0..b.series.len()).collect();
+        let (refs, _) = db.resolve(&b, &idx);
+        db.append(&b, &idx, &refs).expect("append");
+    }
+}
+
+fn main() {
+    let series: usize = std::env::var("TSDB_BENCH_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let minutes: i64 = std::env::var("TSDB_BENCH_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    let steps = minutes * 60_000 / STEP_MS;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let label_sets: Vec<_> = (0..series).map(labels).collect();
+    let t0 = 1_700_000_000_000 / 7_200_000 * 7_200_000;
+
+    let base = rss_bytes();
+    let (db, _) = TenantDb::open(dir.path(), "bench", TsdbOptions::default()).expect("open");
+    append_step(&db, series, t0, &label_sets);
+    let one = rss_bytes();
+    println!(
+        "head memory per active series, 1 sample each: {:.0} B ({series} series, RSS +{} MiB)",
+        (one - base) as f64 / series as f64,
+        (one - base) >> 20
+    );
+
+    let start = Instant::now();
+    for s in 1..steps {
+        append_step(&db, series, t0 + s * STEP_MS, &label_sets);
+    }
+    let took = start.elapsed();
+    let full = rss_bytes();
+    let samples = series as u64 * steps as u64;
+    println!(
+        "append through WAL into the head: {:.2} M samples/s single-threaded ({samples} samples in {took:.2?})",
+        (samples - series as u64) as f64 / took.as_secs_f64() / 1e6
+    );
+    println!(
+        "head memory per active series, {minutes} min of 15 s samples: {:.0} B (RSS +{} MiB)",
+        (full - base) as f64 / series as f64,
+        (full - base) >> 20
+    );
+    let wal_bytes = db.wal_size();
+    drop(db);
+
+    let start = Instant::now();
+    let (db, stats) = TenantDb::open(dir.path(), "bench", TsdbOptions::default()).expect("reopen");
+    let replay = start.elapsed();
+    println!(
+        "WAL replay: {} samples ({} MiB of WAL) in {replay:.2?} = {:.2} M samples/s",
+        stats.samples,
+        wal_bytes >> 20,
+        stats.samples as f64 / replay.as_secs_f64() / 1e6
+    );
+
+    let start = Instant::now();
+    let blocks = db.flush().expect("flush");
+    let cut = start.elapsed();
+    let bytes: u64 = blocks
+        .iter()
+        .flat_map(|m| {
+            m.thanos
+                .as_ref()
+                .map(|t| t.files.iter().map(|f| f.size_bytes).sum::<u64>())
+        })
+        .sum();
+    println!(
+        "block cut of {series} series x {minutes} min: {cut:.2?} for {} block(s), {:.3} B/sample on disk",
+        blocks.len(),
+        bytes as f64 / samples as f64
+    );
+}
