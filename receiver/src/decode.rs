@@ -269,7 +269,9 @@ impl WriteBatch {
             if value.is_empty() {
                 return Err(Rejection::EmptyLabelValue);
             }
-            if std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err() {
+            // Labels are nearly always ASCII, which is checked a word at a time.
+            let utf8 = |b: &[u8]| b.is_ascii() || std::str::from_utf8(b).is_ok();
+            if !utf8(name) || !utf8(value) {
                 return Err(Rejection::InvalidUtf8);
             }
             // 2.0 allows any UTF-8 name; 1.0 requires the classic charset.

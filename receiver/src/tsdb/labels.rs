@@ -72,16 +72,28 @@ impl Labels {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
-    /// Whether the set equals the given pairs, compared without building a second set.
-    pub fn eq_pairs<'a>(&self, mut pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
-        let mut mine = self.iter();
-        loop {
-            match (mine.next(), pairs.next()) {
-                (None, None) => return true,
-                (Some((n, v)), Some((pn, pv))) if n.as_bytes() == pn && v.as_bytes() == pv => {}
-                _ => return false,
+    /// Whether the set equals the given pairs, compared byte by byte without building a second set.
+    #[inline]
+    pub fn eq_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
+        let mut rest: &[u8] = &self.0;
+        for (n, v) in pairs {
+            for want in [n, v] {
+                // Lengths below 128 take one varint byte: the common case costs one compare.
+                let (len, used) = match rest.first() {
+                    Some(&b) if b < 0x80 => (b as usize, 1),
+                    Some(_) => match uvarint(rest) {
+                        Some((l, u)) => (l as usize, u),
+                        None => return false,
+                    },
+                    None => return false,
+                };
+                if len != want.len() || rest.len() < used + len || &rest[used..used + len] != want {
+                    return false;
+                }
+                rest = &rest[used + len..];
             }
         }
+        rest.is_empty()
     }
 
     /// Orders label sets as Prometheus' `labels.Compare`: pairwise by name, then value; a prefix sorts first.
@@ -128,6 +140,7 @@ impl fmt::Debug for Labels {
 }
 
 /// Iterator over the pairs of a [`Labels`].
+#[derive(Clone)]
 pub struct LabelsIter<'a> {
     rest: &'a [u8],
 }
@@ -193,5 +206,21 @@ mod tests {
         let c = Labels::from_strs(&[("__name__", "up"), ("job", "y")]);
         assert_eq!(a.compare(&c), Ordering::Less);
         assert_eq!(Labels::from_encoded(&[5, b'a']), None);
+    }
+
+    #[test]
+    fn long_values_compare_through_multi_byte_lengths() {
+        let long = "x".repeat(300);
+        let l = Labels::from_strs(&[("a", &long), ("b", "y")]);
+        assert!(l.eq_pairs([(&b"a"[..], long.as_bytes()), (b"b", b"y")].into_iter()));
+        let other = "x".repeat(299) + "z";
+        assert!(!l.eq_pairs([(&b"a"[..], other.as_bytes()), (b"b", b"y")].into_iter()));
+        assert!(
+            !l.eq_pairs([(&b"a"[..], long.as_bytes())].into_iter()),
+            "a prefix is not equal"
+        );
+        assert!(
+            !l.eq_pairs([(&b"a"[..], long.as_bytes()), (b"b", b"y"), (b"c", b"z")].into_iter())
+        );
     }
 }

@@ -158,16 +158,33 @@ pub struct OpenStats {
     pub duration: Duration,
 }
 
-/// Hash of a label set used to find its series in the head.
-pub fn labels_hash<'a>(labels: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-    for (n, v) in labels {
-        h.update(n);
-        h.update(&[0xff]);
-        h.update(v);
-        h.update(&[0xff]);
+/// Hash of a label set used to find its series in the head: xxh3 of `name 0xff value 0xff ...`.
+pub fn labels_hash<'a>(labels: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> u64 {
+    // One-shot hashing of a stack buffer is about twice as fast as feeding a streaming hasher
+    // piece by piece; label sets that do not fit fall back to streaming.
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    for (n, v) in labels.clone() {
+        let need = n.len() + v.len() + 2;
+        if len + need > buf.len() {
+            let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+            for (n, v) in labels {
+                h.update(n);
+                h.update(&[0xff]);
+                h.update(v);
+                h.update(&[0xff]);
+            }
+            return h.digest();
+        }
+        buf[len..len + n.len()].copy_from_slice(n);
+        len += n.len();
+        buf[len] = 0xff;
+        buf[len + 1..len + 1 + v.len()].copy_from_slice(v);
+        len += 1 + v.len();
+        buf[len] = 0xff;
+        len += 1;
     }
-    h.digest()
+    xxhash_rust::xxh3::xxh3_64(&buf[..len])
 }
 
 impl TenantDb {
@@ -610,6 +627,25 @@ mod tests {
         drop(db);
         let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
         assert_eq!(db.head.num_series(), 3);
+    }
+
+    #[test]
+    fn label_hash_is_the_same_on_the_stack_and_streaming_paths() {
+        let long = "v".repeat(2000);
+        for value in ["short", long.as_str()] {
+            let pairs = [(&b"__name__"[..], &b"up"[..]), (b"job", value.as_bytes())];
+            let mut flat = Vec::new();
+            for (n, v) in pairs {
+                flat.extend_from_slice(n);
+                flat.push(0xff);
+                flat.extend_from_slice(v);
+                flat.push(0xff);
+            }
+            assert_eq!(
+                labels_hash(pairs.into_iter()),
+                xxhash_rust::xxh3::xxh3_64(&flat)
+            );
+        }
     }
 
     #[test]
