@@ -337,3 +337,40 @@ async fn heads_of(
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_only_receiver_forwards_and_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let cluster = Cluster::start(tmp.path(), 3, 3, 3, "hashmod", &client).await;
+    let mut router = e2e::Receiver::start(
+        &tmp.path().join("router"),
+        &[
+            format!("--receive.hashrings-file={}", cluster.ring_file.display()),
+            "--receive.replication-factor=3".into(),
+        ],
+    );
+    router.wait_ready(&client).await;
+    let stats = write_loop(
+        &client,
+        &router.write_url(),
+        "routed",
+        300,
+        now_ms(),
+        20,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await;
+    assert!(stats.failures.is_empty(), "{:?}", stats.failures.first());
+    for r in &cluster.receivers {
+        assert_eq!(
+            head_series(&client, r).await,
+            300,
+            "every ingestor holds every series (RF=3 of 3)"
+        );
+    }
+    assert!(
+        !tmp.path().join("router").join("default-tenant").exists(),
+        "a router opens no TSDB"
+    );
+}

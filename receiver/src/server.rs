@@ -166,10 +166,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
     };
 
+    // A router-only receiver (a ring but no local endpoint) stores nothing and opens no TSDB.
+    let router_only = replicator.ring.is_some() && args.local_endpoint.is_none();
+    if router_only {
+        tracing::info!("router-only mode: no --receive.local-endpoint, writes are only forwarded");
+    }
     let replay = {
         let ingester = Arc::clone(&ingester);
         let default_tenant = args.default_tenant.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            if router_only {
+                ingester.set_ready();
+                return Ok(());
+            }
             let stats = ingester.tsdb.open_existing()?;
             ingester.tsdb.tenant(&default_tenant)?;
             for (tenant, s) in stats {
