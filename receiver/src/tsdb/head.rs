@@ -136,36 +136,28 @@ impl Head {
         &self.stripes[(hash >> 58) as usize % STRIPES]
     }
 
-    /// Finds a series by label hash and labels.
-    pub fn get<'a>(
-        &self,
-        hash: u64,
-        labels: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
-    ) -> Option<Arc<MemSeries>> {
+    /// Finds a series by the hash and bytes of its label key (see [`super::labels::write_key`]).
+    pub fn get(&self, hash: u64, key: &[u8]) -> Option<Arc<MemSeries>> {
         self.stripe(hash)
             .read()
-            .find(hash, |s| s.labels.eq_pairs(labels.clone()))
+            .find(hash, |s| s.labels.key() == key)
             .cloned()
     }
 
-    /// Finds or creates a series; `true` means it was created.
-    pub fn get_or_create<'a>(
-        &self,
-        hash: u64,
-        labels: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
-    ) -> (Arc<MemSeries>, bool) {
-        if let Some(s) = self.get(hash, labels.clone()) {
+    /// Finds or creates a series by label hash and key; `true` means it was created.
+    pub fn get_or_create(&self, hash: u64, key: &[u8]) -> (Arc<MemSeries>, bool) {
+        if let Some(s) = self.get(hash, key) {
             return (s, false);
         }
         let mut stripe = self.stripe(hash).write();
-        if let Some(s) = stripe.find(hash, |s| s.labels.eq_pairs(labels.clone())) {
+        if let Some(s) = stripe.find(hash, |s| s.labels.key() == key) {
             return (Arc::clone(s), false);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let series = Arc::new(MemSeries {
             id,
             hash,
-            labels: Labels::from_pairs(labels),
+            labels: Labels::from_key(key),
             logged: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             data: Mutex::new(SeriesData::default()),
@@ -315,23 +307,26 @@ impl Matcher {
 mod tests {
     use super::*;
 
-    fn pairs<'a>(
-        l: &'a [(&'a str, &'a str)],
-    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
-        l.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+    fn pairs(l: &[(&str, &str)]) -> Vec<u8> {
+        let mut key = Vec::new();
+        crate::tsdb::labels::write_key(
+            l.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &mut key,
+        );
+        key
     }
 
     #[test]
     fn series_are_found_again_and_chunks_cut() {
         let head = Head::new(7_200_000);
         let l = [("__name__", "up"), ("job", "a")];
-        let (s, created) = head.get_or_create(42, pairs(&l));
+        let (s, created) = head.get_or_create(42, &pairs(&l));
         assert!(created);
-        let (again, created) = head.get_or_create(42, pairs(&l));
+        let (again, created) = head.get_or_create(42, &pairs(&l));
         assert!(!created);
         assert_eq!(s.id, again.id);
         // Same hash, other labels: a collision must still give a distinct series.
-        let (other, created) = head.get_or_create(42, pairs(&[("job", "b")]));
+        let (other, created) = head.get_or_create(42, &pairs(&[("job", "b")]));
         assert!(created);
         assert_ne!(other.id, s.id);
         assert_eq!(head.num_series(), 2);
@@ -351,7 +346,7 @@ mod tests {
     #[test]
     fn chunks_do_not_straddle_the_chunk_range() {
         let head = Head::new(1000);
-        let (s, _) = head.get_or_create(1, pairs(&[("a", "b")]));
+        let (s, _) = head.get_or_create(1, &pairs(&[("a", "b")]));
         let mut data = s.data.lock();
         for t in [990, 995, 999, 1000, 1001] {
             head.append(&mut data, t, 1.0);
@@ -368,8 +363,8 @@ mod tests {
     #[test]
     fn truncation_drops_old_chunks_and_empty_series() {
         let head = Head::new(1000);
-        let (old, _) = head.get_or_create(1, pairs(&[("s", "old")]));
-        let (both, _) = head.get_or_create(2, pairs(&[("s", "both")]));
+        let (old, _) = head.get_or_create(1, &pairs(&[("s", "old")]));
+        let (both, _) = head.get_or_create(2, &pairs(&[("s", "both")]));
         head.append(&mut old.data.lock(), 500, 1.0);
         for t in [600, 999, 1000, 1500] {
             head.append(&mut both.data.lock(), t, 1.0);
@@ -385,7 +380,7 @@ mod tests {
         assert_eq!(head.time_range(), Some((1000, 1500)));
         assert_eq!(head.min_valid_time(), 1000);
         // The removed series is created afresh on its next sample.
-        let (again, created) = head.get_or_create(1, pairs(&[("s", "old")]));
+        let (again, created) = head.get_or_create(1, &pairs(&[("s", "old")]));
         assert!(created);
         assert_ne!(again.id, old.id);
     }
@@ -393,9 +388,9 @@ mod tests {
     #[test]
     fn select_by_matchers() {
         let head = Head::new(7_200_000);
-        head.get_or_create(1, pairs(&[("__name__", "up"), ("job", "b")]));
-        head.get_or_create(2, pairs(&[("__name__", "up"), ("job", "a")]));
-        head.get_or_create(3, pairs(&[("__name__", "down")]));
+        head.get_or_create(1, &pairs(&[("__name__", "up"), ("job", "b")]));
+        head.get_or_create(2, &pairs(&[("__name__", "up"), ("job", "a")]));
+        head.get_or_create(3, &pairs(&[("__name__", "down")]));
         let up = head.select(&[Matcher::Equal("__name__".into(), "up".into())]);
         let jobs: Vec<_> = up.iter().map(|s| s.labels.get("job").unwrap()).collect();
         assert_eq!(jobs, vec!["a", "b"]);

@@ -1,25 +1,36 @@
 //! A compact, immutable label set.
 //!
-//! One allocation per series: `(uvarint len, name, uvarint len, value)*`, sorted by name. The same
-//! bytes are the body of a WAL series record, so logging a series copies them verbatim.
+//! One allocation per series holding its key `name 0xff value 0xff ...`, names sorted. Valid
+//! UTF-8 never contains the byte 0xff, so the separator is unambiguous, and the same bytes are
+//! what the head hashes and compares: a lookup is one hash and one `memcmp`. The WAL keeps
+//! Prometheus' length-prefixed encoding ([`Labels::from_wal`], [`Labels::write_wal`]).
 
 use std::cmp::Ordering;
 use std::fmt;
 
-/// A sorted label set stored as length-prefixed pairs in one boxed slice.
+/// Separates names and values in a label key.
+const SEP: u8 = 0xff;
+
+/// A sorted label set stored as its key in one boxed slice.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Labels(Box<[u8]>);
+
+/// Writes the key of `pairs` (sorted by name) into `buf`, replacing its content.
+pub fn write_key<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, buf: &mut Vec<u8>) {
+    buf.clear();
+    for (n, v) in pairs {
+        buf.extend_from_slice(n);
+        buf.push(SEP);
+        buf.extend_from_slice(v);
+        buf.push(SEP);
+    }
+}
 
 impl Labels {
     /// Builds a label set from pairs that are already sorted by name.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Self {
         let mut buf = Vec::new();
-        for (n, v) in pairs {
-            put_uvarint(&mut buf, n.len() as u64);
-            buf.extend_from_slice(n);
-            put_uvarint(&mut buf, v.len() as u64);
-            buf.extend_from_slice(v);
-        }
+        write_key(pairs, &mut buf);
         Labels(buf.into_boxed_slice())
     }
 
@@ -30,25 +41,41 @@ impl Labels {
         Self::from_pairs(sorted.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
     }
 
-    /// Wraps bytes in the encoded form, checking that they parse.
-    pub fn from_encoded(bytes: &[u8]) -> Option<Self> {
-        let mut pos = 0;
-        while pos < bytes.len() {
-            for _ in 0..2 {
-                let (len, n) = uvarint(&bytes[pos..])?;
-                pos = pos
-                    .checked_add(n)?
-                    .checked_add(usize::try_from(len).ok()?)?;
-                if pos > bytes.len() {
-                    return None;
-                }
-            }
-        }
-        Some(Labels(bytes.into()))
+    /// A label set from a key written by [`write_key`].
+    pub fn from_key(key: &[u8]) -> Self {
+        Labels(key.into())
     }
 
-    /// The encoded bytes.
-    pub fn encoded(&self) -> &[u8] {
+    /// Parses the WAL encoding `(uvarint len, name, uvarint len, value)*`; `None` if malformed
+    /// or not UTF-8.
+    pub fn from_wal(mut bytes: &[u8]) -> Option<Self> {
+        let mut buf = Vec::with_capacity(bytes.len());
+        while !bytes.is_empty() {
+            for _ in 0..2 {
+                let (len, n) = uvarint(bytes)?;
+                let len = usize::try_from(len).ok()?;
+                let s = bytes.get(n..n.checked_add(len)?)?;
+                std::str::from_utf8(s).ok()?;
+                buf.extend_from_slice(s);
+                buf.push(SEP);
+                bytes = &bytes[n + len..];
+            }
+        }
+        Some(Labels(buf.into_boxed_slice()))
+    }
+
+    /// Appends the WAL encoding of the pairs (without a count).
+    pub fn write_wal(&self, buf: &mut Vec<u8>) {
+        for (n, v) in self.iter() {
+            put_uvarint(buf, n.len() as u64);
+            buf.extend_from_slice(n.as_bytes());
+            put_uvarint(buf, v.len() as u64);
+            buf.extend_from_slice(v.as_bytes());
+        }
+    }
+
+    /// The key: `name 0xff value 0xff ...`.
+    pub fn key(&self) -> &[u8] {
         &self.0
     }
 
@@ -59,7 +86,7 @@ impl Labels {
 
     /// Number of label pairs.
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.0.iter().filter(|&&b| b == SEP).count() / 2
     }
 
     /// Whether the set has no labels.
@@ -70,30 +97,6 @@ impl Labels {
     /// Value of the label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
-    }
-
-    /// Whether the set equals the given pairs, compared byte by byte without building a second set.
-    #[inline]
-    pub fn eq_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
-        let mut rest: &[u8] = &self.0;
-        for (n, v) in pairs {
-            for want in [n, v] {
-                // Lengths below 128 take one varint byte: the common case costs one compare.
-                let (len, used) = match rest.first() {
-                    Some(&b) if b < 0x80 => (b as usize, 1),
-                    Some(_) => match uvarint(rest) {
-                        Some((l, u)) => (l as usize, u),
-                        None => return false,
-                    },
-                    None => return false,
-                };
-                if len != want.len() || rest.len() < used + len || &rest[used..used + len] != want {
-                    return false;
-                }
-                rest = &rest[used + len..];
-            }
-        }
-        rest.is_empty()
     }
 
     /// Orders label sets as Prometheus' `labels.Compare`: pairwise by name, then value; a prefix sorts first.
@@ -159,9 +162,9 @@ impl<'a> Iterator for LabelsIter<'a> {
 }
 
 fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
-    let (len, n) = uvarint(rest).expect("labels are validated on construction");
-    let (s, tail) = rest[n..].split_at(len as usize);
-    *rest = tail;
+    let end = rest.iter().position(|&b| b == SEP).unwrap_or(rest.len());
+    let (s, tail) = rest.split_at(end);
+    *rest = tail.get(1..).unwrap_or_default();
     // Names and values are checked as UTF-8 before a series is created.
     std::str::from_utf8(s).unwrap_or("\u{fffd}")
 }
@@ -197,30 +200,38 @@ mod tests {
         assert_eq!(a.to_string(), r#"{__name__="up", job="x"}"#);
         assert_eq!(a.get("job"), Some("x"));
         assert_eq!(a.len(), 2);
-        assert_eq!(Labels::from_encoded(a.encoded()), Some(a.clone()));
-        assert!(a.eq_pairs([(&b"__name__"[..], &b"up"[..]), (b"job", b"x")].into_iter()));
-        assert!(!a.eq_pairs([(&b"__name__"[..], &b"up"[..])].into_iter()));
+        assert_eq!(a.key(), b"__name__\xffup\xffjob\xffx\xff");
+        let mut wal = Vec::new();
+        a.write_wal(&mut wal);
+        assert_eq!(Labels::from_wal(&wal), Some(a.clone()));
+        let mut key = Vec::new();
+        write_key([(&b"__name__"[..], &b"up"[..]), (b"job", b"x")], &mut key);
+        assert_eq!(Labels::from_key(&key), a);
         let b = Labels::from_strs(&[("__name__", "up")]);
         assert_eq!(b.compare(&a), Ordering::Less);
         assert_eq!(a.compare(&b), Ordering::Greater);
         let c = Labels::from_strs(&[("__name__", "up"), ("job", "y")]);
         assert_eq!(a.compare(&c), Ordering::Less);
-        assert_eq!(Labels::from_encoded(&[5, b'a']), None);
+        let prefix = Labels::from_strs(&[("a", "1")]);
+        let longer = Labels::from_strs(&[("ab", "1")]);
+        assert_eq!(
+            prefix.compare(&longer),
+            Ordering::Less,
+            "a shorter name sorts first"
+        );
     }
 
     #[test]
-    fn long_values_compare_through_multi_byte_lengths() {
+    fn wal_bytes_are_checked() {
+        assert_eq!(Labels::from_wal(&[5, b'a']), None, "short");
+        assert_eq!(Labels::from_wal(&[1, 0xff, 1, b'a']), None, "not UTF-8");
         let long = "x".repeat(300);
-        let l = Labels::from_strs(&[("a", &long), ("b", "y")]);
-        assert!(l.eq_pairs([(&b"a"[..], long.as_bytes()), (b"b", b"y")].into_iter()));
-        let other = "x".repeat(299) + "z";
-        assert!(!l.eq_pairs([(&b"a"[..], other.as_bytes()), (b"b", b"y")].into_iter()));
-        assert!(
-            !l.eq_pairs([(&b"a"[..], long.as_bytes())].into_iter()),
-            "a prefix is not equal"
-        );
-        assert!(
-            !l.eq_pairs([(&b"a"[..], long.as_bytes()), (b"b", b"y"), (b"c", b"z")].into_iter())
+        let l = Labels::from_strs(&[("a", &long)]);
+        let mut wal = Vec::new();
+        l.write_wal(&mut wal);
+        assert_eq!(
+            Labels::from_wal(&wal).unwrap().get("a"),
+            Some(long.as_str())
         );
     }
 }

@@ -533,7 +533,7 @@ impl RecordEncoder {
         for (id, labels) in series {
             self.buf.extend_from_slice(&id.to_be_bytes());
             put_uvarint(&mut self.buf, labels.len() as u64);
-            self.buf.extend_from_slice(labels.encoded());
+            labels.write_wal(&mut self.buf);
         }
         self.end();
     }
@@ -543,7 +543,7 @@ impl RecordEncoder {
         self.begin(RECORD_SERIES);
         for (id, labels) in series {
             self.buf.extend_from_slice(&id.to_be_bytes());
-            let pairs = super::Labels::from_encoded(labels)
+            let pairs = super::Labels::from_wal(labels)
                 .map(|l| l.len())
                 .unwrap_or(0);
             put_uvarint(&mut self.buf, pairs as u64);
@@ -604,7 +604,7 @@ mod tests {
             match r {
                 Record::Series(s) => {
                     for (id, l) in s {
-                        seen.push(format!("series {id} {}", Labels::from_encoded(l).unwrap()));
+                        seen.push(format!("series {id} {}", Labels::from_wal(l).unwrap()));
                     }
                 }
                 Record::Samples(s) => {
