@@ -25,6 +25,12 @@ demo:
 	$(CARGO) build --release --workspace --bins
 	bash scripts/demo.sh
 
+# Side-by-side benchmarks on loopback (receiver RF=1, 3 receivers RF=3, VictoriaMetrics), the
+# decode-only limit and the TSDB figures; writes BENCHMARKS.md. BENCH_QUICK=1 for a short smoke run.
+bench:
+	bash scripts/bench.sh
+	TSDB_BENCH_SERIES=$${TSDB_BENCH_SERIES:-100000} $(CARGO) bench -p receiver --bench tsdb
+
 # Regenerates the committed CRD manifests from the Rust types.
 crds:
 	$(CARGO) run -q -p operator --bin crdgen > $(CRD)

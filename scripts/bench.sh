@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# What `make bench` runs: on loopback, with the same pre-encoded remote-write load from
+# thanos-loadgen, (a) one receiver (RF=1), (b) three receivers with RF=3 sharing a hashring file,
+# (c) VictoriaMetrics single-node, the peer to beat; then the decode-only criterion benchmark.
+# Writes the comparison between the markers of BENCHMARKS.md (text outside them is kept).
+#
+#   BENCH_QUICK=1    smaller series counts and shorter runs: a smoke test of a few minutes
+#   BENCH_PROFILE=0  skip the perf profile of the RF=1 receiver (taken when `perf` works)
+#   BENCH_KEEP=1     keep the work directory (logs, loadgen JSON, perf data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/thanos-receiver/target}"
+BIN="$CARGO_TARGET_DIR/release"
+QUICK="${BENCH_QUICK:-0}"
+for c in victoria-metrics python3 curl; do
+  command -v "$c" >/dev/null || { echo "bench needs $c (apt-get install -y victoria-metrics python3 curl)" >&2; exit 1; }
+done
+
+if [ "$QUICK" = 1 ]; then
+  SMALL=20000 BIG=100000 RUN=8s PROFILE_SECONDS=5 DISK_STEPS=40
+else
+  SMALL=100000 BIG=1000000 RUN=30s PROFILE_SECONDS=15 DISK_STEPS=480
+fi
+SPR=10000          # samples per request: the field's max_samples_per_send
+LABELS=12          # labels per series, __name__ included
+INTERVAL_MS=15000  # sample interval per series
+LOAD_LIMIT=240s    # bound on each series-loading run
+
+WORK="$(mktemp -d /tmp/thanos-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ "${BENCH_KEEP:-0}" = 1 ] && echo "work directory kept: $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+log() { echo "[bench $(date +%T)] $*" >&2; }
+
+log "building release binaries and the decode benchmark"
+cargo build --release -p receiver -p loadgen --bins
+cargo bench -p receiver --bench decode --no-run
+# Run copies, so that a rebuild in the shared target directory cannot swap binaries mid-run.
+mkdir -p "$WORK/bin"
+cp -p "$BIN/thanos-receiver" "$BIN/thanos-loadgen" "$WORK/bin/"
+BIN="$WORK/bin"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+jget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# Shards so that every request carries SPR samples, as many as the field's 100 at most.
+shards() { local c=$(($1 / SPR)); [ "$c" -lt 1 ] && c=1; [ "$c" -gt 100 ] && c=100; echo "$c"; }
+# utime + stime (clock ticks) of the server processes: fields 14 and 15 of /proc/<pid>/stat.
+cpu_ticks() { local t=0 p; for p in "${SERVER_PIDS[@]}"; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo "$t"; }
+status_kb() { local t=0 p; for p in "${SERVER_PIDS[@]}"; do t=$((t + $(awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/status"))); done; echo "$t"; }
+wait_http() {
+  local deadline=$((SECONDS + 120))
+  until curl -sf "$1" >/dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "$1 not ready in 120s" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+start_receivers() { # $1 = receivers, $2 = replication factor
+  local n=$1 rf=$2 i eps=() rw=() http=() grpc=()
+  SERVER_PIDS=() URLS=() DATA_DIRS=()
+  for ((i = 0; i < n; i++)); do
+    rw+=("$(free_port)") http+=("$(free_port)") grpc+=("$(free_port)")
+    eps+=("\"127.0.0.1:${grpc[$i]}\"")
+  done
+  local ring="$WORK/$SYS/hashrings.json"
+  echo "[{\"hashring\":\"default\",\"endpoints\":[$(IFS=,; echo "${eps[*]}")],\"tenants\":[]}]" >"$ring"
+  for ((i = 0; i < n; i++)); do
+    local extra=()
+    if [ "$n" -gt 1 ]; then
+      extra=(--receive.hashrings-file="$ring" --receive.replication-factor="$rf" --receive.local-endpoint="127.0.0.1:${grpc[$i]}")
+    fi
+    "$BIN/thanos-receiver" receive --remote-write.address="127.0.0.1:${rw[$i]}" \
+      --http-address="127.0.0.1:${http[$i]}" --grpc-address="127.0.0.1:${grpc[$i]}" \
+      --tsdb.path="$WORK/$SYS/data-$i" --label="replica=\"bench-$i\"" "${extra[@]}" \
+      2>>"$WORK/$SYS/receiver-$i.log" &
+    PIDS+=("$!") SERVER_PIDS+=("$!") URLS+=(--url "http://127.0.0.1:${rw[$i]}/api/v1/receive")
+    DATA_DIRS+=("$WORK/$SYS/data-$i")
+  done
+  for ((i = 0; i < n; i++)); do wait_http "http://127.0.0.1:${http[$i]}/-/ready"; done
+}
+
+start_vm() {
+  VM_PORT="$(free_port)"
+  victoria-metrics -storageDataPath="$WORK/$SYS/data" -httpListenAddr="127.0.0.1:$VM_PORT" \
+    -loggerLevel=WARN 2>>"$WORK/$SYS/vm.log" &
+  PIDS+=("$!") SERVER_PIDS=("$!") URLS=(--url "http://127.0.0.1:$VM_PORT/api/v1/write")
+  # Data and index only: the cache/ directory VictoriaMetrics persists at shutdown is not data.
+  DATA_DIRS=("$WORK/$SYS/data/data" "$WORK/$SYS/data/indexdb")
+  wait_http "http://127.0.0.1:$VM_PORT/health"
+}
+
+# Graceful stop: receivers cut their heads into blocks on SIGTERM, VictoriaMetrics flushes its
+# in-memory parts (asked explicitly first).
+stop_servers() {
+  if [ "$KIND" = vm ]; then curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null; fi
+  local p
+  for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p"; done
+  for p in "${SERVER_PIDS[@]}"; do
+    local deadline=$((SECONDS + 300))
+    while kill -0 "$p" 2>/dev/null; do
+      [ "$SECONDS" -lt "$deadline" ] || { echo "server $p did not stop in 300s" >&2; exit 1; }
+      sleep 0.2
+    done
+    wait "$p" || true
+  done
+}
+
+# Busy ticks of the whole machine (user nice system irq softirq steal) from /proc/stat.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
+run_loadgen() { # $1 = phase name, then loadgen flags
+  local phase=$1; shift
+  log "$SYS $phase: load $(load1)"
+  echo "$(load1)" >"$WORK/$SYS/$phase.load"
+  local b0 s0 t0
+  b0=$(busy_ticks) s0=$(cpu_ticks) t0=$(date +%s.%N)
+  if ! "$BIN/thanos-loadgen" "${URLS[@]}" --labels-per-series "$LABELS" --samples-per-request "$SPR" \
+    --interval "${INTERVAL_MS}ms" --start-ms "$NEXT_START" --json "$@" \
+    >"$WORK/$SYS/$phase.json" 2>"$WORK/$SYS/$phase.err"; then
+    echo "loadgen $SYS/$phase failed:" >&2; cat "$WORK/$SYS/$phase.err" "$WORK/$SYS/$phase.json" >&2; exit 1
+  fi
+  NEXT_START=$(jget "$WORK/$SYS/$phase.json" next_start_ms)
+  # Share of the machine's CPU that neither the servers nor the load generator used: other jobs.
+  python3 -c "print(max(0, ($(busy_ticks) - $b0 - ($(cpu_ticks) - $s0)) / $(getconf CLK_TCK) \
+    - $(jget "$WORK/$SYS/$phase.json" loadgen_total_cpu_seconds)) / ($(nproc) * ($(date +%s.%N) - $t0)))" \
+    >"$WORK/$SYS/$phase.foreign"
+  log "$SYS $phase: $(jget "$WORK/$SYS/$phase.json" samples_per_second) samples/s, p99 $(jget "$WORK/$SYS/$phase.json" latency_ms_p99) ms, statuses $(jget "$WORK/$SYS/$phase.json" statuses)"
+}
+
+start_system() { # $1 = rf1 | rf3 | vm, $2 = work subdirectory
+  KIND=$1 SYS=$2
+  mkdir -p "$WORK/$SYS"
+  case "$KIND" in
+    rf1) start_receivers 1 1 ;;
+    rf3) start_receivers 3 3 ;;
+    vm) start_vm ;;
+  esac
+}
+
+# Throughput, CPU, memory and latency with BIG active series.
+bench_system() { # $1 = rf1 | rf3 | vm
+  start_system "$1" "$1"
+  NEXT_START=$(($(date +%s) * 1000 / INTERVAL_MS * INTERVAL_MS))
+  local c0 c1 c2 c3 rss_small rss_big
+  # Series are slots: the SMALL set is the first SMALL series of the BIG one. Two steps each:
+  # the first creates the series, the second appends to them.
+  c0=$(cpu_ticks)
+  run_loadgen load-small --series "$SMALL" --concurrency "$(shards "$SMALL")" --steps 2 --duration "$LOAD_LIMIT"
+  sleep 2; rss_small=$(status_kb VmRSS)
+  run_loadgen load-big --series "$BIG" --concurrency "$(shards "$BIG")" --steps 2 --duration "$LOAD_LIMIT"
+  c1=$(cpu_ticks)
+  sleep 2; rss_big=$(status_kb VmRSS)
+  # Saturation: every shard keeps one SPR-sample request in flight.
+  c2=$(cpu_ticks)
+  run_loadgen max --series "$BIG" --concurrency "$(shards "$BIG")" --duration "$RUN"
+  c3=$(cpu_ticks)
+  local rate
+  rate=$(python3 -c "print(round(0.7 * $(jget "$WORK/$SYS/max.json" samples_per_second)))")
+  run_loadgen p70 --series "$BIG" --concurrency "$(shards "$BIG")" --duration "$RUN" --rate "$rate"
+  local rss_end hwm
+  rss_end=$(status_kb VmRSS) hwm=$(status_kb VmHWM)
+  if [ "$KIND" = rf1 ] && [ "${BENCH_PROFILE:-1}" = 1 ] && perf record -o /dev/null -e cpu-clock -- true 2>/dev/null; then
+    log "rf1: perf profile for $PROFILE_SECONDS s"
+    perf record -F 499 -e cpu-clock -g -p "${SERVER_PIDS[0]}" -o "$WORK/perf.data" -- sleep "$PROFILE_SECONDS" 2>/dev/null &
+    local perf_pid=$!
+    PIDS+=("$perf_pid")
+    run_loadgen profile --series "$BIG" --concurrency "$(shards "$BIG")" --duration "${PROFILE_SECONDS}s"
+    wait "$perf_pid" || true
+    perf report -i "$WORK/perf.data" --no-children --stdio --percent-limit 0.7 -g none \
+      --sort symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]-]+$//' \
+      | head -40 >"$WORK/profile.txt" || true
+    perf report -i "$WORK/perf.data" --no-children --stdio -g none --sort dso 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | head -8 >"$WORK/profile-dso.txt" || true
+  fi
+  stop_servers
+  cat >"$WORK/$SYS/server.json" <<JSON
+{"servers": ${#SERVER_PIDS[@]}, "rss_small_kb": $rss_small, "rss_big_kb": $rss_big, "rss_end_kb": $rss_end,
+ "hwm_kb": $hwm, "cpu_load_ticks": $((c1 - c0)), "cpu_max_ticks": $((c3 - c2)), "clk_tck": $(getconf CLK_TCK)}
+JSON
+}
+
+# A full head and bytes per sample on disk, at equal samples per series for every system: fresh
+# servers, SMALL series × DISK_STEPS samples from a 2 h boundary (480 at 15 s fill exactly one
+# receiver block), RSS, graceful stop, du.
+disk_system() { # $1 = rf1 | rf3 | vm
+  start_system "$1" "$1-disk"
+  NEXT_START=$(($(date +%s) * 1000 / 7200000 * 7200000))
+  run_loadgen fill --series "$SMALL" --concurrency "$(shards "$SMALL")" --steps "$DISK_STEPS" --duration 400s
+  sleep 2
+  local rss t0=$SECONDS
+  rss=$(status_kb VmRSS)
+  stop_servers
+  cat >"$WORK/$SYS/server.json" <<JSON
+{"servers": ${#SERVER_PIDS[@]}, "rss_kb": $rss, "stop_seconds": $((SECONDS - t0)),
+ "disk_bytes": $(du -sb "${DATA_DIRS[@]}" | awk '{s += $1} END {print s}')}
+JSON
+}
+
+for k in rf1 rf3 vm; do bench_system "$k"; done
+for k in rf1 rf3 vm; do disk_system "$k"; done
+
+log "decode-only limit (criterion)"
+rm -rf "$CARGO_TARGET_DIR/criterion/decode"
+if [ "$QUICK" = 1 ]; then
+  cargo bench -p receiver --bench decode -- 'snappy\+decode/v1/10000' >"$WORK/criterion.txt" 2>&1
+else
+  cargo bench -p receiver --bench decode >"$WORK/criterion.txt" 2>&1
+fi
+
+log "writing BENCHMARKS.md"
+python3 - "$WORK" "$ROOT/BENCHMARKS.md" "$CARGO_TARGET_DIR/criterion/decode" <<'PY'
+import datetime, glob, json, os, platform, re, subprocess, sys
+
+work, out_path, crit = sys.argv[1:4]
+quick = os.environ.get("BENCH_QUICK", "0") == "1"
+
+def j(path):
+    with open(path) as f:
+        return json.load(f)
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+names = {"rf1": "receiver, RF=1", "rf3": "3 receivers, RF=3", "vm": "VictoriaMetrics single-node"}
+r = {}
+for sys_ in names:
+    d = {p: j(f"{work}/{sys_}/{p}.json") for p in ("load-small", "load-big", "max", "p70")}
+    s = j(f"{work}/{sys_}/server.json")
+    fill = j(f"{work}/{sys_}-disk/fill.json")
+    ds = j(f"{work}/{sys_}-disk/server.json")
+    loads = [float(open(x).read()) for x in glob.glob(f"{work}/{sys_}/*.load")]
+    foreign = max(float(open(f"{work}/{sys_}/{p}.foreign").read()) for p in ("max", "p70"))
+    small, big = d["load-small"]["series"], d["load-big"]["series"]
+    cpu_max = s["cpu_max_ticks"] / s["clk_tck"]
+    cpu_load = s["cpu_load_ticks"] / s["clk_tck"]
+    # Every receiver of the RF=3 cluster holds every series: RSS is per receiver, disk per copy.
+    copies = 3 if sys_ == "rf3" else 1
+    r[sys_] = dict(
+        sps=d["max"]["samples_per_second"],
+        cpu_per_m=cpu_max * 1e6 / max(d["max"]["samples_ok"], 1),
+        sps_per_cpu=d["max"]["samples_ok"] / max(cpu_max, 1e-9),
+        cpu_load_per_m=cpu_load * 1e6 / max(d["load-small"]["samples_ok"] + d["load-big"]["samples_ok"], 1),
+        rss_small=s["rss_small_kb"] * 1024 / s["servers"] / small,
+        rss_big=s["rss_big_kb"] * 1024 / s["servers"] / big,
+        rss_end=s["rss_end_kb"] * 1024 / s["servers"] / big,
+        end_spp=sum(d[p]["samples_ok"] for p in d) / big,
+        hwm_mib=s["hwm_kb"] / 1024,
+        p50=d["p70"]["latency_ms_p50"], p99=d["p70"]["latency_ms_p99"],
+        p70_sps=d["p70"]["samples_per_second"], max_p99=d["max"]["latency_ms_p99"],
+        disk=ds["disk_bytes"] / max(fill["samples_ok"] * copies, 1),
+        disk_spp=fill["samples_ok"] / fill["series"],
+        disk_series=fill["series"],
+        stop_seconds=ds["stop_seconds"],
+        rss_full=ds["rss_kb"] * 1024 / ds["servers"] / fill["series"],
+        load=max(loads) if loads else float("nan"),
+        foreign=foreign,
+        lg_cpu=sum(x["loadgen_cpu_seconds"] for x in d.values()) * 1e6 / max(sum(x["samples_ok"] for x in d.values()), 1),
+        failed=sum(x["samples_failed"] for x in d.values()),
+        statuses=d["max"]["statuses"],
+        bps=d["max"]["compressed_bytes_per_sample"],
+        raw=d["max"]["raw_bytes_per_sample"],
+        small=small, big=big,
+    )
+
+# Criterion: mean time per iteration and elements per iteration.
+decode = {}
+for bench in glob.glob(f"{crit}/*/new/benchmark.json"):
+    b = j(bench)
+    est = j(os.path.join(os.path.dirname(bench), "estimates.json"))
+    elems = (b.get("throughput") or {}).get("Elements")
+    if elems:
+        decode[b["function_id"]] = elems / (est["mean"]["point_estimate"] * 1e-9)
+
+rf1, rf3, vm = r["rf1"], r["rf3"], r["vm"]
+limit = decode.get("snappy+decode/v1/10000")
+nproc = os.cpu_count()
+
+def f(x, d=0):
+    return f"{x:,.{d}f}"
+
+rows = [
+    ("max throughput, samples/s (wall, loadgen shares the CPUs)", lambda x: f(x["sps"])),
+    ("server CPU seconds per million samples, at max throughput", lambda x: f(x["cpu_per_m"], 3)),
+    ("samples per server CPU-second", lambda x: f(x["sps_per_cpu"])),
+    ("server CPU seconds per million samples while creating series", lambda x: f(x["cpu_load_per_m"], 3)),
+    (f"RSS per active series at {rf1['small']:,} series, bytes (per receiver)", lambda x: f(x["rss_small"])),
+    (f"RSS per active series at {rf1['big']:,} series, bytes (per receiver)", lambda x: f(x["rss_big"])),
+    (f"RSS per active series at {rf1['big']:,} series after the runs, bytes", lambda x: f(x["rss_end"])),
+    ("… samples per series by then", lambda x: f(x["end_spp"])),
+    ("peak RSS (VmHWM), MiB, all processes", lambda x: f(x["hwm_mib"])),
+    ("p50 / p99 latency at 70 % of max, ms", lambda x: f"{x['p50']:.0f} / {x['p99']:.0f}"),
+    ("throughput reached in that run, samples/s", lambda x: f(x["p70_sps"])),
+    ("p99 latency at max throughput, ms", lambda x: f(x["max_p99"])),
+    (f"{rf1['disk_series']:,} series × {rf1['disk_spp']:.0f} samples (a full 2 h head at 15 s when 480): RSS per series, bytes (per receiver)", lambda x: f(x["rss_full"])),
+    ("… then bytes per sample on disk, per copy", lambda x: f(x["disk"], 2)),
+    ("samples per series in that measurement", lambda x: f(x["disk_spp"])),
+    ("graceful stop after it (receivers: head → blocks), s", lambda x: f(x["stop_seconds"])),
+    ("samples failed (all runs)", lambda x: f(x["failed"])),
+    ("loadgen CPU seconds per million samples", lambda x: f(x["lg_cpu"], 3)),
+    ("highest 1-min load average at a run's start (includes the bench's own processes)", lambda x: f"{x['load']:.2f}"),
+    ("machine CPU used by other jobs during the saturated and 70 % runs, at most", lambda x: f"{x['foreign']:.0%}"),
+]
+table = ["| | " + " | ".join(names.values()) + " |", "|---|---:|---:|---:|"]
+for label, fn in rows:
+    table.append(f"| {label} | " + " | ".join(fn(r[k]) for k in names) + " |")
+
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+targets = []
+ratio = rf1["sps_per_cpu"] / vm["sps_per_cpu"]
+targets.append(f"| samples per CPU-second, RF=1 ≥ 1.25 × VictoriaMetrics | {ratio:.2f} × | {verdict(ratio >= 1.25)} |")
+targets.append(f"| RSS per active series at {rf1['big']:,} ≤ 1 KiB and below VictoriaMetrics | {rf1['rss_big']:,.0f} B vs {vm['rss_big']:,.0f} B ({rf1['rss_big'] / vm['rss_big']:.2f} ×) | {verdict(rf1['rss_big'] <= 1024 and rf1['rss_big'] < vm['rss_big'])} |")
+targets.append(f"| RF=3: p99 ≤ 200 ms at 70 % of its max | {rf3['p99']:.0f} ms | {verdict(rf3['p99'] <= 200)} |")
+tr = rf3["sps"] / rf1["sps"]
+targets.append(f"| RF=3 cluster throughput ≥ 80 % of one RF=1 receiver | {tr:.0%} | {verdict(tr >= 0.8)} |")
+overhead = rf3["cpu_per_m"] / (3 * rf1["cpu_per_m"])
+targets.append(f"| (context) RF=3 CPU per client sample ÷ (3 × RF=1's) | {overhead:.2f} × | — |")
+if limit:
+    e2e = rf1["sps_per_cpu"] / limit
+    targets.append(f"| end-to-end ≥ 40 % of the decode-only limit (per CPU-second vs per core) | {e2e:.0%} of {limit:,.0f} samples/s/core | {verdict(e2e >= 0.4)} |")
+    wall = rf1["sps"] / (limit * nproc)
+    targets.append(f"| (context) wall throughput vs decode limit × {nproc} cores | {wall:.0%} | — |")
+
+dec = ["| benchmark (4 requests per iteration) | samples/s per core |", "|---|---:|"]
+for k in sorted(decode):
+    dec.append(f"| `{k}` | {decode[k]:,.0f} |")
+
+mem = sh("free -g | awk '/Mem:/ {print $2}'")
+rustc = sh("rustc --version")
+receiver_bin = os.path.join(work, "bin", "thanos-receiver")
+receiver_version = sh(receiver_bin + " --version") + " built " + datetime.datetime.fromtimestamp(
+    os.path.getmtime(receiver_bin), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+vm_version = sh("dpkg-query -W -f='${Version}' victoria-metrics")
+cpu_model = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+cmd = ("BENCH_QUICK=1 " if quick else "") + "make bench"
+block = [
+    "<!-- bench:begin (generated by scripts/bench.sh; edit outside the markers) -->",
+    f"Produced by `{cmd}` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    + (" — **quick mode: small series counts and short runs, not the figures to quote**" if quick else "") + ".",
+    "",
+    f"Machine: {nproc} CPUs ({cpu_model}), {mem} GiB RAM, Linux {platform.release()}; "
+    f"{rustc}; {receiver_version}; VictoriaMetrics {vm_version} (Debian package).",
+    "",
+    f"Load: {rf1['big']:,} active series × 12 labels (Kubernetes-like), remote write 1.0, 10,000 samples per request, "
+    f"one shard per 10,000 series (at most 100, one request in flight each), 15 s sample interval, no churn; "
+    f"{rf1['raw']:.0f} B/sample protobuf, {rf1['bps']:.1f} B/sample snappy. Runs: 2 steps of {rf1['small']:,} series, "
+    f"2 steps of {rf1['big']:,}, {'8' if quick else '30'} s saturated, {'8' if quick else '30'} s at 70 % of that rate; "
+    f"full head and disk: fresh servers, {rf1['disk_series']:,} series × {rf1['disk_spp']:.0f} samples from a 2 h boundary, then a graceful stop "
+    "(receivers cut their head into a block; VictoriaMetrics after `/internal/force_flush`; its `cache/` directory excluded).",
+    "",
+    *table,
+    "",
+    *([f"**Other jobs shared the {nproc} CPUs during this run** (up to "
+       f"{max(x['foreign'] for x in r.values()):.0%} of the machine): throughputs are lower bounds; "
+       "CPU seconds per sample, which count only the servers' own time, are the steadier figures.", ""]
+      if max(x["foreign"] for x in r.values()) > 0.05 else []),
+    "Targets (ratios from this run):",
+    "",
+    "| target | measured | |",
+    "|---|---|---|",
+    *targets,
+    "",
+    "Decode-only limit (`cargo bench -p receiver --bench decode`, criterion mean, one core):",
+    "",
+    *dec,
+    "",
+]
+prof = os.path.join(work, "profile.txt")
+if os.path.exists(prof) and os.path.getsize(prof) > 0:
+    block += [
+        f"Profile of the RF=1 receiver at max throughput (`perf record -F 499 -e cpu-clock -g`, self time, symbols ≥ 0.7 %):",
+        "",
+        "```",
+        open(prof).read().rstrip(),
+        "```",
+        "",
+        "By shared object:",
+        "",
+        "```",
+        open(os.path.join(work, "profile-dso.txt")).read().rstrip(),
+        "```",
+        "",
+    ]
+block.append("<!-- bench:end -->")
+text = "\n".join(block)
+
+if os.path.exists(out_path):
+    old = open(out_path).read()
+    m = re.search(r"<!-- bench:begin.*?<!-- bench:end -->", old, re.S)
+    new = old[: m.start()] + text + old[m.end():] if m else old.rstrip() + "\n\n" + text + "\n"
+else:
+    new = "# Benchmarks\n\n" + text + "\n"
+open(out_path, "w").write(new)
+print(text)
+PY
