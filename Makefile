@@ -29,7 +29,7 @@ demo:
 # decode-only limit and the TSDB figures; writes BENCHMARKS.md. BENCH_QUICK=1 for a short smoke run.
 bench:
 	bash scripts/bench.sh
-	TSDB_BENCH_SERIES=$${TSDB_BENCH_SERIES:-100000} $(CARGO) bench -p receiver --bench tsdb
+	TSDB_BENCH_SERIES=$${TSDB_BENCH_SERIES:-$$([ "$${BENCH_QUICK:-0}" = 1 ] && echo 10000 || echo 100000)} $(CARGO) bench -p receiver --bench tsdb
 
 # Regenerates the committed CRD manifests from the Rust types.
 crds:

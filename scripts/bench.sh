@@ -300,7 +300,7 @@ rows = [
     ("p50 / p99 latency at 70 % of max, ms", lambda x: f"{x['p50']:.0f} / {x['p99']:.0f}"),
     ("throughput reached in that run, samples/s", lambda x: f(x["p70_sps"])),
     ("p99 latency at max throughput, ms", lambda x: f(x["max_p99"])),
-    (f"{rf1['disk_series']:,} series × {rf1['disk_spp']:.0f} samples (a full 2 h head at 15 s when 480): RSS per series, bytes (per receiver)", lambda x: f(x["rss_full"])),
+    (f"RSS per series with {rf1['disk_spp']:.0f} samples each ({rf1['disk_series']:,} series; 480 fill a 2 h head), bytes (per receiver)", lambda x: f(x["rss_full"])),
     ("… then bytes per sample on disk, per copy", lambda x: f(x["disk"], 2)),
     ("samples per series in that measurement", lambda x: f(x["disk_spp"])),
     ("graceful stop after it (receivers: head → blocks), s", lambda x: f(x["stop_seconds"])),
