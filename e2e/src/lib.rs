@@ -28,12 +28,21 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A free loopback port.
+/// A free loopback port, never one this process handed out before: the kernel may offer a
+/// just-released port again, and a cluster that got the same port twice cannot start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port list");
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding an ephemeral port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
@@ -167,6 +176,12 @@ impl Receiver {
         })
     }
 
+    /// The `/metrics` page, or `None` while the receiver does not answer.
+    pub async fn metrics_text(&self, client: &reqwest::Client) -> Option<String> {
+        let r = client.get(self.http_url("/metrics")).send().await.ok()?;
+        r.text().await.ok()
+    }
+
     /// Fetches `/metrics` and returns the sum of every sample of `name` whose labels contain all `labels`.
     pub async fn metric(
         &self,
@@ -174,14 +189,7 @@ impl Receiver {
         name: &str,
         labels: &[(&str, &str)],
     ) -> f64 {
-        let text = client
-            .get(self.http_url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body");
+        let text = self.metrics_text(client).await.expect("GET /metrics");
         metric_sum(&text, name, labels)
     }
 }

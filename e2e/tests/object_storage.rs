@@ -149,14 +149,7 @@ async fn blocks_upload_and_survive_an_s3_outage() {
         Duration::from_secs(30),
         "failed uploads counted",
         || async {
-            let text = client
-                .get(recv.http_url("/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = recv.metrics_text(&client).await?;
             let failures = metric_sum(&text, "thanos_shipper_upload_failures_total", &[]);
             let pending = metric_sum(&text, "thanos_shipper_pending_blocks", &[]);
             (failures > 0.0 && pending >= 2.0).then_some(pending)
@@ -171,14 +164,7 @@ async fn blocks_upload_and_survive_an_s3_outage() {
         Duration::from_secs(60),
         "every queued block uploaded",
         || async {
-            let text = client
-                .get(recv.http_url("/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = recv.metrics_text(&client).await?;
             (metric_sum(&text, "thanos_shipper_pending_blocks", &[]) == 0.0).then_some(())
         },
     )

@@ -38,6 +38,9 @@ pub struct ReplicationConfig {
     pub max_backoff: Duration,
 }
 
+/// Peers of the ring in force, by address.
+type PeerMap = HashMap<String, Arc<Peer>>;
+
 /// A peer's channel and back-off state.
 struct Peer {
     channel: Channel,
@@ -59,7 +62,7 @@ pub struct Replicator {
     /// The ring in force; `None` for an ingestor-only receiver.
     pub ring: Option<Arc<RingHolder>>,
     config: ReplicationConfig,
-    peers: Mutex<(usize, HashMap<String, Arc<Peer>>)>,
+    peers: Mutex<(usize, Arc<PeerMap>)>,
 }
 
 fn classify(e: &WriteError) -> Class {
@@ -123,7 +126,7 @@ impl Replicator {
             ingester,
             ring,
             config,
-            peers: Mutex::new((0, HashMap::new())),
+            peers: Mutex::new((0, Arc::default())),
         }
     }
 
@@ -219,7 +222,6 @@ impl Replicator {
         let mut tracker = QuorumTracker::new(valid.len(), ring.replication_factor());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut local = None;
-        let mut buf = Vec::new();
         let peers = self.peers_for(state);
         for (ep, positions) in groups.iter().enumerate() {
             if positions.is_empty() {
@@ -238,8 +240,10 @@ impl Replicator {
                 continue;
             }
             let series: Vec<usize> = positions.iter().map(|&p| valid[p]).collect();
+            // Each peer request owns its bytes, so encode straight into them.
+            let mut buf = Vec::new();
             grpc::encode_forward(batch, &series, tenant, 1, &mut buf);
-            let request = Bytes::copy_from_slice(&buf);
+            let request = Bytes::from(buf);
             let peer = peers.get(address).cloned();
             let tx = tx.clone();
             let (address, timeout, max_backoff) = (
@@ -323,7 +327,7 @@ impl Replicator {
     }
 
     /// Peers of the ring in force; back-off states reset whenever the ring changes.
-    fn peers_for(&self, state: &Arc<RingState>) -> HashMap<String, Arc<Peer>> {
+    fn peers_for(&self, state: &Arc<RingState>) -> Arc<PeerMap> {
         let key = Arc::as_ptr(state) as usize;
         let mut peers = self.peers.lock();
         if peers.0 != key {
@@ -355,9 +359,9 @@ impl Replicator {
                     );
                 }
             }
-            *peers = (key, fresh);
+            *peers = (key, Arc::new(fresh));
         }
-        peers.1.clone()
+        Arc::clone(&peers.1)
     }
 }
 
@@ -368,7 +372,7 @@ impl grpc::RemoteWriteHandler for Replicator {
     ) -> tonic::codegen::BoxFuture<(), tonic::Status> {
         let this = Arc::clone(self);
         Box::pin(async move {
-            let mut batch = WriteBatch::with_body(request.to_vec());
+            let mut batch = WriteBatch::with_body(Vec::from(request));
             let meta = batch
                 .decode_forward()
                 .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;

@@ -116,11 +116,6 @@ impl Labels {
             }
         }
     }
-
-    /// Heap bytes held by the set.
-    pub fn heap_size(&self) -> usize {
-        self.0.len()
-    }
 }
 
 impl fmt::Display for Labels {
