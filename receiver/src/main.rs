@@ -12,7 +12,11 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("building the tokio runtime");
-    match runtime.block_on(receiver::server::run(args)) {
+    let result = runtime.block_on(receiver::server::run(args));
+    // A flush that overran --tsdb.flush-timeout is still running on a blocking thread; the WAL
+    // holds its data, so exit now instead of waiting for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "receiver failed");

@@ -311,9 +311,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let tsdb_for_flush = Arc::clone(&tsdb);
         let flush = tokio::task::spawn_blocking(move || tsdb_for_flush.flush_all());
         match tokio::time::timeout(args.flush_timeout, flush).await {
-            Ok(Ok(Ok(blocks))) => tracing::info!(blocks, "head flushed into blocks"),
-            Ok(Ok(Err(e))) => {
-                tracing::error!(error = %e, "head flush failed; the WAL keeps the data")
+            Ok(Ok((blocks, failed))) => {
+                for (tenant, e) in &failed {
+                    tracing::error!(tenant, error = %e, "head flush failed; the WAL keeps the data");
+                }
+                tracing::info!(blocks, failed = failed.len(), "head flushed into blocks");
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "head flush task failed; the WAL keeps the data")

@@ -3,9 +3,14 @@
 //!
 //! A cut raises the head's lower bound first (under the WAL lock), so no sample can land in the
 //! range being written; then it writes the block (temp dir, fsync, rename: a crash leaves either
-//! no block or a whole one), truncates the head, rolls the WAL and folds the older segments into a
-//! checkpoint. A crash anywhere before the checkpoint leaves the data in the WAL; on restart the
-//! head's lower bound is set from the newest block, so nothing is cut twice.
+//! no block or a whole one). Only once the block is durable does it truncate the head, roll the
+//! WAL and fold the older segments into a checkpoint. A failed write leaves the range in the head
+//! and the WAL, and the next cut retries it: cuts start at the head's oldest sample, not at its
+//! lower bound. On restart the lower bound is set from the blocks, so nothing is cut twice.
+//!
+//! Compaction follows the wall clock, not the newest sample: one sample far in the future neither
+//! cuts the present into blocks early (which would refuse every later normal write) nor stalls
+//! compaction. Such samples wait in the head until the clock reaches them or a shutdown flushes them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +21,8 @@ use tsdb_format::meta::{BlockMeta, read_meta};
 use tsdb_format::{BlockWriter, Error as FormatError};
 use ulid::Ulid;
 
-use super::{MemSeries, TenantDb, TsdbError, wal};
+use super::head::boundary_after;
+use super::{MemSeries, TenantDb, TsdbError, now_ms, wal};
 
 /// Suffix of a block directory being written.
 pub const TMP_SUFFIX: &str = ".tmp-for-creation";
@@ -72,14 +78,16 @@ impl TenantDb {
         labels
     }
 
-    /// Writes the head's samples in `[mint, maxt)` as a block and drops them from memory and the WAL.
-    /// Returns `None` when the range held no sample.
+    /// Writes the head's samples in `[mint, maxt)` as a block and, once it is durable, drops them
+    /// from memory and the WAL. Returns `None` when the range held no sample. On error the range
+    /// stays in the head and the WAL.
     pub fn cut_block(&self, mint: i64, maxt: i64) -> Result<Option<BlockMeta>, TsdbError> {
         let _cutting = self.cutting.lock();
         // From here on no append can add a sample below `maxt`.
         {
             let _appends = self.wal.lock();
             self.head.set_min_valid_time(maxt);
+            self.pass_future_blocks();
         }
 
         let mut series: Vec<Arc<MemSeries>> = self
@@ -147,18 +155,28 @@ impl TenantDb {
         Ok(meta)
     }
 
-    /// Cuts the oldest block-aligned ranges while the head spans more than 1.5 block widths,
-    /// as Prometheus does, so queries of the last hour or so stay in memory.
+    /// Cuts the oldest block-aligned ranges while the head spans more than 1.5 block widths up
+    /// to its newest sample that is not in the future, as Prometheus does, so queries of the last hour or so stay in memory.
     pub fn compact(&self) -> Result<Vec<BlockMeta>, TsdbError> {
+        self.compact_at(now_ms())
+    }
+
+    /// [`TenantDb::compact`] with the wall clock at `now`.
+    pub fn compact_at(&self, now: i64) -> Result<Vec<BlockMeta>, TsdbError> {
         let range = self.head.chunk_range();
         let mut out = Vec::new();
-        while let Some((min, max)) = self.head.time_range() {
-            if max - min <= range / 2 * 3 {
+        while let Some((min, _)) = self.head.time_range() {
+            // Measured from the start of the oldest range, so the cut block ends at least half a
+            // range before the newest sample and never refuses writes of the last half hour.
+            let newest = i128::from(self.head.max_present_time().min(now));
+            let range_start = i128::from(min).div_euclid(i128::from(range)) * i128::from(range);
+            if newest - range_start <= i128::from(range / 2 * 3) {
                 break;
             }
             // Prometheus starts a head block at the head's first sample and ends it on a boundary.
-            let end = min.div_euclid(range) * range + range;
-            out.extend(self.cut_block(min.max(self.head.min_valid_time()), end)?);
+            let end = self.cut_end(min, boundary_after(min, range));
+            out.extend(self.cut_block(min, end)?);
+            self.check_progress(min)?;
         }
         Ok(out)
     }
@@ -167,11 +185,55 @@ impl TenantDb {
     pub fn flush(&self) -> Result<Vec<BlockMeta>, TsdbError> {
         let range = self.head.chunk_range();
         let mut out = Vec::new();
-        while let Some((min, max)) = self.head.time_range() {
-            let end = (min.div_euclid(range) * range + range).min(max + 1);
-            out.extend(self.cut_block(min.max(self.head.min_valid_time()), end)?);
+        while let Some((min, _)) = self.head.time_range() {
+            // The block ends right after its newest sample, so a restart does not refuse writes
+            // up to the end of a range the sender has not reached yet.
+            let boundary = self.cut_end(min, boundary_after(min, range));
+            let end = self
+                .head
+                .max_time_before(boundary)
+                .map_or(boundary, |t| t.saturating_add(1));
+            out.extend(self.cut_block(min, end)?);
+            self.check_progress(min)?;
         }
         Ok(out)
+    }
+
+    /// `end`, or the start of the first block above `start` if that comes first: cuts never
+    /// overlap a block cut ahead of the clock.
+    fn cut_end(&self, start: i64, end: i64) -> i64 {
+        self.future_blocks
+            .lock()
+            .iter()
+            .map(|&(min, _)| min)
+            .find(|&min| min > start)
+            .map_or(end, |min| end.min(min))
+    }
+
+    /// Fails when the head still starts at `min` after a cut, instead of cutting it forever.
+    fn check_progress(&self, min: i64) -> Result<(), TsdbError> {
+        match self.head.time_range() {
+            Some((now_min, _)) if now_min <= min => Err(TsdbError::Block {
+                path: self.dir.clone(),
+                message: format!("cutting the head at {min} made no progress"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves the head's lower bound past every future block it reached, and the ceiling to the
+    /// next one. Callers hold the WAL lock.
+    fn pass_future_blocks(&self) {
+        let mut future = self.future_blocks.lock();
+        while let Some(&(min, max)) = future.first() {
+            if min > self.head.min_valid_time() {
+                break;
+            }
+            self.head.set_min_valid_time(max);
+            future.remove(0);
+        }
+        self.head
+            .set_ceiling(future.first().map_or(i64::MAX, |&(min, _)| min));
     }
 
     /// Blocks in the tenant directory, oldest first.
@@ -189,7 +251,7 @@ impl TenantDb {
     ) -> Vec<Ulid> {
         let mut deleted = Vec::new();
         for (dir, meta) in self.blocks() {
-            if meta.max_time < now_ms - retention_ms && may_delete(&meta) {
+            if meta.max_time < now_ms.saturating_sub(retention_ms) && may_delete(&meta) {
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => deleted.push(meta.ulid),
                     Err(e) => {
@@ -387,6 +449,110 @@ mod tests {
             db.apply_retention(100 * H, H, |_| false).is_empty(),
             "the hook may keep blocks"
         );
+    }
+
+    fn write_one(db: &TenantDb, name: &str, samples: &[(i64, f64)]) -> crate::tsdb::AppendOutcome {
+        let mut b = WriteBatch::with_body(
+            v1::WriteRequest {
+                timeseries: vec![v1::series(&[("__name__", name)], samples)],
+                metadata: vec![],
+            }
+            .encode_to_vec(),
+        );
+        b.decode(Protocol::V1).unwrap();
+        let (refs, _) = db.resolve(&b, &[0]);
+        db.append(&b, &[0], &refs).unwrap()
+    }
+
+    fn all_samples(db: &TenantDb, name: &str) -> Vec<(i64, f64)> {
+        db.query(
+            &[Matcher::Equal("__name__".into(), name.into())],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap()
+        .into_iter()
+        .flat_map(|s| s.samples)
+        .collect()
+    }
+
+    #[test]
+    fn extreme_timestamps_are_cut_and_flushed_without_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        let out = write_one(&db, "lo", &[(i64::MIN, 1.0), (i64::MIN + 1, 2.0)]);
+        assert_eq!(out.appended, 2);
+        let out = write_one(&db, "hi", &[(i64::MAX - 1, 3.0), (i64::MAX, 4.0)]);
+        assert_eq!(
+            (out.appended, out.out_of_bounds),
+            (1, 1),
+            "no block can end after i64::MAX"
+        );
+        write(&db, 2, H, 5 * H, 60_000);
+        // The head spans the whole i64 range: compaction cuts the past, never the far future.
+        let cut = db.compact_at(10 * H).unwrap();
+        assert_eq!(cut.len(), 2);
+        assert_eq!(db.head.time_range(), Some((2 * H, i64::MAX - 1)));
+        let flushed = db.flush().unwrap();
+        assert_eq!(
+            flushed
+                .iter()
+                .map(|m| (m.min_time, m.max_time))
+                .collect::<Vec<_>>(),
+            vec![
+                (2 * H, 4 * H - 60_000 + 1),
+                (4 * H, 5 * H - 60_000 + 1),
+                (i64::MAX - 1, i64::MAX)
+            ]
+        );
+        assert_eq!(db.head.num_series(), 0);
+        drop(db);
+        let (db, stats) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        assert_eq!(stats.samples, 0);
+        assert_eq!(
+            all_samples(&db, "lo"),
+            vec![(i64::MIN, 1.0), (i64::MIN + 1, 2.0)]
+        );
+        assert_eq!(all_samples(&db, "hi"), vec![(i64::MAX - 1, 3.0)]);
+        assert_eq!(all_samples(&db, "m").len(), 2 * 240);
+    }
+
+    #[test]
+    fn a_far_future_sample_does_not_poison_the_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        let now = crate::tsdb::now_ms() / 60_000 * 60_000;
+        let year = 365 * 24 * H;
+        write(&db, 3, now - 3 * H, now, 60_000);
+        assert_eq!(write_one(&db, "future", &[(now + year, 1.0)]).appended, 1);
+        // Compaction cuts only what the clock has passed.
+        let cut = db.compact_at(now).unwrap();
+        assert!(!cut.is_empty());
+        assert!(cut.iter().all(|m| m.max_time <= now));
+        assert_eq!(write_one(&db, "m", &[(now + 60_000, 1.0)]).appended, 1);
+        // The shutdown flush writes the future sample in a block of its own...
+        db.flush().unwrap();
+        drop(db);
+        // ...which after a restart neither refuses today's writes nor gets overlapped.
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        let out = write_one(&db, "m", &[(now + 120_000, 2.0)]);
+        assert_eq!(out.appended, 1, "{out:?}");
+        let out = write_one(&db, "future", &[(now + year, 5.0), (now + year + 1, 6.0)]);
+        assert_eq!(out.out_of_bounds, 2);
+        write(&db, 1, now + 180_000, now + 3 * H, 60_000);
+        db.compact_at(now + 3 * H).unwrap();
+        db.flush().unwrap();
+        let mut ranges: Vec<_> = db
+            .blocks()
+            .iter()
+            .map(|(_, m)| (m.min_time, m.max_time))
+            .collect();
+        ranges.sort();
+        assert!(
+            ranges.windows(2).all(|w| w[0].1 <= w[1].0),
+            "overlap: {ranges:?}"
+        );
+        assert_eq!(all_samples(&db, "future"), vec![(now + year, 1.0)]);
     }
 
     #[test]

@@ -79,15 +79,62 @@ impl SeriesData {
         out
     }
 
+    /// Drops every sample older than `mint`; a chunk that straddles it is re-encoded, so the
+    /// head never keeps a sample a block already holds.
+    fn drop_before(&mut self, mint: i64) {
+        self.closed.retain(|c| c.max_time >= mint);
+        if let Some(first) = self.closed.first_mut()
+            && first.min_time < mint
+        {
+            let kept = keep_from(&first.data, mint);
+            first.min_time = kept.min_time();
+            first.max_time = kept.max_time();
+            first.data = kept.into_bytes();
+        }
+        let open = &self.open;
+        if open.num_samples() > 0 && open.min_time() < mint {
+            self.open = if open.max_time() < mint {
+                XorAppender::new()
+            } else {
+                keep_from(open.bytes(), mint)
+            };
+        }
+    }
+
     /// Number of chunks, open one included.
     pub fn chunk_count(&self) -> usize {
         self.closed.len() + usize::from(self.open.num_samples() > 0)
     }
 }
 
-/// The first multiple of `range` strictly after `t`.
+/// The samples of an XOR chunk at or after `mint`, re-encoded.
+fn keep_from(chunk: &[u8], mint: i64) -> XorAppender {
+    let mut app = XorAppender::new();
+    for (t, v) in iter_xor(chunk).filter(|&(t, _)| t >= mint) {
+        app.append(t, v);
+    }
+    app
+}
+
+/// The newest sample before `t` of the chunk of `data` that starts at `min`.
+fn chunk_max_before(data: &SeriesData, min: i64, t: i64) -> i64 {
+    let bytes = data
+        .closed
+        .iter()
+        .find(|c| c.min_time == min)
+        .map_or(data.open.bytes(), |c| &c.data[..]);
+    iter_xor(bytes)
+        .map(|(ts, _)| ts)
+        .take_while(|&ts| ts < t)
+        .last()
+        .unwrap_or(min)
+}
+
+/// The first multiple of `range` strictly after `t`, or `i64::MAX` when that does not fit.
 pub fn boundary_after(t: i64, range: i64) -> i64 {
-    (t.div_euclid(range) + 1) * range
+    (t.div_euclid(range) + 1)
+        .checked_mul(range)
+        .unwrap_or(i64::MAX)
 }
 
 /// One series of the head.
@@ -112,7 +159,9 @@ pub struct Head {
     num_series: AtomicU64,
     min_time: AtomicI64,
     max_time: AtomicI64,
+    max_present_time: AtomicI64,
     min_valid_time: AtomicI64,
+    ceiling: AtomicI64,
     chunk_range: i64,
 }
 
@@ -127,7 +176,9 @@ impl Head {
             num_series: AtomicU64::new(0),
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
+            max_present_time: AtomicI64::new(i64::MIN),
             min_valid_time: AtomicI64::new(i64::MIN),
+            ceiling: AtomicI64::new(i64::MAX),
             chunk_range,
         }
     }
@@ -208,6 +259,17 @@ impl Head {
         (min <= max).then_some((min, max))
     }
 
+    /// The newest sample time that was not ahead of the wall clock when it was appended:
+    /// compaction follows it, so far-future samples neither cut the present early nor stall.
+    pub fn max_present_time(&self) -> i64 {
+        self.max_present_time.load(Ordering::Relaxed)
+    }
+
+    /// Records that a sample at `t` was appended when `t` was not ahead of the clock.
+    pub fn note_present(&self, t: i64) {
+        self.max_present_time.fetch_max(t, Ordering::Relaxed);
+    }
+
     /// Samples older than this are out of bounds: a block already covers their time.
     pub fn min_valid_time(&self) -> i64 {
         self.min_valid_time.load(Ordering::Relaxed)
@@ -216,6 +278,19 @@ impl Head {
     /// Raises the lower bound of accepted samples (never lowers it).
     pub fn set_min_valid_time(&self, t: i64) {
         self.min_valid_time.fetch_max(t, Ordering::Relaxed);
+    }
+
+    /// Samples before this are in bounds above the lower bound; from here on each must be
+    /// checked against the blocks cut ahead of the clock, the first of which starts here.
+    /// `i64::MAX` without such blocks: a sample at `i64::MAX` (which no block's exclusive end
+    /// can cover) is always out of bounds.
+    pub fn ceiling(&self) -> i64 {
+        self.ceiling.load(Ordering::Relaxed)
+    }
+
+    /// Sets where the checks against blocks ahead of the clock start.
+    pub fn set_ceiling(&self, t: i64) {
+        self.ceiling.store(t, Ordering::Relaxed);
     }
 
     /// The chunk range (block width) in milliseconds.
@@ -233,10 +308,7 @@ impl Head {
             let mut table = stripe.write();
             table.retain(|s| {
                 let mut data = s.data.lock();
-                data.closed.retain(|c| c.max_time >= mint);
-                if data.open.num_samples() > 0 && data.open.max_time() < mint {
-                    data.open = XorAppender::new();
-                }
+                data.drop_before(mint);
                 let first = data
                     .closed
                     .first()
@@ -261,6 +333,29 @@ impl Head {
             self.max_time.store(i64::MIN, Ordering::Relaxed);
         }
         live
+    }
+
+    /// The newest sample time before `t`, over every series.
+    pub fn max_time_before(&self, t: i64) -> Option<i64> {
+        let mut newest = None;
+        for stripe in self.stripes.iter() {
+            for s in stripe.read().iter() {
+                let data = s.data.lock();
+                let open = (data.open.num_samples() > 0)
+                    .then(|| (data.open.min_time(), data.open.max_time()));
+                let chunks = data.closed.iter().map(|c| (c.min_time, c.max_time));
+                for (min, max) in chunks.chain(open).filter(|&(min, _)| min < t) {
+                    let last = if max < t {
+                        max
+                    } else {
+                        // A chunk that straddles `t` (none does at a range boundary).
+                        chunk_max_before(&data, min, t)
+                    };
+                    newest = newest.max(Some(last));
+                }
+            }
+        }
+        newest
     }
 
     /// Every series, in no particular order.

@@ -144,7 +144,39 @@ pub struct TenantDb {
     pub head: Head,
     wal: Mutex<WalState>,
     cutting: Mutex<()>,
+    /// Ranges `[min, max)` of blocks at or above the head's lower bound, oldest first: blocks a
+    /// shutdown flush cut ahead of the clock. The head refuses samples from the first one on.
+    future_blocks: Mutex<Vec<(i64, i64)>>,
     opts: TsdbOptions,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Splits block ranges into the head's lower bound (the end of the newest block that is not
+/// ahead of `now_ms` by more than a block width) and the ranges of the blocks beyond it.
+///
+/// A block far ahead of the clock (one far-future sample flushed on shutdown) must not become
+/// the lower bound: every normal write after the restart would be out of bounds.
+fn split_bounds(ranges: &[(i64, i64)], now_ms: i64, block_ms: i64) -> (i64, Vec<(i64, i64)>) {
+    let horizon = now_ms.saturating_add(block_ms);
+    let min_valid = ranges
+        .iter()
+        .filter(|(min, _)| *min <= horizon)
+        .map(|&(_, max)| max)
+        .max()
+        .unwrap_or(i64::MIN);
+    let mut future: Vec<(i64, i64)> = ranges
+        .iter()
+        .copied()
+        .filter(|&(min, _)| min > horizon && min >= min_valid)
+        .collect();
+    future.sort_unstable();
+    (min_valid, future)
 }
 
 /// What opening a tenant found in its WAL.
@@ -177,15 +209,16 @@ impl TenantDb {
         })?;
         compact::remove_partial_blocks(dir);
         let head = Head::new(opts.block_duration_ms);
-        // Samples a block already holds are not replayed into the head again.
-        if let Some(max) = compact::list_blocks(dir)
+        let ranges: Vec<(i64, i64)> = compact::list_blocks(dir)
             .iter()
-            .map(|(_, m)| m.max_time)
-            .max()
-        {
-            head.set_min_valid_time(max);
-        }
-        let min_valid = head.min_valid_time();
+            .map(|(_, m)| (m.min_time, m.max_time))
+            .collect();
+        let opened_at = now_ms();
+        let (min_valid, future) = split_bounds(&ranges, opened_at, opts.block_duration_ms);
+        head.set_min_valid_time(min_valid);
+        head.set_ceiling(future.first().map_or(i64::MAX, |r| r.0));
+        // Samples a block already holds are not replayed into the head again.
+        let in_block = |t: i64| t < min_valid || future.iter().any(|&(a, b)| t >= a && t < b);
         let mut by_id: HashMap<u64, Arc<MemSeries>> = HashMap::new();
         let mut samples = 0u64;
         let (wal, replay) = Wal::open(&dir.join("wal"), |record| {
@@ -204,12 +237,15 @@ impl TenantDb {
                         let Some(series) = by_id.get(&id) else {
                             continue;
                         };
-                        if t < min_valid {
+                        if in_block(t) {
                             continue;
                         }
                         let mut data = series.data.lock();
                         if data.last().is_none_or(|(last, _)| t > last) {
                             head.append(&mut data, t, v);
+                            if t <= opened_at {
+                                head.note_present(t);
+                            }
                             samples += 1;
                         }
                     }
@@ -225,6 +261,7 @@ impl TenantDb {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             cutting: Mutex::new(()),
+            future_blocks: Mutex::new(future),
             head,
             wal: Mutex::new(WalState {
                 wal,
@@ -305,12 +342,14 @@ impl TenantDb {
             refs
         };
         let min_valid = self.head.min_valid_time();
-        let max_valid = self.opts.too_far_in_future_ms.map_or(i64::MAX, |w| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            now.saturating_add(w)
-        });
+        // Samples from the ceiling on may fall into a block cut ahead of the clock.
+        let ceiling = self.head.ceiling();
+        let now = now_ms();
+        let max_valid = self
+            .opts
+            .too_far_in_future_ms
+            .map_or(i64::MAX, |w| now.saturating_add(w));
+        let mut newest_present = i64::MIN;
 
         let unlogged: Vec<&Arc<MemSeries>> = refs
             .iter()
@@ -327,14 +366,21 @@ impl TenantDb {
             let samples = batch.series_samples(i);
             let last = s.data.lock().last();
             let mut start = samples.partition_point(|x| x.t < min_valid);
-            let end = samples.partition_point(|x| x.t <= max_valid);
-            let end = end.max(start);
-            if start > 0 {
-                out.out_of_bounds += start as u64;
+            let below_ceiling = match samples.last() {
+                Some(last) if last.t >= ceiling => self.first_out_of_bounds(samples, ceiling),
+                _ => samples.len(),
+            }
+            .max(start);
+            let end = samples[..below_ceiling]
+                .partition_point(|x| x.t <= max_valid)
+                .max(start);
+            let out_of_bounds = start + (samples.len() - below_ceiling);
+            if out_of_bounds > 0 {
+                out.out_of_bounds += out_of_bounds as u64;
                 out.first_conflict.get_or_insert((i, Conflict::OutOfBounds));
             }
-            if end < samples.len() {
-                out.too_far_in_future += (samples.len() - end) as u64;
+            if end < below_ceiling {
+                out.too_far_in_future += (below_ceiling - end) as u64;
                 out.first_conflict
                     .get_or_insert((i, Conflict::TooFarInFuture));
             }
@@ -389,10 +435,27 @@ impl TenantDb {
                 }
                 prev_t = Some(sample.t);
                 self.head.append(&mut data, sample.t, sample.v);
+                if sample.t <= now {
+                    newest_present = newest_present.max(sample.t);
+                }
                 out.appended += 1;
             }
         }
+        self.head.note_present(newest_present);
         Ok(out)
+    }
+
+    /// Index of the first sample at `i64::MAX` or inside a block cut ahead of the clock; the
+    /// series' samples from there on are out of bounds. Callers hold the WAL lock.
+    fn first_out_of_bounds(&self, samples: &[crate::decode::Sample], ceiling: i64) -> usize {
+        let future = self.future_blocks.lock();
+        let from = samples.partition_point(|x| x.t < ceiling);
+        samples[from..]
+            .iter()
+            .position(|x| {
+                x.t == i64::MAX || future.iter().any(|&(min, max)| x.t >= min && x.t < max)
+            })
+            .map_or(samples.len(), |i| from + i)
     }
 
     /// Bytes in the WAL.
@@ -505,9 +568,7 @@ impl MultiTsdb {
         retention: Duration,
         may_delete: &dyn Fn(&TenantDb, &tsdb_format::meta::BlockMeta) -> bool,
     ) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = now_ms();
         for db in self.tenants() {
             if let Err(e) = db.compact() {
                 tracing::error!(tenant = db.name, error = %e, "head compaction failed; will retry");
@@ -520,13 +581,19 @@ impl MultiTsdb {
         }
     }
 
-    /// Cuts every tenant's whole head into blocks; returns how many blocks were written.
-    pub fn flush_all(&self) -> Result<usize, TsdbError> {
+    /// Cuts every tenant's whole head into blocks; returns how many blocks were written and the
+    /// tenants whose flush failed (their WAL keeps the data). One failing tenant does not stop
+    /// the others from being flushed.
+    pub fn flush_all(&self) -> (usize, Vec<(String, TsdbError)>) {
         let mut n = 0;
+        let mut failed = Vec::new();
         for db in self.tenants() {
-            n += db.flush()?.len();
+            match db.flush() {
+                Ok(blocks) => n += blocks.len(),
+                Err(e) => failed.push((db.name.clone(), e)),
+            }
         }
-        Ok(n)
+        (n, failed)
     }
 
     /// Fsyncs every tenant's WAL.
