@@ -177,12 +177,38 @@ impl<'de> Visitor<'de> for EndpointVisitor {
     }
 }
 
-/// Thanos rejects an endpoint without address while decoding; so do we, with its message.
+/// Thanos rejects an endpoint without address while decoding; so do we, with its message, and
+/// also one that is no `host:port`, which could never be dialled.
 fn checked_endpoint<E: de::Error>(e: Endpoint) -> Result<Endpoint, E> {
     if e.address.is_empty() {
         return Err(E::custom("endpoint address must be set"));
     }
+    if !valid_address(&e.address) {
+        return Err(E::custom(format_args!(
+            "endpoint address {:?} is not host:port",
+            e.address
+        )));
+    }
     Ok(e)
+}
+
+/// Whether `addr` is `host:port`: a DNS name or IPv4 address, or a bracketed IPv6 address, and
+/// a port number.
+pub fn valid_address(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        }
+    };
+    host_ok && !port.is_empty() && port.parse::<u16>().is_ok()
 }
 
 /// One entry of `hashrings.json`.
@@ -481,7 +507,7 @@ mod tests {
         );
         assert!(error("[{").starts_with("configuration file is not parsable: "));
         assert!(error(r#"{"endpoints": []}"#).contains("invalid type: map, expected a sequence"));
-        assert!(error(r#"[{"endpoints": ["a"]}] trailing"#).contains("trailing characters"));
+        assert!(error(r#"[{"endpoints": ["a:1"]}] trailing"#).contains("trailing characters"));
         let cases = [
             (
                 r#"[{"endpoints": [{"az": "z"}]}]"#,
@@ -497,19 +523,19 @@ mod tests {
                 "expected an endpoint address string or an object",
             ),
             (
-                r#"[{"endpoints": ["a"], "algorithm": "Ketama"}]"#,
+                r#"[{"endpoints": ["a:1"], "algorithm": "Ketama"}]"#,
                 r#"unknown algorithm "Ketama""#,
             ),
             (
-                r#"[{"endpoints": ["a"], "tenant_matcher_type": "regex"}]"#,
+                r#"[{"endpoints": ["a:1"], "tenant_matcher_type": "regex"}]"#,
                 r#"unknown tenant_matcher_type "regex""#,
             ),
             (
-                r#"[{"endpoints": ["a"], "tenants": "a"}]"#,
+                r#"[{"endpoints": ["a:1"], "tenants": "a"}]"#,
                 "expected a sequence",
             ),
             (
-                r#"[{"endpoints": ["a"], "shuffle_sharding_config": {"shard_size": 2}}]"#,
+                r#"[{"endpoints": ["a:1"], "shuffle_sharding_config": {"shard_size": 2}}]"#,
                 "shuffle sharding (shuffle_sharding_config.shard_size = 2) is not supported",
             ),
         ];
@@ -590,5 +616,31 @@ mod tests {
         // sha256("abc") = ba7816bf8f01cfea...
         assert_eq!(config_hash(b"abc").to_string(), "ba7816bf8f01");
         assert_eq!(config_hash(b"abc").as_f64(), 0x018f_bf16_78ba_u64 as f64);
+    }
+
+    #[test]
+    fn endpoint_addresses_must_be_host_port() {
+        for ok in [
+            "thanos-receive-0.thanos-receive.monitoring.svc.cluster.local:10901",
+            "127.0.0.1:10901",
+            "[::1]:10901",
+        ] {
+            assert!(valid_address(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "host",
+            "host:",
+            ":10901",
+            "host:99999",
+            "a b:1",
+            "ho/st:1",
+            "[zz]:1",
+            "h:1x",
+        ] {
+            assert!(!valid_address(bad), "{bad}");
+        }
+        let err = parse_str(r#"[{"endpoints": ["not an address"]}]"#).unwrap_err();
+        assert!(err.to_string().contains("is not host:port"), "{err}");
     }
 }

@@ -186,14 +186,14 @@ mod tests {
     #[test]
     fn errors_name_the_entry() {
         let configs =
-            parse(br#"[{"endpoints": ["a"]}, {"hashring": "bad", "endpoints": ["a", "a"]}]"#)
+            parse(br#"[{"endpoints": ["a:1"]}, {"hashring": "bad", "endpoints": ["a:1", "a:1"]}]"#)
                 .unwrap();
         let err = Hashrings::new(configs, Algorithm::Ketama, 1).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"hashring #1 ("bad"): endpoint "a" is listed more than once"#
+            r#"hashring #1 ("bad"): endpoint "a:1" is listed more than once"#
         );
-        let configs = parse(br#"[{"tenants": ["ok-*", "bad-["], "tenant_matcher_type": "glob", "endpoints": ["a"]}]"#)
+        let configs = parse(br#"[{"tenants": ["ok-*", "bad-["], "tenant_matcher_type": "glob", "endpoints": ["a:1"]}]"#)
             .unwrap();
         let err = Hashrings::new(configs, Algorithm::Ketama, 1).unwrap_err();
         assert_eq!(

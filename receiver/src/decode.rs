@@ -9,6 +9,19 @@ use std::ops::Range;
 
 /// Largest decompressed body accepted, as the reference remote-write handler.
 pub const MAX_DECODED_SIZE: usize = 32 << 20;
+/// Most memory the decoded description of one request may take (label, sample and series arrays,
+/// and the label bytes remote write 2.0 symbol references resolve to). Two bytes of protobuf can
+/// describe a 16-byte label, so without it a 32 MiB body could cost hundreds of megabytes.
+pub const MAX_DECODED_MEMORY: usize = 64 << 20;
+/// Most labels one series may carry.
+pub const MAX_LABELS_PER_SERIES: usize = 1024;
+/// Longest label name, in bytes.
+pub const MAX_LABEL_NAME_LEN: usize = 1024;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE_LEN: usize = 64 << 10;
+
+/// Rough length at which [`WriteBatch::series_string`] stops rendering labels.
+pub const MAX_SERIES_STRING: usize = 256;
 
 /// A byte range of the decompressed body.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,15 +84,33 @@ pub enum DecodeError {
     #[error("protobuf: invalid field number 0")]
     FieldZero,
     #[error("remote write 2.0: symbol reference {0} out of range ({1} symbols)")]
-    SymbolOutOfRange(u32, usize),
+    SymbolOutOfRange(u64, usize),
     #[error("remote write 2.0: odd number of label references")]
     OddLabelRefs,
     #[error("remote write 2.0: the first symbol must be the empty string")]
     FirstSymbolNotEmpty,
     #[error("request too large: {0} bytes after decompression")]
     TooLarge(usize),
+    #[error(
+        "request too large: its series, labels and samples take more than {MAX_DECODED_MEMORY} bytes decoded"
+    )]
+    DecodedTooLarge,
+    #[error("a series has more than {MAX_LABELS_PER_SERIES} labels")]
+    TooManyLabels,
     #[error("thanos.WriteRequest: tenant is not valid UTF-8")]
     TenantUtf8,
+    #[error("body has no series but remote write {0} fields: is Content-Type right?")]
+    WrongProtocol(&'static str),
+}
+
+impl DecodeError {
+    /// Whether the request is refused for its size (413) rather than its form (400).
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::TooLarge(_) | DecodeError::DecodedTooLarge
+        )
+    }
 }
 
 /// What a forwarded `thanos.WriteRequest` carries besides its series.
@@ -106,6 +137,8 @@ pub enum Rejection {
     InvalidUtf8,
     /// Labels are not sorted by name.
     UnsortedLabels,
+    /// A label name or value is longer than allowed.
+    LabelTooLong,
     /// A label name appears twice.
     DuplicateLabel,
     /// Samples of the series are not in timestamp order.
@@ -126,6 +159,7 @@ impl Rejection {
             Rejection::InvalidLabelName => "invalid_label_name",
             Rejection::InvalidUtf8 => "invalid_utf8",
             Rejection::UnsortedLabels => "out_of_order_labels",
+            Rejection::LabelTooLong => "label_too_long",
             Rejection::DuplicateLabel => "duplicate_labels",
             Rejection::OutOfOrderInRequest => "out_of_order_in_request",
             Rejection::ConflictingDuplicateInRequest => "duplicate_sample_for_timestamp",
@@ -142,6 +176,9 @@ impl Rejection {
             Rejection::InvalidLabelName => "invalid label name",
             Rejection::InvalidUtf8 => "label is not valid UTF-8",
             Rejection::UnsortedLabels => "labels are not sorted by name",
+            Rejection::LabelTooLong => {
+                "label name longer than 1024 bytes or value longer than 65536 bytes"
+            }
             Rejection::DuplicateLabel => "duplicate label name",
             Rejection::OutOfOrderInRequest => "samples are not in timestamp order",
             Rejection::ConflictingDuplicateInRequest => {
@@ -177,6 +214,36 @@ impl WriteBatch {
             buf,
             ..Default::default()
         }
+    }
+
+    /// Memory the decoded arrays take now (not their capacity).
+    fn decoded_memory(&self) -> usize {
+        use std::mem::size_of;
+        self.labels.len() * size_of::<LabelRef>()
+            + self.samples.len() * size_of::<Sample>()
+            + self.series.len() * size_of::<SeriesEntry>()
+            + self.label_refs.len() * size_of::<u32>()
+            + self.symbols.len() * size_of::<Span>()
+            + self.series_refs.len() * size_of::<Range<u32>>()
+    }
+
+    fn check_budget(&self) -> Result<(), DecodeError> {
+        if self.decoded_memory() > MAX_DECODED_MEMORY {
+            return Err(DecodeError::DecodedTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Heap bytes the batch holds on to (capacities), to decide whether it is worth pooling.
+    pub fn retained_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.buf.capacity()
+            + self.labels.capacity() * size_of::<LabelRef>()
+            + self.samples.capacity() * size_of::<Sample>()
+            + self.series.capacity() * size_of::<SeriesEntry>()
+            + self.label_refs.capacity() * size_of::<u32>()
+            + self.symbols.capacity() * size_of::<Span>()
+            + self.series_refs.capacity() * size_of::<Range<u32>>()
     }
 
     /// Empties the batch, keeping its allocations.
@@ -240,19 +307,25 @@ impl WriteBatch {
         &self.samples[r.start as usize..r.end as usize]
     }
 
-    /// Label set of series `i` rendered as `{a="b", ...}` for error messages.
+    /// Label set of series `i` rendered as `{a="b", ...}` for error messages, cut after about
+    /// [`MAX_SERIES_STRING`] bytes so a hostile series cannot blow up the response.
     pub fn series_string(&self, i: usize) -> String {
-        let parts: Vec<String> = self
-            .series_labels(i)
-            .map(|(n, v)| {
-                format!(
-                    "{}={:?}",
-                    String::from_utf8_lossy(n),
-                    String::from_utf8_lossy(v)
-                )
-            })
-            .collect();
-        format!("{{{}}}", parts.join(", "))
+        let mut out = String::from("{");
+        for (k, (n, v)) in self.series_labels(i).enumerate() {
+            if out.len() > MAX_SERIES_STRING {
+                out.push_str(", ...");
+                break;
+            }
+            if k > 0 {
+                out.push_str(", ");
+            }
+            let clip = |b: &[u8]| {
+                String::from_utf8_lossy(&b[..b.len().min(MAX_SERIES_STRING)]).into_owned()
+            };
+            out.push_str(&format!("{}={:?}", clip(n), clip(v)));
+        }
+        out.push('}');
+        out
     }
 
     /// Checks labels and sample order of series `i` against the remote-write rules.
@@ -265,6 +338,9 @@ impl WriteBatch {
         for (name, value) in self.series_labels(i) {
             if name.is_empty() {
                 return Err(Rejection::EmptyLabelName);
+            }
+            if name.len() > MAX_LABEL_NAME_LEN || value.len() > MAX_LABEL_VALUE_LEN {
+                return Err(Rejection::LabelTooLong);
             }
             if value.is_empty() {
                 return Err(Rejection::EmptyLabelValue);
@@ -357,6 +433,7 @@ impl WriteBatch {
     }
 
     fn decode_v1(&mut self) -> Result<(), DecodeError> {
+        let mut other_protocol = false;
         let mut r = Reader::new(0, self.buf.len());
         while !r.done() {
             let (field, wire) = r.key(&self.buf)?;
@@ -369,8 +446,16 @@ impl WriteBatch {
                     r.len_delimited(&self.buf)?;
                     self.metadata += 1;
                 }
+                (4 | 5, WIRE_LEN) => {
+                    r.len_delimited(&self.buf)?;
+                    other_protocol = true;
+                }
                 _ => r.skip(&self.buf, field, wire)?,
             }
+        }
+        // A 2.0 body sent as 1.0 would otherwise be answered 2xx with nothing stored.
+        if other_protocol && self.series.is_empty() && self.metadata == 0 {
+            return Err(DecodeError::WrongProtocol("2.0"));
         }
         Ok(())
     }
@@ -386,12 +471,15 @@ impl WriteBatch {
                 (1, WIRE_LEN) => {
                     let (s, e) = r.len_delimited(&self.buf)?;
                     let label = decode_label(&self.buf, s, e)?;
+                    if self.labels.len() - labels_start as usize >= MAX_LABELS_PER_SERIES {
+                        return Err(DecodeError::TooManyLabels);
+                    }
                     self.labels.push(label);
                 }
                 (2, WIRE_LEN) => {
                     let (s, e) = r.len_delimited(&self.buf)?;
                     let sample = decode_sample(&self.buf, s, e)?;
-                    self.samples.push(sample);
+                    self.push_sample(sample)?;
                 }
                 (3, WIRE_LEN) => {
                     r.len_delimited(&self.buf)?;
@@ -407,10 +495,22 @@ impl WriteBatch {
         entry.labels = labels_start..self.labels.len() as u32;
         entry.samples = samples_start..self.samples.len() as u32;
         self.series.push(entry);
+        self.check_budget()
+    }
+
+    /// Appends a sample, checking the memory budget every 64k samples so one huge series cannot
+    /// run far past it.
+    #[inline]
+    fn push_sample(&mut self, sample: Sample) -> Result<(), DecodeError> {
+        if self.samples.len() & 0xffff == 0xffff {
+            self.check_budget()?;
+        }
+        self.samples.push(sample);
         Ok(())
     }
 
     fn decode_v2(&mut self) -> Result<(), DecodeError> {
+        let mut other_protocol = false;
         let mut r = Reader::new(0, self.buf.len());
         while !r.done() {
             let (field, wire) = r.key(&self.buf)?;
@@ -426,13 +526,29 @@ impl WriteBatch {
                     let (s, e) = r.len_delimited(&self.buf)?;
                     self.decode_v2_series(s, e)?;
                 }
+                (1 | 3, WIRE_LEN) => {
+                    r.len_delimited(&self.buf)?;
+                    other_protocol = true;
+                }
                 _ => r.skip(&self.buf, field, wire)?,
             }
+            if self.symbols.len() & 0xffff == 0xffff {
+                self.check_budget()?;
+            }
+        }
+        // A 1.0 body sent as 2.0 would otherwise be answered 2xx with nothing stored.
+        if other_protocol && self.series.is_empty() {
+            return Err(DecodeError::WrongProtocol("1.0"));
         }
         // Symbols and series may come in any field order, so references are resolved at the end.
         if !self.series.is_empty() && self.symbols.first().is_none_or(|s| s.len != 0) {
             return Err(DecodeError::FirstSymbolNotEmpty);
         }
+        // References are resolved into label spans, which cost memory here and label bytes in
+        // every later copy; both are bounded, since one large symbol may be referenced many times.
+        self.labels.reserve(self.label_refs.len() / 2);
+        self.check_budget()?;
+        let mut resolved_bytes = 0usize;
         for i in 0..self.series.len() {
             let refs = self.series_refs[i].clone();
             let refs = &self.label_refs[refs.start as usize..refs.end as usize];
@@ -445,17 +561,21 @@ impl WriteBatch {
                     self.symbols
                         .get(r as usize)
                         .copied()
-                        .ok_or(DecodeError::SymbolOutOfRange(r, self.symbols.len()))
+                        .ok_or(DecodeError::SymbolOutOfRange(r.into(), self.symbols.len()))
                 };
                 let label = LabelRef {
                     name: sym(pair[0])?,
                     value: sym(pair[1])?,
                 };
+                resolved_bytes += (label.name.len + label.value.len) as usize;
                 self.labels.push(label);
+            }
+            if resolved_bytes > MAX_DECODED_MEMORY {
+                return Err(DecodeError::DecodedTooLarge);
             }
             self.series[i].labels = start..self.labels.len() as u32;
         }
-        Ok(())
+        self.check_budget()
     }
 
     fn decode_v2_series(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
@@ -471,17 +591,17 @@ impl WriteBatch {
                     let mut packed = Reader::new(s, e);
                     while !packed.done() {
                         let v = packed.varint(&self.buf)?;
-                        self.label_refs.push(v as u32);
+                        self.push_label_ref(v, refs_start)?;
                     }
                 }
                 (1, WIRE_VARINT) => {
                     let v = r.varint(&self.buf)?;
-                    self.label_refs.push(v as u32);
+                    self.push_label_ref(v, refs_start)?;
                 }
                 (2, WIRE_LEN) => {
                     let (s, e) = r.len_delimited(&self.buf)?;
                     let sample = decode_sample(&self.buf, s, e)?;
-                    self.samples.push(sample);
+                    self.push_sample(sample)?;
                 }
                 (3, WIRE_LEN) => {
                     r.len_delimited(&self.buf)?;
@@ -498,6 +618,19 @@ impl WriteBatch {
         self.series_refs
             .push(refs_start..self.label_refs.len() as u32);
         self.series.push(entry);
+        self.check_budget()
+    }
+
+    /// Appends a 2.0 symbol reference of the series whose references start at `refs_start`.
+    #[inline]
+    fn push_label_ref(&mut self, v: u64, refs_start: u32) -> Result<(), DecodeError> {
+        // A reference that does not fit 32 bits would alias another symbol once truncated.
+        let r =
+            u32::try_from(v).map_err(|_| DecodeError::SymbolOutOfRange(v, self.symbols.len()))?;
+        if self.label_refs.len() - refs_start as usize >= 2 * MAX_LABELS_PER_SERIES {
+            return Err(DecodeError::TooManyLabels);
+        }
+        self.label_refs.push(r);
         Ok(())
     }
 }

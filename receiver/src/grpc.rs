@@ -21,6 +21,9 @@ use crate::tsdb::labels::put_uvarint;
 
 /// Path of the forward method.
 pub const REMOTE_WRITE_PATH: &str = "/thanos.WriteableStore/RemoteWrite";
+/// Largest gRPC message sent or accepted: twice the largest decompressed remote-write body, so
+/// any forward of an accepted HTTP request fits, and a hostile peer cannot send gigabytes.
+pub const MAX_MESSAGE_SIZE: usize = 2 * crate::decode::MAX_DECODED_SIZE;
 
 /// A codec that moves message bytes through untouched.
 #[derive(Debug, Clone, Copy, Default)]
@@ -128,8 +131,8 @@ impl<H: RemoteWriteHandler> Service<http::Request<tonic::body::Body>> for Writea
         Box::pin(async move {
             if req.uri().path() == REMOTE_WRITE_PATH {
                 let mut grpc = tonic::server::Grpc::new(RawCodec)
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX);
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_encoding_message_size(MAX_MESSAGE_SIZE);
                 Ok(grpc.unary(Unary(handler), req).await)
             } else {
                 Ok(
@@ -147,8 +150,8 @@ pub async fn remote_write(
     request: Bytes,
 ) -> Result<(), Status> {
     let mut client = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     client
         .ready()
         .await

@@ -16,12 +16,18 @@ use tokio::sync::Semaphore;
 
 use crate::decode::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
 use crate::ingest::{WriteError, Written};
+use crate::listen::BODY_READ_TIMEOUT;
 use crate::metrics::HttpLabels;
 use crate::replicate::Replicator;
 use crate::status;
 
 /// Largest compressed body accepted when no limit is configured, as the reference handler.
 pub const MAX_COMPRESSED_SIZE: usize = 32 << 20;
+
+/// Largest decoded batch kept for reuse.
+const MAX_POOLED_BATCH: usize = 4 << 20;
+/// Most memory the pool of decoded batches keeps between requests.
+const MAX_POOLED_BYTES: usize = 64 << 20;
 
 /// Shared state of the HTTP handlers.
 pub struct App {
@@ -36,6 +42,8 @@ pub struct App {
     /// Bounds concurrent writes when `write.global.max_concurrency` is set.
     pub concurrency: Option<Semaphore>,
     pool: Mutex<Vec<WriteBatch>>,
+    /// One status computation at a time: each walks a whole head.
+    status_permit: Semaphore,
 }
 
 impl App {
@@ -54,6 +62,7 @@ impl App {
             default_tenant: default_tenant.to_string(),
             concurrency: (max_concurrency > 0).then(|| Semaphore::new(max_concurrency as usize)),
             pool: Mutex::new(Vec::new()),
+            status_permit: Semaphore::new(1),
         })
     }
 
@@ -62,22 +71,24 @@ impl App {
     }
 
     fn return_batch(&self, batch: WriteBatch) {
-        // Keep a few warm buffers; a rare huge request must not pin its memory forever.
-        if batch.buf.capacity() <= 8 << 20 {
-            let mut pool = self.pool.lock();
-            if pool.len() < 64 {
-                pool.push(batch);
-            }
+        // Keep a few warm batches; a burst of huge requests must not pin its memory forever.
+        let size = batch.retained_bytes();
+        if size > MAX_POOLED_BATCH {
+            return;
+        }
+        let mut pool = self.pool.lock();
+        let pooled: usize = pool.iter().map(WriteBatch::retained_bytes).sum();
+        if pooled + size <= MAX_POOLED_BYTES {
+            pool.push(batch);
         }
     }
 }
 
-/// Routes of the remote-write listener.
+/// Routes of the remote-write listener: writes only. Status pages, which show label names and
+/// values of every tenant, are on the operational listener alone.
 pub fn remote_write_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/api/v1/receive", post(receive))
-        .route("/api/v1/status/tsdb", get(tsdb_status))
-        .route("/api/v1/status/hashring", get(hashring_status))
         .with_state(app)
 }
 
@@ -124,46 +135,61 @@ struct StatusParams {
     all_tenants: Option<bool>,
 }
 
+/// Most entries per list a status page returns.
+const MAX_STATUS_LIMIT: usize = 1000;
+
 async fn tsdb_status(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(params): Query<StatusParams>,
 ) -> Response {
-    let limit = params.limit.unwrap_or(10);
-    let tsdb = &app.replicator.ingester.tsdb;
-    let data: Vec<_> = if params.all_tenants.unwrap_or(false) {
-        tsdb.tenants()
-            .iter()
-            .map(|db| status::tsdb_status(db, limit))
-            .collect()
-    } else {
-        let tenant = tenant_of(&app, &headers);
-        match tsdb.get(&tenant) {
-            Some(db) => vec![status::tsdb_status(&db, limit)],
-            None => {
-                return (
-                    StatusCode::NOT_FOUND,
-                    format!("no data for tenant {tenant:?}\n"),
-                )
-                    .into_response();
-            }
-        }
+    let limit = params.limit.unwrap_or(10).min(MAX_STATUS_LIMIT);
+    let all = params.all_tenants.unwrap_or(false);
+    let tenant = match tenant_of(&app, &headers) {
+        Ok(t) => t,
+        Err(Reject(code, msg)) => return (code, format!("{msg}\n")).into_response(),
     };
-    let body = if params.all_tenants.unwrap_or(false) {
-        serde_json::json!({"status": "success", "data": data})
-    } else {
-        serde_json::json!({"status": "success", "data": data[0]})
+    // Status walks whole heads: one at a time, off the async workers, so it cannot stall writes.
+    let _permit = app.status_permit.acquire().await.expect("never closed");
+    let tsdb = Arc::clone(&app.replicator.ingester.tsdb);
+    let data = tokio::task::spawn_blocking(move || {
+        if all {
+            Some(
+                tsdb.tenants()
+                    .iter()
+                    .map(|db| status::tsdb_status(db, limit))
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            tsdb.get(&tenant)
+                .map(|db| vec![status::tsdb_status(&db, limit)])
+        }
+    })
+    .await;
+    let body = match data {
+        Ok(Some(data)) if all => serde_json::json!({"status": "success", "data": data}),
+        Ok(Some(mut data)) => serde_json::json!({"status": "success", "data": data.remove(0)}),
+        Ok(None) => return (StatusCode::NOT_FOUND, "no data for this tenant\n").into_response(),
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("status: {e}\n")).into_response();
+        }
     };
     axum::Json(body).into_response()
 }
 
-fn tenant_of(app: &App, headers: &HeaderMap) -> String {
-    headers
-        .get(&app.tenant_header)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or(&app.default_tenant)
-        .to_string()
+/// The request's tenant: the tenant header, or the default tenant without one. A header that is
+/// not visible ASCII is refused rather than silently stored under the default tenant.
+fn tenant_of(app: &App, headers: &HeaderMap) -> Result<String, Reject> {
+    match headers.get(&app.tenant_header) {
+        None => Ok(app.default_tenant.clone()),
+        Some(v) if v.is_empty() => Ok(app.default_tenant.clone()),
+        Some(v) => v.to_str().map(str::to_string).map_err(|_| {
+            Reject(
+                StatusCode::BAD_REQUEST,
+                format!("invalid tenant: {} header is not ASCII", app.tenant_header),
+            )
+        }),
+    }
 }
 
 /// Picks the protocol from Content-Type as the remote write 2.0 spec says; `None` means 415.
@@ -199,12 +225,18 @@ struct Reject(StatusCode, String);
 
 async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let start = Instant::now();
-    let tenant = tenant_of(&app, &headers);
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let protocol = protocol_of(ct);
-    let (code, message, written) = match handle(&app, &tenant, &headers, protocol, body).await {
+    let (tenant, handled) = match tenant_of(&app, &headers) {
+        Ok(tenant) => {
+            let handled = handle(&app, &tenant, &headers, protocol, body).await;
+            (tenant, handled)
+        }
+        Err(reject) => ("invalid".to_string(), Err(reject)),
+    };
+    let (code, message, written) = match handled {
         Ok((written, Ok(()))) => {
             let code = match protocol {
                 Some(Protocol::V2) => StatusCode::NO_CONTENT,
@@ -219,7 +251,10 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         ),
         Err(Reject(code, msg)) => (code, msg, Written::default()),
     };
-    if !message.is_empty() {
+    // 5xx means this receiver failed (disk full, no quorum): operators must see it.
+    if code.is_server_error() {
+        tracing::warn!(tenant, code = code.as_u16(), message, "remote write failed");
+    } else if !message.is_empty() {
         tracing::debug!(
             tenant,
             code = code.as_u16(),
@@ -305,10 +340,6 @@ async fn handle(
             }
         },
     };
-    let _permit = match &app.concurrency {
-        Some(s) => Some(s.acquire().await.expect("semaphore is never closed")),
-        None => None,
-    };
     // A configured size limit bounds the body before and after decompression, as in Thanos.
     let (limit, decoded_limit) = match app.replicator.ingester.tenant_limits(tenant).size_bytes {
         0 => (MAX_COMPRESSED_SIZE, MAX_DECODED_SIZE),
@@ -328,26 +359,43 @@ async fn handle(
     {
         return Err(too_large(len.to_string()));
     }
-    let compressed = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
+    let compressed = match read.await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(too_large(format!("more than {limit}")));
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             return Err(Reject(
                 StatusCode::BAD_REQUEST,
                 format!("reading request body: {e}"),
             ));
         }
+        Err(_) => {
+            return Err(Reject(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {BODY_READ_TIMEOUT:?}"),
+            ));
+        }
+    };
+    // Bounded after the body is in: slow senders must not hold the write slots.
+    let _permit = match &app.concurrency {
+        Some(s) => Some(s.acquire().await.expect("semaphore is never closed")),
+        None => None,
     };
 
     let mut batch = app.take_batch();
     let decoded = match batch.decompress(&compressed, decoded_limit) {
         Err(SnappyError::TooLarge(n)) => Err(too_large(format!("{n} (decompressed)"))),
         Err(e) => Err(Reject(StatusCode::BAD_REQUEST, e.to_string())),
-        Ok(()) => batch
-            .decode(protocol)
-            .map_err(|e| Reject(StatusCode::BAD_REQUEST, e.to_string())),
+        Ok(()) => batch.decode(protocol).map_err(|e| {
+            let code = if e.is_too_large() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            Reject(code, e.to_string())
+        }),
     };
     let result = match decoded {
         Ok(()) => Ok(app

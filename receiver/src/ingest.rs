@@ -24,7 +24,7 @@ pub enum WriteError {
     /// 413: a request limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
-    /// 429: the tenant's head holds as many series as allowed.
+    /// 429: the tenant's head holds as many series as allowed, or the receiver as many tenants.
     #[error("{0}")]
     HeadSeriesLimit(String),
     /// 400: some series or samples can never be accepted.
@@ -207,6 +207,16 @@ impl Ingester {
             return Err(WriteError::NotReady);
         }
         let limits = self.tenant_limits(tenant);
+        let max_tenants = self.limits.read().write.global.max_tenants;
+        if max_tenants > 0
+            && self.tsdb.get(tenant).is_none()
+            && self.tsdb.num_tenants() as u64 >= max_tenants
+        {
+            self.limit_hit(tenant, "tenants");
+            return Err(WriteError::HeadSeriesLimit(format!(
+                "receiver stores as many tenants as allowed ({max_tenants}); tenant {tenant:?} is new"
+            )));
+        }
         let db = self.tsdb.tenant(tenant)?;
         if limits.head_series > 0 {
             let new = db.count_new_series(batch, series);

@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod proto;
 pub mod replicate;

@@ -2,6 +2,7 @@
 //!
 //! ```yaml
 //! write:
+//!   global: {max_concurrency: 0, max_tenants: 0}
 //!   default:
 //!     request: {size_bytes_limit: 0, series_limit: 0, samples_limit: 0}
 //!     head_series_limit: 0
@@ -46,6 +47,11 @@ pub struct GlobalLimits {
     /// Most write requests served at once (0 = unlimited).
     #[serde(default)]
     pub max_concurrency: u64,
+    /// Most tenants this receiver stores (0 = unlimited); writes for a new tenant beyond it get
+    /// 429. Each tenant holds a head, a WAL and files, so an unbounded number is a way to
+    /// exhaust memory and descriptors. An extension of the Thanos format.
+    #[serde(default)]
+    pub max_tenants: u64,
     /// Accepted for compatibility: this receiver counts head series itself instead of querying.
     #[serde(default)]
     pub meta_monitoring_url: Option<String>,

@@ -12,6 +12,7 @@ use crate::grpc::WriteableStoreServer;
 use crate::http::{App, ops_router, remote_write_router};
 use crate::ingest::Ingester;
 use crate::limits::LimitsConfig;
+use crate::listen;
 use crate::metrics::Metrics;
 use crate::replicate::{ReplicationConfig, Replicator};
 use crate::ring::{self, RingHolder};
@@ -48,6 +49,9 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
 
 /// Runs the receiver until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let nofile = listen::raise_nofile_limit();
+    let caps = listen::ConnectionCaps::for_limit(nofile);
+    tracing::info!(nofile, ?caps, "descriptor limit and connection caps");
     let limits = match &args.limits_config_file {
         Some(path) => LimitsConfig::load(path)?,
         None => LimitsConfig::default(),
@@ -141,30 +145,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let serve = |listener: TcpListener, router: axum::Router| {
-        let mut rx = stop_rx.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await
-        })
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
-    let rw_server = serve(rw_listener, remote_write_router(Arc::clone(&app)));
-    let ops_server = serve(ops_listener, ops_router(Arc::clone(&app)));
-    let grpc_server = {
-        let mut rx = stop_rx.clone();
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(WriteableStoreServer::new(Arc::clone(&replicator)))
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                }),
-        )
-    };
+    // Each port has its own connection cap, so exhausting one never starves another: the ops
+    // port answers `/-/ready` and `/metrics` while the write port is flooded.
+    let rw_server = tokio::spawn(listen::serve_http(
+        rw_listener,
+        remote_write_router(Arc::clone(&app)),
+        caps.remote_write,
+        stopped(stop_rx.clone()),
+    ));
+    let ops_server = tokio::spawn(listen::serve_http(
+        ops_listener,
+        ops_router(Arc::clone(&app)),
+        caps.ops,
+        stopped(stop_rx.clone()),
+    ));
+    let grpc_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(WriteableStoreServer::new(Arc::clone(&replicator)))
+            .serve_with_incoming_shutdown(
+                listen::capped_incoming(grpc_listener, caps.grpc),
+                stopped(stop_rx.clone()),
+            ),
+    );
 
     // A router-only receiver (a ring but no local endpoint) stores nothing and opens no TSDB.
     let router_only = replicator.ring.is_some() && args.local_endpoint.is_none();
@@ -254,7 +261,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     // With a bucket, only blocks that reached it may leave the disk.
                     tsdb.compact_all(retention, &|db, meta| {
                         !shipping || Shipper::is_uploaded(&db.dir, meta.ulid)
-                    })
+                    });
+                    // Idle tenants give their WAL descriptor back between compactions.
+                    tsdb.close_idle_wals();
                 })
                 .await;
             }

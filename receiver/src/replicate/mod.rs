@@ -372,11 +372,23 @@ impl grpc::RemoteWriteHandler for Replicator {
     ) -> tonic::codegen::BoxFuture<(), tonic::Status> {
         let this = Arc::clone(self);
         Box::pin(async move {
+            let size = request.len();
             let mut batch = WriteBatch::with_body(Vec::from(request));
-            let meta = batch
-                .decode_forward()
-                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            let meta = batch.decode_forward().map_err(|e| {
+                if e.is_too_large() {
+                    tonic::Status::resource_exhausted(e.to_string())
+                } else {
+                    tonic::Status::invalid_argument(e.to_string())
+                }
+            })?;
             for (tenant, range) in meta.groups {
+                // The tenant's request size limit holds for forwarded writes as for HTTP ones.
+                let limit = this.ingester.tenant_limits(&tenant).size_bytes;
+                if limit > 0 && size as u64 > limit {
+                    return Err(status_of(&WriteError::TooLarge(format!(
+                        "write request too large: {size} bytes, limit {limit}"
+                    ))));
+                }
                 let (_, result) = this
                     .write(&tenant, &batch, range, Protocol::V1, meta.replica)
                     .await;

@@ -14,16 +14,41 @@ use super::RingHolder;
 use crate::metrics::Metrics;
 
 const POLL: Duration = Duration::from_millis(500);
+/// Largest hashrings file read; a ring of thousands of endpoints is a few hundred KiB.
+pub const MAX_FILE_SIZE: u64 = 4 << 20;
 
 fn fingerprint(path: &PathBuf) -> Option<(u64, i64, i64, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
 }
 
+/// Reads a regular file of at most [`MAX_FILE_SIZE`] bytes without blocking on what is not one
+/// (a FIFO or a device at the ring path must not hang the watcher, nor `/dev/zero` fill memory).
+fn read_capped(path: &PathBuf) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_FILE_SIZE} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Reads the file once into the holder; an unreadable file counts as an error and keeps the ring.
+/// Blocking: call it off the async workers.
 pub fn load_once(path: &PathBuf, holder: &RingHolder, metrics: &Metrics) {
     metrics.ring_refreshes.inc();
-    match std::fs::read(path) {
+    match read_capped(path) {
         Ok(bytes) => {
             let _ = holder.apply("file", &bytes);
         }
@@ -50,11 +75,16 @@ pub async fn watch(
         if superseded.load(Ordering::Relaxed) {
             return;
         }
-        let now = fingerprint(&path);
+        let (p, h, m) = (path.clone(), Arc::clone(&holder), Arc::clone(&metrics));
+        let now = tokio::task::spawn_blocking(move || fingerprint(&p))
+            .await
+            .ok()
+            .flatten();
         if now != seen || last_full.elapsed() >= refresh {
             seen = now;
             last_full = Instant::now();
-            load_once(&path, &holder, &metrics);
+            let p = path.clone();
+            let _ = tokio::task::spawn_blocking(move || load_once(&p, &h, &m)).await;
         }
     }
 }

@@ -80,7 +80,17 @@ pub fn load(path: &Path) -> Result<Bucket, ObjstoreError> {
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-    let cfg: ObjstoreConfig = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    // serde_yaml's messages quote the offending value, which may be a secret key: say where only.
+    let cfg: ObjstoreConfig = serde_yaml::from_str(&text).map_err(|e| {
+        invalid(match e.location() {
+            Some(l) => format!(
+                "not a valid objstore config at line {}, column {} (the value is not shown: it may be a secret)",
+                l.line(),
+                l.column()
+            ),
+            None => "not a valid objstore config (the value is not shown: it may be a secret)".into(),
+        })
+    })?;
     build(&cfg).map_err(|e| match e {
         ObjstoreError::Invalid { message, .. } => invalid(message),
         other => other,
@@ -185,5 +195,28 @@ mod tests {
         let bad = dir.path().join("objstore.yml");
         std::fs::write(&bad, "type: [").unwrap();
         assert!(load(&bad).is_err());
+    }
+
+    #[test]
+    fn a_broken_config_does_not_echo_its_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("objstore.yml");
+        std::fs::write(
+            &path,
+            "type: S3\nconfig:\n  bucket: b\n  secret_key: [\"hunter2-SECRET\"\n",
+        )
+        .unwrap();
+        let err = load(&path)
+            .err()
+            .expect("broken YAML is refused")
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("line"), "{err}");
+        std::fs::write(&path, "type: S3\nconfig: hunter2-SECRET\n").unwrap();
+        let err = load(&path)
+            .err()
+            .expect("wrong shape is refused")
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -465,11 +465,19 @@ impl TenantDb {
 
     /// Fsyncs the WAL without blocking appends for the duration of the sync.
     pub fn sync_wal(&self) -> Result<(), TsdbError> {
-        let handle = self.wal.lock().wal.sync_handle();
+        let Some(handle) = self.wal.lock().wal.sync_handle() else {
+            return Ok(());
+        };
         handle.sync_data().map_err(|source| TsdbError::Dir {
             path: PathBuf::from(&self.name),
             source,
         })
+    }
+
+    /// Closes the WAL segment if the tenant wrote nothing since the last call, freeing its
+    /// descriptor; the next write reopens it.
+    pub fn close_wal_if_idle(&self) -> Result<bool, TsdbError> {
+        Ok(self.wal.lock().wal.close_if_idle()?)
     }
 }
 
@@ -554,6 +562,11 @@ impl MultiTsdb {
         Ok((db, stats))
     }
 
+    /// Number of open tenants.
+    pub fn num_tenants(&self) -> usize {
+        self.tenants.read().len()
+    }
+
     /// Every open tenant, sorted by name.
     pub fn tenants(&self) -> Vec<Arc<TenantDb>> {
         let mut all: Vec<_> = self.tenants.read().values().cloned().collect();
@@ -594,6 +607,15 @@ impl MultiTsdb {
             }
         }
         (n, failed)
+    }
+
+    /// Closes the WAL segments of tenants that wrote nothing since the last call.
+    pub fn close_idle_wals(&self) {
+        for db in self.tenants() {
+            if let Err(e) = db.close_wal_if_idle() {
+                tracing::error!(tenant = db.name, error = %e, "closing an idle WAL segment failed");
+            }
+        }
     }
 
     /// Fsyncs every tenant's WAL.

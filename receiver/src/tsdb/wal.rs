@@ -38,12 +38,16 @@ pub const RECORD_SAMPLES: u8 = 2;
 const HEADER_LEN: usize = 8;
 
 /// A WAL open for appending.
+///
+/// The current segment is opened on first write and closed again by [`Wal::close_if_idle`], so
+/// thousands of idle tenants do not hold thousands of descriptors.
 pub struct Wal {
     dir: PathBuf,
     segment: u64,
-    file: Arc<File>,
+    file: Option<Arc<File>>,
     segment_len: u64,
     closed_bytes: u64,
+    written: bool,
 }
 
 /// What a replay found.
@@ -197,7 +201,7 @@ impl Wal {
         }
         let (segment, segment_len) = last.unwrap_or((after, 0));
         let path = segment_path(dir, segment);
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
@@ -207,9 +211,10 @@ impl Wal {
             Wal {
                 dir: dir.to_path_buf(),
                 segment,
-                file: Arc::new(file),
+                file: None,
                 segment_len,
                 closed_bytes,
+                written: false,
             },
             stats,
         ))
@@ -224,25 +229,57 @@ impl Wal {
             self.next_segment()?;
         }
         let path = segment_path(&self.dir, self.segment);
-        if let Err(e) = (&*self.file).write_all(framed) {
+        let file = self.current()?;
+        if let Err(e) = (&*file).write_all(framed) {
             // Cut a partial write back off so the next record starts on a record boundary.
-            let _ = self.file.set_len(self.segment_len);
+            let _ = file.set_len(self.segment_len);
             return Err(io_err(&path)(e));
         }
         self.segment_len += framed.len() as u64;
+        self.written = true;
         Ok(())
     }
 
-    /// A handle to the current segment, to fsync without holding the WAL lock.
-    pub fn sync_handle(&self) -> Arc<File> {
-        Arc::clone(&self.file)
+    /// The current segment, opened for appending if it is closed.
+    fn current(&mut self) -> Result<Arc<File>, WalError> {
+        if let Some(f) = &self.file {
+            return Ok(Arc::clone(f));
+        }
+        let path = segment_path(&self.dir, self.segment);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let file = Arc::new(file);
+        self.file = Some(Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// A handle to the current segment, to fsync without holding the WAL lock; `None` when it is
+    /// closed (and so already synced).
+    pub fn sync_handle(&self) -> Option<Arc<File>> {
+        self.file.clone()
     }
 
     /// Flushes the current segment to stable storage.
     pub fn sync(&self) -> Result<(), WalError> {
-        self.file
-            .sync_data()
-            .map_err(io_err(&segment_path(&self.dir, self.segment)))
+        match &self.file {
+            Some(f) => f
+                .sync_data()
+                .map_err(io_err(&segment_path(&self.dir, self.segment))),
+            None => Ok(()),
+        }
+    }
+
+    /// Syncs and closes the current segment if nothing was written since the last call; returns
+    /// whether it is closed now.
+    pub fn close_if_idle(&mut self) -> Result<bool, WalError> {
+        if std::mem::take(&mut self.written) {
+            return Ok(false);
+        }
+        self.sync()?;
+        self.file = None;
+        Ok(true)
     }
 
     /// Total bytes in all segments.
@@ -289,7 +326,7 @@ impl Wal {
             .open(&path)
             .map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
-        self.file = Arc::new(file);
+        self.file = Some(Arc::new(file));
         self.segment_len = 0;
         Ok(())
     }
