@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 CRD := crds/thanosreceivers.receiver.thanos-rs.io.yaml
 
-.PHONY: build test lint fmt demo bench crds crds-check
+.PHONY: build test lint fmt demo bench fuzz crds crds-check
 
 build:
 	$(CARGO) build --workspace --bins
@@ -30,6 +30,10 @@ demo:
 bench:
 	bash scripts/bench.sh
 	TSDB_BENCH_SERIES=$${TSDB_BENCH_SERIES:-$$([ "$${BENCH_QUICK:-0}" = 1 ] && echo 10000 || echo 100000)} $(CARGO) bench -p receiver --bench tsdb
+
+# Fuzzes every decoder and config parser on the stable toolchain (FUZZ_ITERATIONS per target).
+fuzz:
+	$(CARGO) run --release -q -p fuzz --bin thanos-fuzz -- --iterations $${FUZZ_ITERATIONS:-1000000}
 
 # Regenerates the committed CRD manifests from the Rust types.
 crds:

@@ -358,6 +358,20 @@ impl Head {
         newest
     }
 
+    /// Removes a series that holds no sample (one a failed write created); appends holding it
+    /// look it up again. Callers hold the WAL lock.
+    pub fn remove_if_empty(&self, series: &Arc<MemSeries>) {
+        let mut stripe = self.stripe(series.hash).write();
+        if series.data.lock().chunk_count() > 0 {
+            return;
+        }
+        if let Ok(entry) = stripe.find_entry(series.hash, |s| Arc::ptr_eq(s, series)) {
+            entry.remove();
+            series.removed.store(true, Ordering::Relaxed);
+            self.num_series.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Every series, in no particular order.
     pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
         let mut out = Vec::with_capacity(self.num_series() as usize);
@@ -478,6 +492,20 @@ mod tests {
         let (again, created) = head.get_or_create(1, &pairs(&[("s", "old")]));
         assert!(created);
         assert_ne!(again.id, old.id);
+    }
+
+    #[test]
+    fn empty_series_are_removed_and_others_kept() {
+        let head = Head::new(1000);
+        let (empty, _) = head.get_or_create(1, &pairs(&[("s", "empty")]));
+        let (full, _) = head.get_or_create(2, &pairs(&[("s", "full")]));
+        head.append(&mut full.data.lock(), 5, 1.0);
+        head.remove_if_empty(&empty);
+        head.remove_if_empty(&full);
+        assert!(empty.removed.load(Ordering::Relaxed));
+        assert!(!full.removed.load(Ordering::Relaxed));
+        assert_eq!(head.num_series(), 1);
+        assert!(head.get(1, &pairs(&[("s", "empty")])).is_none());
     }
 
     #[test]

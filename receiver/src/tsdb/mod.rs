@@ -417,9 +417,20 @@ impl TenantDb {
         }
         enc.end_samples();
 
-        wal.write(enc.bytes())?;
-        if self.opts.fsync_every_write {
-            wal.sync()?;
+        let logged = wal.write(enc.bytes()).and_then(|()| {
+            if self.opts.fsync_every_write {
+                wal.sync()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = logged {
+            // Series this failed write created hold nothing: drop them, or they would count
+            // toward the head-series limit for a write that never happened.
+            for s in &unlogged {
+                self.head.remove_if_empty(s);
+            }
+            return Err(e.into());
         }
         for s in unlogged {
             s.logged.store(true, std::sync::atomic::Ordering::Relaxed);

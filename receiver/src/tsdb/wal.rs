@@ -443,8 +443,9 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
         .map_err(io_err(dir))
 }
 
-/// Decodes records from a segment; returns the length of the valid prefix.
-fn replay_segment(
+/// Decodes records from a segment (or checkpoint segment); returns the length of the valid
+/// prefix. Public so the fuzz harness drives it with hostile bytes.
+pub fn replay_segment(
     buf: &[u8],
     stats: &mut ReplayStats,
     on_record: &mut impl FnMut(Record<'_>) -> Result<(), WalError>,
