@@ -420,6 +420,7 @@ impl WriteBatch {
                 _ => r.skip(&self.buf, field, wire)?,
             }
         }
+        self.check_budget()?;
         let groups = owned
             .into_iter()
             .filter(|(_, range)| !range.is_empty())
@@ -457,11 +458,12 @@ impl WriteBatch {
         if other_protocol && self.series.is_empty() && self.metadata == 0 {
             return Err(DecodeError::WrongProtocol("2.0"));
         }
-        Ok(())
+        self.check_budget()
     }
 
     fn decode_v1_series(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
         let labels_start = self.labels.len() as u32;
+        let labels_cap = labels_start as usize + MAX_LABELS_PER_SERIES;
         let samples_start = self.samples.len() as u32;
         let mut entry = SeriesEntry::default();
         let mut r = Reader::new(start, end);
@@ -471,7 +473,7 @@ impl WriteBatch {
                 (1, WIRE_LEN) => {
                     let (s, e) = r.len_delimited(&self.buf)?;
                     let label = decode_label(&self.buf, s, e)?;
-                    if self.labels.len() - labels_start as usize >= MAX_LABELS_PER_SERIES {
+                    if self.labels.len() == labels_cap {
                         return Err(DecodeError::TooManyLabels);
                     }
                     self.labels.push(label);
@@ -495,7 +497,17 @@ impl WriteBatch {
         entry.labels = labels_start..self.labels.len() as u32;
         entry.samples = samples_start..self.samples.len() as u32;
         self.series.push(entry);
-        self.check_budget()
+        self.check_budget_every_256_series()
+    }
+
+    /// The budget check of the series loops, every 256 series: labels per series and samples
+    /// are bounded on their own, so between two checks at most ~5 MiB more can be decoded.
+    #[inline]
+    fn check_budget_every_256_series(&self) -> Result<(), DecodeError> {
+        if self.series.len() & 0xff == 0 {
+            self.check_budget()?;
+        }
+        Ok(())
     }
 
     /// Appends a sample, checking the memory budget every 64k samples so one huge series cannot
@@ -618,7 +630,7 @@ impl WriteBatch {
         self.series_refs
             .push(refs_start..self.label_refs.len() as u32);
         self.series.push(entry);
-        self.check_budget()
+        self.check_budget_every_256_series()
     }
 
     /// Appends a 2.0 symbol reference of the series whose references start at `refs_start`.
