@@ -521,3 +521,43 @@ async fn six_hundred_tenants_restart_under_a_low_descriptor_limit() {
     let (s, b) = post_v1(&client, &recv.write_url(), body, Some("t599")).await;
     assert_eq!(s, 200, "{b}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_beyond_max_tenants_get_429_and_known_ones_keep_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let limits = tmp.path().join("limits.yml");
+    // The default tenant is opened at start and counts: room for two more.
+    std::fs::write(&limits, "write:\n  global: {max_tenants: 3}\n").unwrap();
+    let flags = [format!("--receive.limits-config-file={}", limits.display())];
+    let data = tmp.path().join("data");
+    let mut recv = Receiver::start(&data, &flags);
+    recv.wait_ready(&client).await;
+    let body = |t: i64| {
+        snappy(&v1::WriteRequest {
+            timeseries: vec![v1::series(&[("__name__", "m")], &[(t, 1.0)])],
+            metadata: vec![],
+        })
+    };
+    for tenant in ["a", "b"] {
+        let (s, b) = post_v1(&client, &recv.write_url(), body(1), Some(tenant)).await;
+        assert_eq!(s, 200, "{tenant}: {b}");
+    }
+    let (s, b) = post_v1(&client, &recv.write_url(), body(1), Some("c")).await;
+    assert_eq!(s, 429, "{b}");
+    assert!(b.contains("tenants"), "{b}");
+    assert!(
+        !data.join("c").exists(),
+        "a refused tenant gets no directory"
+    );
+    let (s, b) = post_v1(&client, &recv.write_url(), body(2), Some("a")).await;
+    assert_eq!(s, 200, "a known tenant keeps writing: {b}");
+    let hit = recv
+        .metric(
+            &client,
+            "thanos_receive_write_limits_hit_total",
+            &[("limit", "tenants")],
+        )
+        .await;
+    assert_eq!(hit, 1.0);
+}

@@ -41,7 +41,7 @@ pub struct TenantReason {
 pub struct TenantLimit {
     /// Tenant name.
     pub tenant: String,
-    /// Which limit was hit (`series`, `samples`, `body_size`, `head_series`).
+    /// Which limit was hit (`series`, `samples`, `body_size`, `head_series`, `tenants`).
     pub limit: &'static str,
 }
 
