@@ -94,11 +94,27 @@ impl Receiver {
         grpc_port: u16,
         extra: &[String],
     ) -> Receiver {
+        Self::spawn(data, [rw_port, http_port, grpc_port], extra, None)
+    }
+
+    /// Starts `thanos-receiver` on fresh ports with at most `nofile` descriptors (soft and hard
+    /// limit, as `ulimit -n` sets them).
+    pub fn start_with_nofile(data: &Path, nofile: u64, extra: &[String]) -> Receiver {
+        Self::spawn(
+            data,
+            [free_port(), free_port(), free_port()],
+            extra,
+            Some(nofile),
+        )
+    }
+
+    fn spawn(data: &Path, ports: [u16; 3], extra: &[String], nofile: Option<u64>) -> Receiver {
+        let [rw_port, http_port, grpc_port] = ports;
         std::fs::create_dir_all(data).expect("data dir");
         let log = data.with_extension(format!("{rw_port}.log"));
         let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin("thanos-receiver"))
-            .arg("receive")
+        let mut cmd = Command::new(bin("thanos-receiver"));
+        cmd.arg("receive")
             .arg(format!("--remote-write.address=127.0.0.1:{rw_port}"))
             .arg(format!("--http-address=127.0.0.1:{http_port}"))
             .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
@@ -106,9 +122,24 @@ impl Receiver {
             .arg("--label=replica=\"e2e\"")
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawning thanos-receiver");
+            .stderr(stderr);
+        if let Some(nofile) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe setrlimit(2) runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawning thanos-receiver");
         Receiver {
             child,
             rw_port,

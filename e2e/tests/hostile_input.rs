@@ -5,11 +5,10 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{Receiver, bin, free_port, post_v1, write_atomic};
+use e2e::{Receiver, free_port, post_v1, write_atomic};
 use prost::Message;
 use receiver::proto::{snappy, v1, v2};
 
@@ -46,45 +45,6 @@ fn empty_series_bomb(n: usize) -> Vec<u8> {
     [0x0a, 0x00].repeat(n)
 }
 
-/// Starts a receiver whose descriptor limit (soft and hard) is `nofile`.
-fn start_with_nofile(data: &std::path::Path, nofile: u64, extra: &[String]) -> Receiver {
-    let (rw, http, grpc) = (free_port(), free_port(), free_port());
-    let log = data.with_extension(format!("{rw}.log"));
-    std::fs::create_dir_all(data).unwrap();
-    let mut cmd = Command::new(bin("thanos-receiver"));
-    cmd.args([
-        "receive".to_string(),
-        format!("--remote-write.address=127.0.0.1:{rw}"),
-        format!("--http-address=127.0.0.1:{http}"),
-        format!("--grpc-address=127.0.0.1:{grpc}"),
-        format!("--tsdb.path={}", data.display()),
-    ])
-    .args(extra)
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(&log).unwrap());
-    // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: nofile,
-                rlim_max: nofile,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Receiver {
-        child: cmd.spawn().unwrap(),
-        rw_port: rw,
-        http_port: http,
-        grpc_port: grpc,
-        data: data.to_path_buf(),
-        log,
-    }
-}
-
 async fn canary(client: &reqwest::Client, recv: &Receiver, t: i64) {
     let body = snappy(&v1::WriteRequest {
         timeseries: vec![v1::series(&[("__name__", "canary")], &[(t, 1.0)])],
@@ -92,6 +52,23 @@ async fn canary(client: &reqwest::Client, recv: &Receiver, t: i64) {
     });
     let (s, b) = post_v1(client, &recv.write_url(), body, None).await;
     assert_eq!(s, 200, "canary write: {b}");
+}
+
+/// Posts a snappy-compressed remote write 2.0 body; returns the status and reason.
+async fn post_v2(client: &reqwest::Client, recv: &Receiver, body: Vec<u8>) -> (u16, String) {
+    let r = client
+        .post(recv.write_url())
+        .header(
+            "Content-Type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        )
+        .header("Content-Encoding", "snappy")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
 }
 
 /// `/-/ready` and `/metrics` answer quickly on new connections (a pooled one would hide a port
@@ -187,18 +164,8 @@ async fn decoded_size_bombs_are_refused_with_bounded_memory() {
         .map(|l| (l.as_slice(), &[(1, 1.0)][..]))
         .collect();
     let req = v2::request(&spec_refs);
-    let r = client
-        .post(recv.write_url())
-        .header(
-            "Content-Type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-        )
-        .header("Content-Encoding", "snappy")
-        .body(snappy(&req))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413, "{}", r.text().await.unwrap());
+    let (s, reason) = post_v2(&client, &recv, snappy(&req)).await;
+    assert_eq!(s, 413, "{reason}");
 
     // A series whose labels are long: the reason names it without repeating all of it.
     let long: Vec<(String, String)> = (0..500)
@@ -242,7 +209,7 @@ async fn slow_connections_exhaust_no_port() {
     let limits = tmp.path().join("limits.yml");
     std::fs::write(&limits, "write:\n  global: {max_concurrency: 4}\n").unwrap();
     // 160 descriptors at most: the write port gets 80 connections, gRPC 40, the ops port its own 20.
-    let mut recv = start_with_nofile(
+    let mut recv = Receiver::start_with_nofile(
         &tmp.path().join("data"),
         160,
         &[format!("--receive.limits-config-file={}", limits.display())],
@@ -361,18 +328,8 @@ async fn oversized_grpc_messages_and_bad_tenants_are_refused() {
     let (s, b) = post_v1(&client, &recv.write_url(), v2_body, None).await;
     assert_eq!(s, 400, "{b}");
     assert!(b.contains("Content-Type"), "{b}");
-    let r = client
-        .post(recv.write_url())
-        .header(
-            "Content-Type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-        )
-        .header("Content-Encoding", "snappy")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let (s, reason) = post_v2(&client, &recv, body).await;
+    assert_eq!(s, 400, "{reason}");
 
     // A symbol reference beyond 32 bits does not alias another symbol.
     let mut req = v2::request(&[(&[("__name__", "m")], &[(1, 1.0)])]).encode_to_vec();
@@ -386,24 +343,9 @@ async fn oversized_grpc_messages_and_bad_tenants_are_refused() {
     req.push(0x2a);
     prost::encoding::encode_varint(series.len() as u64, &mut req);
     req.extend_from_slice(&series);
-    let r = client
-        .post(recv.write_url())
-        .header(
-            "Content-Type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-        )
-        .header("Content-Encoding", "snappy")
-        .body(raw_snappy(&req))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("symbol reference 4294967297")
-    );
+    let (s, reason) = post_v2(&client, &recv, raw_snappy(&req)).await;
+    assert_eq!(s, 400, "{reason}");
+    assert!(reason.contains("symbol reference 4294967297"));
 
     // Status pages are served on the ops port only.
     let r = client
@@ -486,7 +428,7 @@ async fn six_hundred_tenants_restart_under_a_low_descriptor_limit() {
     let client = reqwest::Client::new();
     let data = tmp.path().join("data");
     let flags = ["--tsdb.head-compaction-interval=1s".to_string()];
-    let mut recv = start_with_nofile(&data, 512, &flags);
+    let mut recv = Receiver::start_with_nofile(&data, 512, &flags);
     recv.wait_ready(&client).await;
     let body = snappy(&v1::WriteRequest {
         timeseries: vec![v1::series(&[("__name__", "per_tenant")], &[(1000, 1.0)])],
@@ -503,7 +445,7 @@ async fn six_hundred_tenants_restart_under_a_low_descriptor_limit() {
     }
     recv.kill9();
 
-    let mut recv = start_with_nofile(&data, 512, &flags);
+    let mut recv = Receiver::start_with_nofile(&data, 512, &flags);
     recv.wait_ready(&client).await;
     ops_responsive(&recv).await;
     for i in (0..600).step_by(37) {
