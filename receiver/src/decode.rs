@@ -216,15 +216,46 @@ impl WriteBatch {
         }
     }
 
+    /// The decoded arrays as `(len, capacity, element size)`.
+    fn arrays(&self) -> [(usize, usize, usize); 6] {
+        use std::mem::size_of;
+        [
+            (
+                self.labels.len(),
+                self.labels.capacity(),
+                size_of::<LabelRef>(),
+            ),
+            (
+                self.samples.len(),
+                self.samples.capacity(),
+                size_of::<Sample>(),
+            ),
+            (
+                self.series.len(),
+                self.series.capacity(),
+                size_of::<SeriesEntry>(),
+            ),
+            (
+                self.label_refs.len(),
+                self.label_refs.capacity(),
+                size_of::<u32>(),
+            ),
+            (
+                self.symbols.len(),
+                self.symbols.capacity(),
+                size_of::<Span>(),
+            ),
+            (
+                self.series_refs.len(),
+                self.series_refs.capacity(),
+                size_of::<Range<u32>>(),
+            ),
+        ]
+    }
+
     /// Memory the decoded arrays take now (not their capacity).
     fn decoded_memory(&self) -> usize {
-        use std::mem::size_of;
-        self.labels.len() * size_of::<LabelRef>()
-            + self.samples.len() * size_of::<Sample>()
-            + self.series.len() * size_of::<SeriesEntry>()
-            + self.label_refs.len() * size_of::<u32>()
-            + self.symbols.len() * size_of::<Span>()
-            + self.series_refs.len() * size_of::<Range<u32>>()
+        self.arrays().iter().map(|(len, _, size)| len * size).sum()
     }
 
     fn check_budget(&self) -> Result<(), DecodeError> {
@@ -236,14 +267,8 @@ impl WriteBatch {
 
     /// Heap bytes the batch holds on to (capacities), to decide whether it is worth pooling.
     pub fn retained_bytes(&self) -> usize {
-        use std::mem::size_of;
-        self.buf.capacity()
-            + self.labels.capacity() * size_of::<LabelRef>()
-            + self.samples.capacity() * size_of::<Sample>()
-            + self.series.capacity() * size_of::<SeriesEntry>()
-            + self.label_refs.capacity() * size_of::<u32>()
-            + self.symbols.capacity() * size_of::<Span>()
-            + self.series_refs.capacity() * size_of::<Range<u32>>()
+        let arrays: usize = self.arrays().iter().map(|(_, cap, size)| cap * size).sum();
+        self.buf.capacity() + arrays
     }
 
     /// Empties the batch, keeping its allocations.

@@ -41,7 +41,8 @@ pub struct App {
     pub default_tenant: String,
     /// Bounds concurrent writes when `write.global.max_concurrency` is set.
     pub concurrency: Option<Semaphore>,
-    pool: Mutex<Vec<WriteBatch>>,
+    /// Warm batches and the bytes they retain.
+    pool: Mutex<(Vec<WriteBatch>, usize)>,
     /// One status computation at a time: each walks a whole head.
     status_permit: Semaphore,
 }
@@ -61,13 +62,21 @@ impl App {
             replica_header: HeaderName::try_from(replica_header)?,
             default_tenant: default_tenant.to_string(),
             concurrency: (max_concurrency > 0).then(|| Semaphore::new(max_concurrency as usize)),
-            pool: Mutex::new(Vec::new()),
+            pool: Mutex::new((Vec::new(), 0)),
             status_permit: Semaphore::new(1),
         })
     }
 
     fn take_batch(&self) -> WriteBatch {
-        self.pool.lock().pop().unwrap_or_default()
+        let mut pool = self.pool.lock();
+        let (batches, pooled) = &mut *pool;
+        match batches.pop() {
+            Some(batch) => {
+                *pooled -= batch.retained_bytes();
+                batch
+            }
+            None => WriteBatch::default(),
+        }
     }
 
     fn return_batch(&self, batch: WriteBatch) {
@@ -77,9 +86,10 @@ impl App {
             return;
         }
         let mut pool = self.pool.lock();
-        let pooled: usize = pool.iter().map(WriteBatch::retained_bytes).sum();
-        if pooled + size <= MAX_POOLED_BYTES {
-            pool.push(batch);
+        let (batches, pooled) = &mut *pool;
+        if *pooled + size <= MAX_POOLED_BYTES {
+            *pooled += size;
+            batches.push(batch);
         }
     }
 }

@@ -207,17 +207,19 @@ impl Ingester {
             return Err(WriteError::NotReady);
         }
         let limits = self.tenant_limits(tenant);
-        let max_tenants = self.limits.read().write.global.max_tenants;
-        if max_tenants > 0
-            && self.tsdb.get(tenant).is_none()
-            && self.tsdb.num_tenants() as u64 >= max_tenants
-        {
-            self.limit_hit(tenant, "tenants");
-            return Err(WriteError::HeadSeriesLimit(format!(
-                "receiver stores as many tenants as allowed ({max_tenants}); tenant {tenant:?} is new"
-            )));
-        }
-        let db = self.tsdb.tenant(tenant)?;
+        let db = match self.tsdb.get(tenant) {
+            Some(db) => db,
+            None => {
+                let max_tenants = self.limits.read().write.global.max_tenants;
+                if max_tenants > 0 && self.tsdb.num_tenants() as u64 >= max_tenants {
+                    self.limit_hit(tenant, "tenants");
+                    return Err(WriteError::HeadSeriesLimit(format!(
+                        "receiver stores as many tenants as allowed ({max_tenants}); tenant {tenant:?} is new"
+                    )));
+                }
+                self.tsdb.tenant(tenant)?
+            }
+        };
         if limits.head_series > 0 {
             let new = db.count_new_series(batch, series);
             if new > 0 && db.head.num_series() + new > limits.head_series {

@@ -75,7 +75,7 @@ pub async fn watch(
         if superseded.load(Ordering::Relaxed) {
             return;
         }
-        let (p, h, m) = (path.clone(), Arc::clone(&holder), Arc::clone(&metrics));
+        let p = path.clone();
         let now = tokio::task::spawn_blocking(move || fingerprint(&p))
             .await
             .ok()
@@ -83,7 +83,7 @@ pub async fn watch(
         if now != seen || last_full.elapsed() >= refresh {
             seen = now;
             last_full = Instant::now();
-            let p = path.clone();
+            let (p, h, m) = (path.clone(), Arc::clone(&holder), Arc::clone(&metrics));
             let _ = tokio::task::spawn_blocking(move || load_once(&p, &h, &m)).await;
         }
     }

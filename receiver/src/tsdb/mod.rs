@@ -486,9 +486,15 @@ impl TenantDb {
     }
 
     /// Closes the WAL segment if the tenant wrote nothing since the last call, freeing its
-    /// descriptor; the next write reopens it.
-    pub fn close_wal_if_idle(&self) -> Result<bool, TsdbError> {
-        Ok(self.wal.lock().wal.close_if_idle()?)
+    /// descriptor; the next write reopens it. The fsync runs without the WAL lock.
+    pub fn close_wal_if_idle(&self) -> Result<(), TsdbError> {
+        let Some(handle) = self.wal.lock().wal.take_if_idle() else {
+            return Ok(());
+        };
+        handle.sync_data().map_err(|source| TsdbError::Dir {
+            path: PathBuf::from(&self.name),
+            source,
+        })
     }
 }
 

@@ -271,15 +271,14 @@ impl Wal {
         }
     }
 
-    /// Syncs and closes the current segment if nothing was written since the last call; returns
-    /// whether it is closed now.
-    pub fn close_if_idle(&mut self) -> Result<bool, WalError> {
+    /// Detaches the current segment if nothing was written since the last call and returns it,
+    /// so the caller can fsync it outside the WAL lock; dropping the handle closes it, and the
+    /// next write reopens the segment.
+    pub fn take_if_idle(&mut self) -> Option<Arc<File>> {
         if std::mem::take(&mut self.written) {
-            return Ok(false);
+            return None;
         }
-        self.sync()?;
-        self.file = None;
-        Ok(true)
+        self.file.take()
     }
 
     /// Total bytes in all segments.
