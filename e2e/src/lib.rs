@@ -400,7 +400,7 @@ impl LoadStats {
 
 /// A remote write 1.0 body of `series` series `{__name__="load", series="<i>", run="<run>"}` at time `t`.
 pub fn load_request(run: &str, series: usize, t: i64) -> Vec<u8> {
-    use receiver::proto::{snappy, v1};
+    use receiver::wire::messages::{snappy, v1};
     let timeseries = (0..series)
         .map(|s| {
             let s = s.to_string();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use e2e::prometheus::prometheus_bin;
 use e2e::{Receiver, eventually, free_port, post_v1};
-use receiver::proto::{snappy, v1};
+use receiver::wire::messages::{snappy, v1};
 use tsdb_format::Block;
 
 const SERIES: usize = 2000;

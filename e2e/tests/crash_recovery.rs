@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::{Receiver, post_v1};
-use receiver::proto::{snappy, v1};
 use receiver::tsdb::{Matcher, TenantDb, TsdbOptions};
+use receiver::wire::messages::{snappy, v1};
 
 /// Requests the receiver answered 2xx: (writer, request number).
 type Acked = std::sync::Mutex<Vec<(usize, i64)>>;

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::{Receiver, post_v1};
-use receiver::proto::{snappy, v1};
+use receiver::wire::messages::{snappy, v1};
 use tsdb_format::Block;
 
 const SERIES: usize = 200;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use e2e::{Receiver, free_port, post_v1, write_atomic};
 use prost::Message;
-use receiver::proto::{snappy, v1, v2};
+use receiver::wire::messages::{snappy, v1, v2};
 
 /// Peak resident memory of a process in bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> u64 {

@@ -2,7 +2,7 @@
 
 use e2e::{Receiver, post_v1};
 use prost::Message;
-use receiver::proto::{snappy, v1, v2};
+use receiver::wire::messages::{snappy, v1, v2};
 
 fn v1_body(series: Vec<v1::TimeSeries>) -> Vec<u8> {
     snappy(&v1::WriteRequest {

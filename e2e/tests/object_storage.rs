@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use e2e::{Receiver, eventually, free_port, metric_sum, post_v1};
 use object_store::ObjectStoreExt;
-use receiver::proto::{snappy, v1};
+use receiver::wire::messages::{snappy, v1};
 
 const H: i64 = 3_600_000;
 

@@ -10,8 +10,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use receiver::decode::{MAX_DECODED_SIZE, Protocol, WriteBatch};
-use receiver::proto::{v1, v2};
+use receiver::wire::messages::{v1, v2};
+use receiver::wire::{MAX_DECODED_SIZE, Protocol, WriteBatch};
 
 /// Largest input the mutator grows an input to.
 pub const MAX_INPUT: usize = 64 << 10;
@@ -87,7 +87,8 @@ pub fn run_one(target: Target, data: &[u8]) {
             if let Ok(meta) = batch.decode_forward() {
                 for (_, range) in meta.groups {
                     for i in range {
-                        let _ = batch.validate_series(i, Protocol::V1);
+                        let _ =
+                            receiver::ingest::validate::validate_series(&batch, i, Protocol::V1);
                         let _ = batch.series_string(i);
                     }
                 }
@@ -140,7 +141,7 @@ pub fn run_one(target: Target, data: &[u8]) {
             }
         }
         Target::Limits => {
-            let _ = receiver::limits::LimitsConfig::parse(&String::from_utf8_lossy(data));
+            let _ = receiver::ingest::limits::LimitsConfig::parse(&String::from_utf8_lossy(data));
         }
         Target::Objstore => {
             let parsed: Result<receiver::shipper::objstore::ObjstoreConfig, _> =
@@ -160,7 +161,7 @@ fn decode_and_validate(data: &[u8], protocol: Protocol) {
     let mut batch = WriteBatch::with_body(data.to_vec());
     if batch.decode(protocol).is_ok() {
         for i in 0..batch.series.len() {
-            let _ = batch.validate_series(i, protocol);
+            let _ = receiver::ingest::validate::validate_series(&batch, i, protocol);
             let _ = batch.series_string(i);
             let _ = batch.series_labels(i).count();
             let _ = batch.series_samples(i).len();
@@ -282,7 +283,7 @@ pub fn builtin_seeds(target: Target) -> Vec<Vec<u8>> {
             let mut batch = WriteBatch::with_body(v1_bytes);
             batch.decode(Protocol::V1).expect("valid seed");
             let mut out = Vec::new();
-            receiver::grpc::encode_forward(&batch, &[0, 1], "tenant-a", 1, &mut out);
+            receiver::wire::forward::encode(&batch, &[0, 1], "tenant-a", 1, &mut out);
             vec![out]
         }
         Target::Snappy => vec![

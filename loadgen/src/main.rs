@@ -14,7 +14,7 @@ use loadgen::retry::{Backoff, Verdict, verdict};
 use loadgen::series::{Churn, MAX_LABELS, MIN_LABELS, SeriesId};
 use loadgen::stats::Stats;
 use receiver::cli::parse_duration;
-use receiver::decode::Protocol;
+use receiver::wire::Protocol;
 use serde::Serialize;
 
 /// Remote-write load generator with Prometheus' sender behaviour.

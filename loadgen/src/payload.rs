@@ -4,8 +4,9 @@
 use std::ops::Range;
 
 use prost::Message;
-use receiver::decode::Protocol;
-use receiver::proto::{v1, v2};
+use receiver::wire::Protocol;
+use receiver::wire::messages::{v1, v2};
+use receiver::wire::protobuf::{Reader, WIRE_LEN};
 
 use crate::series::{self, SeriesId, ValueGen};
 use crate::snappy;
@@ -180,34 +181,20 @@ fn sample_offsets(buf: &[u8], series_field: u64) -> Vec<usize> {
 /// besides the packed refs and fixed-width samples, which are length-delimited too).
 fn fields(buf: &[u8], range: Range<usize>) -> Vec<(u64, Range<usize>)> {
     let mut out = Vec::new();
-    let mut at = range.start;
-    while at < range.end {
-        let key = uvarint(buf, &mut at);
-        assert_eq!(key & 7, 2, "length-delimited field expected");
-        let len = uvarint(buf, &mut at) as usize;
-        out.push((key >> 3, at..at + len));
-        at += len;
+    let mut r = Reader::new(range.start, range.end);
+    while !r.done() {
+        let (field, wire) = r.key(buf).expect("prost-encoded key");
+        assert_eq!(wire, WIRE_LEN, "length-delimited field expected");
+        let (start, end) = r.len_delimited(buf).expect("prost-encoded field");
+        out.push((u64::from(field), start..end));
     }
     out
-}
-
-fn uvarint(buf: &[u8], at: &mut usize) -> u64 {
-    let mut v = 0;
-    for shift in (0..64).step_by(7) {
-        let b = buf[*at];
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            break;
-        }
-    }
-    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use receiver::decode::WriteBatch;
+    use receiver::wire::WriteBatch;
 
     const T0: i64 = 1_760_000_000_000;
 
@@ -247,7 +234,7 @@ mod tests {
                 assert_eq!(batch.series.len(), ids.len());
                 assert_eq!(batch.samples.len(), ids.len());
                 for (i, id) in ids.iter().enumerate() {
-                    batch.validate_series(i, protocol).unwrap();
+                    receiver::ingest::validate::validate_series(&batch, i, protocol).unwrap();
                     let labels: Vec<(String, String)> = batch
                         .series_labels(i)
                         .map(|(n, v)| {

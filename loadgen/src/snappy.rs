@@ -10,6 +10,8 @@
 
 use std::ops::Range;
 
+use tsdb_format::encoding::put_uvarint;
+
 /// Back-references reach at most this far, as snappy's 64 KiB blocks allow.
 const WINDOW: usize = 1 << 16;
 const HASH_BITS: u32 = 14;
@@ -169,14 +171,6 @@ fn load32(src: &[u8], i: usize) -> u32 {
 
 fn hash(word: u32) -> usize {
     (word.wrapping_mul(0x1e35_a7bd) >> (32 - HASH_BITS)) as usize
-}
-
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use loadgen::payload::{Plan, Template};
 use loadgen::series::SeriesId;
 use prost::Message;
-use receiver::decode::{MAX_DECODED_SIZE, Protocol, WriteBatch};
-use receiver::proto::v1;
+use receiver::wire::messages::v1;
+use receiver::wire::{MAX_DECODED_SIZE, Protocol, WriteBatch};
 
 /// Labels per series, as `thanos-loadgen`'s default and `scripts/bench.sh` use.
 const LABELS: usize = 12;
@@ -69,7 +69,10 @@ fn decode(c: &mut Criterion) {
                                 batch.decompress(body, MAX_DECODED_SIZE).unwrap();
                                 batch.decode(protocol).unwrap();
                                 for i in 0..batch.series.len() {
-                                    batch.validate_series(i, protocol).unwrap();
+                                    receiver::ingest::validate::validate_series(
+                                        &batch, i, protocol,
+                                    )
+                                    .unwrap();
                                 }
                             }
                         })

@@ -250,7 +250,7 @@ pub fn parse_external_label(s: &str) -> Result<(String, String), String> {
     let (name, quoted) = s
         .split_once('=')
         .ok_or_else(|| format!("label {s:?} must look like name=\"value\""))?;
-    if !crate::decode::valid_label_name(name.as_bytes()) {
+    if !crate::ingest::validate::valid_label_name(name.as_bytes()) {
         return Err(format!("label {s:?}: invalid label name {name:?}"));
     }
     let inner = quoted

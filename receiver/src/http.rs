@@ -14,12 +14,14 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::decode::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
-use crate::ingest::{WriteError, Written};
+use crate::ingest::Written;
 use crate::listen::BODY_READ_TIMEOUT;
 use crate::metrics::HttpLabels;
 use crate::replicate::Replicator;
 use crate::status;
+use crate::wire::remote_write::protocol_of;
+use crate::wire::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
+use crate::write_error::WriteError;
 
 /// Largest compressed body accepted when no limit is configured, as the reference handler.
 pub const MAX_COMPRESSED_SIZE: usize = 32 << 20;
@@ -202,34 +204,6 @@ fn tenant_of(app: &App, headers: &HeaderMap) -> Result<String, Reject> {
     }
 }
 
-/// Picks the protocol from Content-Type as the remote write 2.0 spec says; `None` means 415.
-pub fn protocol_of(content_type: Option<&str>) -> Option<Protocol> {
-    let Some(ct) = content_type else {
-        return Some(Protocol::V1);
-    };
-    let mut parts = ct.split(';').map(str::trim);
-    if !parts
-        .next()
-        .is_some_and(|m| m.eq_ignore_ascii_case("application/x-protobuf"))
-    {
-        return None;
-    }
-    let mut protocol = Protocol::V1;
-    for param in parts {
-        let Some((k, v)) = param.split_once('=') else {
-            continue;
-        };
-        if k.trim().eq_ignore_ascii_case("proto") {
-            protocol = match v.trim().trim_matches('"') {
-                "prometheus.WriteRequest" => Protocol::V1,
-                "io.prometheus.write.v2.Request" => Protocol::V2,
-                _ => return None,
-            };
-        }
-    }
-    Some(protocol)
-}
-
 /// A failed request before or during decoding.
 struct Reject(StatusCode, String);
 
@@ -255,7 +229,7 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
             (code, String::new(), written)
         }
         Ok((written, Err(e))) => (
-            StatusCode::from_u16(e.status()).expect("valid status"),
+            StatusCode::from_u16(e.http_status()).expect("valid status"),
             e.to_string(),
             written,
         ),
@@ -399,11 +373,8 @@ async fn handle(
         Err(SnappyError::TooLarge(n)) => Err(too_large(format!("{n} (decompressed)"))),
         Err(e) => Err(Reject(StatusCode::BAD_REQUEST, e.to_string())),
         Ok(()) => batch.decode(protocol).map_err(|e| {
-            let code = if e.is_too_large() {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
+            let e = WriteError::from(e);
+            let code = StatusCode::from_u16(e.http_status()).expect("valid status");
             Reject(code, e.to_string())
         }),
     };
@@ -416,33 +387,4 @@ async fn handle(
     };
     app.return_batch(batch);
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_types_pick_the_protocol() {
-        assert_eq!(protocol_of(None), Some(Protocol::V1));
-        assert_eq!(
-            protocol_of(Some("application/x-protobuf")),
-            Some(Protocol::V1)
-        );
-        assert_eq!(
-            protocol_of(Some("application/x-protobuf;proto=prometheus.WriteRequest")),
-            Some(Protocol::V1)
-        );
-        assert_eq!(
-            protocol_of(Some(
-                "application/x-protobuf; proto=io.prometheus.write.v2.Request"
-            )),
-            Some(Protocol::V2)
-        );
-        assert_eq!(protocol_of(Some("application/json")), None);
-        assert_eq!(
-            protocol_of(Some("application/x-protobuf;proto=foo.Bar")),
-            None
-        );
-    }
 }

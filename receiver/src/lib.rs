@@ -1,18 +1,16 @@
 //! Thanos-compatible remote-write receiver.
 //!
-//! The data flows `http` (remote-write handler) → `decode` → `ingest` (validation, limits) →
-//! `replicate` (routing over the `ring`, quorum fan-out over `grpc`) → `tsdb` (WAL, head, blocks)
-//! → `shipper` (object storage).
+//! The data flows `http` (remote-write handler) → `wire` (one module per format) → `ingest`
+//! (validation, limits) → `replicate` (routing over the `ring`, quorum fan-out over the `grpc`
+//! transport) → `tsdb` (WAL, head, blocks) → `shipper` (object storage). `write_error` holds the
+//! failure taxonomy every hop maps to its own status codes.
 
 pub mod cli;
-pub mod decode;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
-pub mod limits;
 pub mod listen;
 pub mod metrics;
-pub mod proto;
 pub mod replicate;
 pub mod ring;
 pub mod server;
@@ -20,3 +18,5 @@ pub mod shipper;
 pub mod status;
 pub mod tenant;
 pub mod tsdb;
+pub mod wire;
+pub mod write_error;

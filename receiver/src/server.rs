@@ -11,7 +11,7 @@ use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel};
 use crate::grpc::WriteableStoreServer;
 use crate::http::{App, ops_router, remote_write_router};
 use crate::ingest::Ingester;
-use crate::limits::LimitsConfig;
+use crate::ingest::limits::LimitsConfig;
 use crate::listen;
 use crate::metrics::Metrics;
 use crate::replicate::{ReplicationConfig, Replicator};

@@ -5,7 +5,7 @@
 pub mod block;
 pub mod chunkenc;
 pub mod chunks;
-mod encoding;
+pub mod encoding;
 pub mod error;
 mod fsutil;
 pub mod index;

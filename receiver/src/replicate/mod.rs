@@ -18,11 +18,12 @@ use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::decode::{Protocol, WriteBatch};
 use crate::grpc;
-use crate::ingest::{Ingester, WriteError, Written};
+use crate::ingest::{Ingester, Written};
 use crate::metrics::{EndpointLabel, ResultLabel, RingEndpoint};
 use crate::ring::{RingHolder, RingState};
+use crate::wire::{Protocol, WriteBatch, forward};
+use crate::write_error::{WriteError, class_of_code};
 use quorum::{Class, Decision, QuorumTracker};
 
 /// Replication settings.
@@ -63,52 +64,6 @@ pub struct Replicator {
     pub ring: Option<Arc<RingHolder>>,
     config: ReplicationConfig,
     peers: Mutex<(usize, Arc<PeerMap>)>,
-}
-
-fn classify(e: &WriteError) -> Class {
-    match e {
-        WriteError::NotReady | WriteError::Unavailable(_) => Class::Unavailable,
-        WriteError::HeadSeriesLimit(_) => Class::Limited,
-        WriteError::Conflict(_) => Class::Conflict,
-        WriteError::InvalidTenant(_) | WriteError::Invalid(_) | WriteError::TooLarge(_) => {
-            Class::Invalid
-        }
-        WriteError::Storage(_) | WriteError::Internal(_) => Class::Internal,
-    }
-}
-
-fn class_of_status(code: Code) -> Class {
-    match code {
-        Code::AlreadyExists => Class::Conflict,
-        Code::InvalidArgument => Class::Invalid,
-        Code::ResourceExhausted => Class::Limited,
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
-            Class::Unavailable
-        }
-        _ => Class::Internal,
-    }
-}
-
-/// The gRPC status a peer answers for a local write error, as Thanos maps them.
-pub fn status_of(e: &WriteError) -> tonic::Status {
-    let code = match classify(e) {
-        Class::Unavailable => Code::Unavailable,
-        Class::Limited => Code::ResourceExhausted,
-        Class::Conflict => Code::AlreadyExists,
-        Class::Invalid => Code::InvalidArgument,
-        Class::Internal => Code::Internal,
-    };
-    tonic::Status::new(code, e.to_string())
-}
-
-fn error_of(class: Class, message: String) -> WriteError {
-    match class {
-        Class::Unavailable => WriteError::Unavailable(message),
-        Class::Limited => WriteError::HeadSeriesLimit(message),
-        Class::Conflict => WriteError::Conflict(message),
-        Class::Invalid => WriteError::Invalid(message),
-        Class::Internal => WriteError::Internal(message),
-    }
 }
 
 impl Replicator {
@@ -242,7 +197,7 @@ impl Replicator {
             let series: Vec<usize> = positions.iter().map(|&p| valid[p]).collect();
             // Each peer request owns its bytes, so encode straight into them.
             let mut buf = Vec::new();
-            grpc::encode_forward(batch, &series, tenant, 1, &mut buf);
+            forward::encode(batch, &series, tenant, 1, &mut buf);
             let request = Bytes::from(buf);
             let peer = peers.get(address).cloned();
             let tx = tx.clone();
@@ -256,7 +211,7 @@ impl Replicator {
                 let start = Instant::now();
                 let result = match peer {
                     Some(peer) => forward(&peer, request, timeout, max_backoff).await,
-                    None => Err((Class::Internal, format!("no channel for {address}"))),
+                    None => Err((Class::Unavailable, format!("no channel for {address}"))),
                 };
                 metrics.forward_delay.observe(start.elapsed().as_secs_f64());
                 let label = ResultLabel {
@@ -287,7 +242,7 @@ impl Replicator {
                 .ingester
                 .append_local(tenant, batch, &series)
                 .map(|_| ())
-                .map_err(|e| (classify(&e), e.to_string()));
+                .map_err(|e| (e.class(), e.to_string()));
             if let Err((class, msg)) = &result {
                 first_error.entry(*class).or_insert_with(|| msg.clone());
             }
@@ -318,7 +273,10 @@ impl Replicator {
                     .remove(&class)
                     .or_else(|| first_error.into_values().next())
                     .unwrap_or_default();
-                Err(error_of(class, format!("quorum not reached: {detail}")))
+                Err(WriteError::of_class(
+                    class,
+                    format!("quorum not reached: {detail}"),
+                ))
             }
             Decision::Pending => Err(WriteError::Unavailable(
                 "replication ended without a quorum".into(),
@@ -374,25 +332,22 @@ impl grpc::RemoteWriteHandler for Replicator {
         Box::pin(async move {
             let size = request.len();
             let mut batch = WriteBatch::with_body(Vec::from(request));
-            let meta = batch.decode_forward().map_err(|e| {
-                if e.is_too_large() {
-                    tonic::Status::resource_exhausted(e.to_string())
-                } else {
-                    tonic::Status::invalid_argument(e.to_string())
-                }
-            })?;
+            let meta = batch
+                .decode_forward()
+                .map_err(|e| WriteError::from(e).grpc_status())?;
             for (tenant, range) in meta.groups {
                 // The tenant's request size limit holds for forwarded writes as for HTTP ones.
                 let limit = this.ingester.tenant_limits(&tenant).size_bytes;
                 if limit > 0 && size as u64 > limit {
-                    return Err(status_of(&WriteError::TooLarge(format!(
+                    return Err(WriteError::TooLarge(format!(
                         "write request too large: {size} bytes, limit {limit}"
-                    ))));
+                    ))
+                    .grpc_status());
                 }
                 let (_, result) = this
                     .write(&tenant, &batch, range, Protocol::V1, meta.replica)
                     .await;
-                result.map_err(|e| status_of(&e))?;
+                result.map_err(|e| e.grpc_status())?;
             }
             Ok(())
         })
@@ -432,7 +387,7 @@ async fn forward(
     {
         Ok(Ok(())) => Ok(()),
         Ok(Err(status)) => Err((
-            class_of_status(status.code()),
+            class_of_code(status.code()),
             status.message().to_string(),
             status.code(),
         )),

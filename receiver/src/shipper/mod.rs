@@ -263,24 +263,14 @@ impl Shipper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Protocol, WriteBatch};
-    use crate::proto::v1;
-    use crate::tsdb::TsdbOptions;
-    use prost::Message;
+    use crate::tsdb::{SeriesVec, TsdbOptions};
 
     fn db_with_blocks(dir: &Path) -> TenantDb {
         let (db, _) = TenantDb::open(dir, "t", TsdbOptions::default()).unwrap();
         for t in (0..5 * 3_600_000).step_by(600_000) {
-            let mut b = WriteBatch::with_body(
-                v1::WriteRequest {
-                    timeseries: vec![v1::series(&[("__name__", "m")], &[(t, 1.0)])],
-                    metadata: vec![],
-                }
-                .encode_to_vec(),
-            );
-            b.decode(Protocol::V1).unwrap();
-            let (refs, _) = db.resolve(&b, &[0]);
-            db.append(&b, &[0], &refs).unwrap();
+            let b = SeriesVec::new().with(&[("__name__", "m")], &[(t, 1.0)]);
+            let resolved = db.resolve(&b, &[0], 0).unwrap();
+            db.append(&b, &[0], &resolved.refs).unwrap();
         }
         db.flush().unwrap();
         db

@@ -305,10 +305,7 @@ pub fn remove_partial_blocks(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Protocol, WriteBatch};
-    use crate::proto::v1;
-    use crate::tsdb::{Conflict, Matcher, TsdbOptions};
-    use prost::Message;
+    use crate::tsdb::{Conflict, Matcher, SeriesVec, TsdbOptions};
     use tsdb_format::Block;
 
     const H: i64 = 3_600_000;
@@ -316,25 +313,15 @@ mod tests {
     fn write(db: &TenantDb, series: usize, from: i64, to: i64, step: i64) {
         let mut t = from;
         while t < to {
-            let ts: Vec<_> = (0..series)
-                .map(|s| {
-                    v1::series(
-                        &[("__name__", "m"), ("s", &s.to_string())],
-                        &[(t, t as f64)],
-                    )
-                })
-                .collect();
-            let mut b = WriteBatch::with_body(
-                v1::WriteRequest {
-                    timeseries: ts,
-                    metadata: vec![],
-                }
-                .encode_to_vec(),
-            );
-            b.decode(Protocol::V1).unwrap();
-            let idx: Vec<usize> = (0..b.series.len()).collect();
-            let (refs, _) = db.resolve(&b, &idx);
-            let out = db.append(&b, &idx, &refs).unwrap();
+            let b = (0..series).fold(SeriesVec::new(), |b, s| {
+                b.with(
+                    &[("__name__", "m"), ("s", &s.to_string())],
+                    &[(t, t as f64)],
+                )
+            });
+            let idx = b.all();
+            let resolved = db.resolve(&b, &idx, 0).unwrap();
+            let out = db.append(&b, &idx, &resolved.refs).unwrap();
             assert_eq!(out.appended, series as u64);
             t += step;
         }
@@ -379,19 +366,9 @@ mod tests {
         assert_eq!(series[0].samples.len(), 120);
 
         // A sample the blocks cover is out of bounds now.
-        let mut b = WriteBatch::with_body(
-            v1::WriteRequest {
-                timeseries: vec![v1::series(
-                    &[("__name__", "m"), ("s", "new")],
-                    &[(3 * H, 1.0)],
-                )],
-                metadata: vec![],
-            }
-            .encode_to_vec(),
-        );
-        b.decode(Protocol::V1).unwrap();
-        let (refs, _) = db.resolve(&b, &[0]);
-        let out = db.append(&b, &[0], &refs).unwrap();
+        let b = SeriesVec::new().with(&[("__name__", "m"), ("s", "new")], &[(3 * H, 1.0)]);
+        let resolved = db.resolve(&b, &[0], 0).unwrap();
+        let out = db.append(&b, &[0], &resolved.refs).unwrap();
         assert_eq!(out.first_conflict, Some((0, Conflict::OutOfBounds)));
         drop(db);
 
@@ -452,16 +429,9 @@ mod tests {
     }
 
     fn write_one(db: &TenantDb, name: &str, samples: &[(i64, f64)]) -> crate::tsdb::AppendOutcome {
-        let mut b = WriteBatch::with_body(
-            v1::WriteRequest {
-                timeseries: vec![v1::series(&[("__name__", name)], samples)],
-                metadata: vec![],
-            }
-            .encode_to_vec(),
-        );
-        b.decode(Protocol::V1).unwrap();
-        let (refs, _) = db.resolve(&b, &[0]);
-        db.append(&b, &[0], &refs).unwrap()
+        let b = SeriesVec::new().with(&[("__name__", name)], samples);
+        let resolved = db.resolve(&b, &[0], 0).unwrap();
+        db.append(&b, &[0], &resolved.refs).unwrap()
     }
 
     fn all_samples(db: &TenantDb, name: &str) -> Vec<(i64, f64)> {

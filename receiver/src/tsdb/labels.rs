@@ -8,6 +8,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use tsdb_format::encoding::{put_uvarint, uvarint};
+
 /// Separates names and values in a label key.
 const SEP: u8 = 0xff;
 
@@ -162,27 +164,6 @@ fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
     *rest = tail.get(1..).unwrap_or_default();
     // Names and values are checked as UTF-8 before a series is created.
     std::str::from_utf8(s).unwrap_or("\u{fffd}")
-}
-
-/// Appends `v` as a Go `binary.PutUvarint`.
-pub fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-/// Reads a Go uvarint, returning the value and the bytes consumed.
-pub fn uvarint(buf: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &b) in buf.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b < 0x80 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 #[cfg(test)]

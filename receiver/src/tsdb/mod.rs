@@ -7,6 +7,7 @@
 
 pub mod compact;
 pub mod head;
+pub mod input;
 pub mod labels;
 pub mod query;
 pub mod wal;
@@ -20,10 +21,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 pub use head::{Head, Matcher, MemSeries};
+pub use input::{Sample, SeriesSource, SeriesVec};
 pub use labels::Labels;
 use wal::{Record, RecordEncoder, ReplayStats, Wal, WalError};
-
-use crate::decode::WriteBatch;
 
 /// Storage settings shared by every tenant.
 #[derive(Debug, Clone)]
@@ -99,6 +99,28 @@ impl Conflict {
             Conflict::TooFarInFuture => "too far in the future",
         }
     }
+}
+
+/// The head series of a request's series, in request order.
+pub struct Resolved {
+    /// One head series per listed series.
+    pub refs: Vec<Arc<MemSeries>>,
+    /// How many of them the lookup created.
+    pub created: u64,
+}
+
+/// The new series of a request would take the head past its series limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tenant is above active series limit: {in_head} series in the head, {new} new, limit {limit}"
+)]
+pub struct SeriesLimitExceeded {
+    /// Series in the head.
+    pub in_head: u64,
+    /// Series of the request the head does not hold.
+    pub new: u64,
+    /// The limit.
+    pub limit: u64,
 }
 
 /// What one append did.
@@ -279,38 +301,74 @@ impl TenantDb {
         ))
     }
 
-    /// Looks up (or creates) the head series of every listed batch series.
-    pub fn resolve(&self, batch: &WriteBatch, series: &[usize]) -> (Vec<Arc<MemSeries>>, u64) {
-        let mut created = 0;
+    /// Looks up (or creates) the head series of every listed series, building and hashing each
+    /// label key once. With a `head_series_limit` (0: none), nothing is created when the new
+    /// series would take the head past it.
+    pub fn resolve<S: SeriesSource + ?Sized>(
+        &self,
+        src: &S,
+        series: &[usize],
+        head_series_limit: u64,
+    ) -> Result<Resolved, SeriesLimitExceeded> {
         let mut key = Vec::with_capacity(256);
-        let refs = series
+        if head_series_limit == 0 {
+            let mut created = 0;
+            let refs = series
+                .iter()
+                .map(|&i| {
+                    labels::write_key(src.series_labels(i), &mut key);
+                    let (s, new) = self.head.get_or_create(labels_hash(&key), &key);
+                    created += u64::from(new);
+                    s
+                })
+                .collect();
+            return Ok(Resolved { refs, created });
+        }
+        // Keys of the series the head lacks, kept so creating them needs no second pass.
+        let mut missing_keys = Vec::new();
+        let mut missing = Vec::new();
+        let found: Vec<Option<Arc<MemSeries>>> = series
             .iter()
-            .map(|&i| {
-                labels::write_key(batch.series_labels(i), &mut key);
-                let (s, new) = self.head.get_or_create(labels_hash(&key), &key);
-                created += u64::from(new);
+            .enumerate()
+            .map(|(pos, &i)| {
+                labels::write_key(src.series_labels(i), &mut key);
+                let hash = labels_hash(&key);
+                let s = self.head.get(hash, &key);
+                if s.is_none() {
+                    let start = missing_keys.len();
+                    missing_keys.extend_from_slice(&key);
+                    missing.push((pos, hash, start..missing_keys.len()));
+                }
                 s
             })
             .collect();
-        (refs, created)
-    }
-
-    /// How many of the listed batch series the head does not hold yet.
-    pub fn count_new_series(&self, batch: &WriteBatch, series: &[usize]) -> u64 {
-        let mut key = Vec::with_capacity(256);
-        series
-            .iter()
-            .filter(|&&i| {
-                labels::write_key(batch.series_labels(i), &mut key);
-                self.head.get(labels_hash(&key), &key).is_none()
-            })
-            .count() as u64
+        let new = missing.len() as u64;
+        let in_head = self.head.num_series();
+        if new > 0 && in_head + new > head_series_limit {
+            return Err(SeriesLimitExceeded {
+                in_head,
+                new,
+                limit: head_series_limit,
+            });
+        }
+        let mut created = 0;
+        let mut refs = found;
+        for (pos, hash, range) in missing {
+            let (s, new) = self.head.get_or_create(hash, &missing_keys[range]);
+            created += u64::from(new);
+            refs[pos] = Some(s);
+        }
+        let refs = refs
+            .into_iter()
+            .map(|s| s.expect("every missing series was created"))
+            .collect();
+        Ok(Resolved { refs, created })
     }
 
     /// Appends the samples of `series` (batch indices, resolved to `refs`) through the WAL into the head.
-    pub fn append(
+    pub fn append<S: SeriesSource + ?Sized>(
         &self,
-        batch: &WriteBatch,
+        batch: &S,
         series: &[usize],
         refs: &[Arc<MemSeries>],
     ) -> Result<AppendOutcome, TsdbError> {
@@ -458,7 +516,7 @@ impl TenantDb {
 
     /// Index of the first sample at `i64::MAX` or inside a block cut ahead of the clock; the
     /// series' samples from there on are out of bounds. Callers hold the WAL lock.
-    fn first_out_of_bounds(&self, samples: &[crate::decode::Sample], ceiling: i64) -> usize {
+    fn first_out_of_bounds(&self, samples: &[Sample], ceiling: i64) -> usize {
         let future = self.future_blocks.lock();
         let from = samples.partition_point(|x| x.t < ceiling);
         samples[from..]
@@ -647,26 +705,21 @@ impl MultiTsdb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::Protocol;
-    use crate::proto::v1;
-    use prost::Message;
 
-    fn batch(series: Vec<v1::TimeSeries>) -> WriteBatch {
-        let mut b = WriteBatch::with_body(
-            v1::WriteRequest {
-                timeseries: series,
-                metadata: vec![],
-            }
-            .encode_to_vec(),
-        );
-        b.decode(Protocol::V1).unwrap();
-        b
+    type Spec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+    fn batch(series: &[Spec<'_>]) -> SeriesVec {
+        series
+            .iter()
+            .fold(SeriesVec::new(), |b, (labels, samples)| {
+                b.with(labels, samples)
+            })
     }
 
-    fn append(db: &TenantDb, b: &WriteBatch) -> AppendOutcome {
-        let idx: Vec<usize> = (0..b.series.len()).collect();
-        let (refs, _) = db.resolve(b, &idx);
-        db.append(b, &idx, &refs).unwrap()
+    fn append(db: &TenantDb, b: &SeriesVec) -> AppendOutcome {
+        let idx = b.all();
+        let resolved = db.resolve(b, &idx, 0).unwrap();
+        db.append(b, &idx, &resolved.refs).unwrap()
     }
 
     #[test]
@@ -675,17 +728,14 @@ mod tests {
         let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
         let up = [("__name__", "up"), ("job", "a")];
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-        let out = append(
-            &db,
-            &batch(vec![v1::series(&up, &[(1, 1.0), (2, stale), (2, stale)])]),
-        );
+        let out = append(&db, &batch(&[(&up, &[(1, 1.0), (2, stale), (2, stale)])]));
         assert_eq!((out.appended, out.duplicates), (2, 1));
 
         let out = append(
             &db,
-            &batch(vec![
-                v1::series(&up, &[(1, 5.0), (2, stale), (2, 9.0), (3, 3.0)]),
-                v1::series(&[("__name__", "other")], &[(10, 1.0)]),
+            &batch(&[
+                (&up, &[(1, 5.0), (2, stale), (2, 9.0), (3, 3.0)]),
+                (&[("__name__", "other")], &[(10, 1.0)]),
             ]),
         );
         assert_eq!(out.out_of_order, 1);
@@ -703,10 +753,7 @@ mod tests {
         assert_eq!(samples.len(), 3);
         assert_eq!(samples[1].1.to_bits(), 0x7ff0_0000_0000_0002);
         // New series after a reopen get fresh references.
-        let out = append(
-            &db,
-            &batch(vec![v1::series(&[("__name__", "new")], &[(1, 1.0)])]),
-        );
+        let out = append(&db, &batch(&[(&[("__name__", "new")], &[(1, 1.0)])]));
         assert_eq!(out.appended, 1);
         drop(db);
         let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
@@ -714,11 +761,39 @@ mod tests {
     }
 
     #[test]
+    fn a_series_limit_creates_nothing_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
+        let two = batch(&[(&[("a", "1")], &[(1, 1.0)]), (&[("a", "2")], &[(1, 1.0)])]);
+        let r = db.resolve(&two, &two.all(), 2).unwrap();
+        assert_eq!((r.refs.len(), r.created), (2, 2));
+        // One known series and two new ones would make 4 > 3: nothing is created.
+        let three = batch(&[
+            (&[("a", "2")], &[(2, 1.0)]),
+            (&[("a", "3")], &[(2, 1.0)]),
+            (&[("a", "4")], &[(2, 1.0)]),
+        ]);
+        let Err(err) = db.resolve(&three, &three.all(), 3) else {
+            panic!("the limit must refuse the new series");
+        };
+        assert_eq!((err.in_head, err.new, err.limit), (2, 2, 3));
+        assert_eq!(db.head.num_series(), 2);
+        // Known series resolve to the same head series; within the limit new ones are created.
+        let r = db.resolve(&three, &three.all(), 4).unwrap();
+        assert_eq!(r.created, 2);
+        assert!(Arc::ptr_eq(
+            &r.refs[0],
+            &db.resolve(&two, &[1], 4).unwrap().refs[0]
+        ));
+        assert_eq!(db.head.num_series(), 4);
+    }
+
+    #[test]
     fn multi_tsdb_finds_tenant_directories() {
         let dir = tempfile::tempdir().unwrap();
         let m = MultiTsdb::new(dir.path(), TsdbOptions::default());
         let db = m.tenant("a").unwrap();
-        append(&db, &batch(vec![v1::series(&[("x", "y")], &[(1, 1.0)])]));
+        append(&db, &batch(&[(&[("x", "y")], &[(1, 1.0)])]));
         m.tenant("b").unwrap();
         fs::create_dir_all(dir.path().join("..bad")).unwrap();
         drop(m);

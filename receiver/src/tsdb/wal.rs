@@ -27,7 +27,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::labels::{put_uvarint, uvarint};
+use tsdb_format::encoding::{put_uvarint, put_varint, uvarint, varint};
 
 /// Largest segment file before a new one is started.
 pub const SEGMENT_SIZE: u64 = 128 << 20;
@@ -619,15 +619,6 @@ impl RecordEncoder {
         }
         self.end();
     }
-}
-
-fn put_varint(buf: &mut Vec<u8>, v: i64) {
-    put_uvarint(buf, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-fn varint(buf: &[u8]) -> Option<(i64, usize)> {
-    let (u, n) = uvarint(buf)?;
-    Some((((u >> 1) as i64) ^ -((u & 1) as i64), n))
 }
 
 #[cfg(test)]

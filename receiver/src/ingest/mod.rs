@@ -1,63 +1,21 @@
-//! Local ingestion: validate a decoded batch, apply the tenant's limits, append it to the tenant's TSDB,
-//! and classify the outcome the way the remote-write spec and Thanos map it to status codes.
+//! Local ingestion: validate a decoded batch ([`validate`]), apply the tenant's [`limits`], and
+//! append it to the tenant's TSDB.
+
+pub mod limits;
+pub mod validate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::decode::{Protocol, Rejection, WriteBatch};
-use crate::limits::{LimitsConfig, TenantLimits};
 use crate::metrics::{Metrics, TenantLimit, TenantReason};
-use crate::tenant::{self, TenantError};
-use crate::tsdb::{MultiTsdb, TsdbError};
-
-/// Why a write was not (fully) stored; each maps to one HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// 503: the WAL is still being replayed.
-    #[error("receiver is not ready: WAL replay in progress")]
-    NotReady,
-    /// 400: the tenant name is unusable.
-    #[error("invalid tenant: {0}")]
-    InvalidTenant(#[from] TenantError),
-    /// 413: a request limit was exceeded.
-    #[error("{0}")]
-    TooLarge(String),
-    /// 429: the tenant's head holds as many series as allowed, or the receiver as many tenants.
-    #[error("{0}")]
-    HeadSeriesLimit(String),
-    /// 400: some series or samples can never be accepted.
-    #[error("{0}")]
-    Invalid(String),
-    /// 409: some samples conflict with stored ones (out of order, duplicate timestamp).
-    #[error("{0}")]
-    Conflict(String),
-    /// 500: storage failed; retrying may succeed.
-    #[error("storage: {0}")]
-    Storage(#[from] TsdbError),
-    /// 503: replication could not reach a quorum; retrying may succeed.
-    #[error("{0}")]
-    Unavailable(String),
-    /// 500: anything else.
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl WriteError {
-    /// The HTTP status code of the error.
-    pub fn status(&self) -> u16 {
-        match self {
-            WriteError::NotReady => 503,
-            WriteError::InvalidTenant(_) | WriteError::Invalid(_) => 400,
-            WriteError::TooLarge(_) => 413,
-            WriteError::HeadSeriesLimit(_) => 429,
-            WriteError::Conflict(_) => 409,
-            WriteError::Storage(_) | WriteError::Internal(_) => 500,
-            WriteError::Unavailable(_) => 503,
-        }
-    }
-}
+use crate::tenant;
+use crate::tsdb::MultiTsdb;
+use crate::wire::{Protocol, WriteBatch};
+use crate::write_error::WriteError;
+use limits::{LimitsConfig, TenantLimits};
+use validate::{Rejection, validate_series};
 
 /// What was stored, for the remote write 2.0 `*-Written` headers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +123,7 @@ impl Ingester {
         for i in range {
             histograms += u64::from(batch.series[i].histograms);
             exemplars += u64::from(batch.series[i].exemplars);
-            match batch.validate_series(i, protocol) {
+            match validate_series(batch, i, protocol) {
                 Ok(()) => {
                     checked.samples += batch.series_samples(i).len() as u64;
                     checked.valid.push(i);
@@ -220,19 +178,11 @@ impl Ingester {
                 self.tsdb.tenant(tenant)?
             }
         };
-        if limits.head_series > 0 {
-            let new = db.count_new_series(batch, series);
-            if new > 0 && db.head.num_series() + new > limits.head_series {
-                self.limit_hit(tenant, "head_series");
-                return Err(WriteError::HeadSeriesLimit(format!(
-                    "tenant is above active series limit: {} series in the head, {} new, limit {}",
-                    db.head.num_series(),
-                    new,
-                    limits.head_series
-                )));
-            }
-        }
-        let (refs, created) = db.resolve(batch, series);
+        let resolved = db.resolve(batch, series, limits.head_series).map_err(|e| {
+            self.limit_hit(tenant, "head_series");
+            WriteError::HeadSeriesLimit(e.to_string())
+        })?;
+        let (refs, created) = (resolved.refs, resolved.created);
         let out = db.append(batch, series, &refs)?;
 
         let t = Metrics::tenant(tenant);

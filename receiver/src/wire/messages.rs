@@ -1,7 +1,7 @@
 //! Remote-write protobuf messages (1.0 `prometheus.WriteRequest`, 2.0 `io.prometheus.write.v2.Request`).
 //!
 //! These prost types encode requests (tests, the load generator, forwarding); the ingestion hot path
-//! decodes with the borrowing decoder in [`crate::decode`] instead.
+//! decodes with the borrowing decoders of [`crate::wire`] instead.
 
 /// Remote write 1.0 messages, package `prometheus`.
 pub mod v1 {

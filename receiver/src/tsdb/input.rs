@@ -1,0 +1,88 @@
+//! What storage takes in: series given as label pairs and samples, whatever decoded them.
+//!
+//! Remote write, the forward path and tests all feed a tenant's head through [`SeriesSource`],
+//! so storage does not depend on any wire format.
+
+/// One float sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Milliseconds since the epoch.
+    pub t: i64,
+    /// The value, stored bit-exact (stale markers included).
+    pub v: f64,
+}
+
+/// Series to append, addressed by index: labels sorted by name, samples sorted by time.
+pub trait SeriesSource {
+    /// Label pairs `(name, value)` of series `i`.
+    fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone;
+    /// Samples of series `i`.
+    fn series_samples(&self, i: usize) -> &[Sample];
+    /// Series `i` rendered for an error message, bounded in length.
+    fn describe_series(&self, i: usize) -> String;
+}
+
+/// One series of a [`SeriesVec`]: label pairs and samples.
+type OwnedSeries = (Vec<(String, String)>, Vec<Sample>);
+
+/// Series held as owned label pairs and samples: the simplest source, for tests and tools.
+#[derive(Debug, Default, Clone)]
+pub struct SeriesVec {
+    series: Vec<OwnedSeries>,
+}
+
+impl SeriesVec {
+    /// An empty set of series.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a series from label pairs (sorted by name) and `(timestamp, value)` samples.
+    pub fn with(mut self, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Self {
+        self.series.push((
+            labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
+        ));
+        self
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether there are no series.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// The index of every series, to append them all.
+    pub fn all(&self) -> Vec<usize> {
+        (0..self.series.len()).collect()
+    }
+}
+
+impl SeriesSource for SeriesVec {
+    fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        self.series[i]
+            .0
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+    }
+
+    fn series_samples(&self, i: usize) -> &[Sample] {
+        &self.series[i].1
+    }
+
+    fn describe_series(&self, i: usize) -> String {
+        let labels: Vec<String> = self.series[i]
+            .0
+            .iter()
+            .map(|(n, v)| format!("{n}={v:?}"))
+            .collect();
+        format!("{{{}}}", labels.join(", "))
+    }
+}

@@ -1,0 +1,294 @@
+//! The decoded form of a write request: the body plus flat arrays of offsets into it.
+//!
+//! A [`WriteBatch`] owns the decompressed body and describes it with flat, reusable arrays of
+//! offsets (the layout VictoriaMetrics uses): label names and values are spans into the body, so a
+//! request of any size costs a handful of `Vec` pushes and no string copies, and the batch is
+//! reused across requests. Every format decoder fills the same arrays, under one memory budget.
+
+use std::ops::Range;
+
+use super::{DecodeError, SnappyError};
+use crate::tsdb::{Sample, SeriesSource};
+
+/// Largest decompressed body accepted, as the reference remote-write handler.
+pub const MAX_DECODED_SIZE: usize = 32 << 20;
+/// Most memory the decoded description of one request may take (label, sample and series arrays,
+/// and the label bytes remote write 2.0 symbol references resolve to). Two bytes of protobuf can
+/// describe a 16-byte label, so without it a 32 MiB body could cost hundreds of megabytes.
+pub const MAX_DECODED_MEMORY: usize = 64 << 20;
+/// Most labels one series may carry.
+pub const MAX_LABELS_PER_SERIES: usize = 1024;
+
+/// Rough length at which [`WriteBatch::series_string`] stops rendering labels.
+pub const MAX_SERIES_STRING: usize = 256;
+
+/// A byte range of the decompressed body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    /// Offset from the start of the body.
+    pub off: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// One label of a series, as spans into the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LabelRef {
+    /// Label name.
+    pub name: Span,
+    /// Label value.
+    pub value: Span,
+}
+
+/// One time series of a request: ranges into the batch's label and sample arrays.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesEntry {
+    /// Range into [`WriteBatch::labels`].
+    pub labels: Range<u32>,
+    /// Range into [`WriteBatch::samples`].
+    pub samples: Range<u32>,
+    /// Native histogram samples carried by the series.
+    pub histograms: u32,
+    /// Exemplars carried by the series.
+    pub exemplars: u32,
+}
+
+/// A decoded request: the body plus flat arrays that describe it; reuse it across requests.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    /// The decompressed protobuf body every [`Span`] points into.
+    pub buf: Vec<u8>,
+    /// Labels of all series, in request order.
+    pub labels: Vec<LabelRef>,
+    /// Series in request order.
+    pub series: Vec<SeriesEntry>,
+    /// Samples of all series, in request order.
+    pub samples: Vec<Sample>,
+    /// Metadata entries seen (remote write 1.0 field 3); they are not stored.
+    pub metadata: u32,
+    /// Remote write 2.0 symbols, resolved into labels at the end of a decode.
+    pub(super) symbols: Vec<Span>,
+    /// Remote write 2.0 label references of all series.
+    pub(super) label_refs: Vec<u32>,
+    /// Per series, its range of [`WriteBatch::label_refs`].
+    pub(super) series_refs: Vec<Range<u32>>,
+}
+
+impl WriteBatch {
+    /// A batch over an already decompressed body; call a format's decode next.
+    pub fn with_body(buf: Vec<u8>) -> Self {
+        WriteBatch {
+            buf,
+            ..Default::default()
+        }
+    }
+
+    /// The decoded arrays as `(len, capacity, element size)`.
+    fn arrays(&self) -> [(usize, usize, usize); 6] {
+        use std::mem::size_of;
+        [
+            (
+                self.labels.len(),
+                self.labels.capacity(),
+                size_of::<LabelRef>(),
+            ),
+            (
+                self.samples.len(),
+                self.samples.capacity(),
+                size_of::<Sample>(),
+            ),
+            (
+                self.series.len(),
+                self.series.capacity(),
+                size_of::<SeriesEntry>(),
+            ),
+            (
+                self.label_refs.len(),
+                self.label_refs.capacity(),
+                size_of::<u32>(),
+            ),
+            (
+                self.symbols.len(),
+                self.symbols.capacity(),
+                size_of::<Span>(),
+            ),
+            (
+                self.series_refs.len(),
+                self.series_refs.capacity(),
+                size_of::<Range<u32>>(),
+            ),
+        ]
+    }
+
+    /// Memory the decoded arrays take now (not their capacity).
+    fn decoded_memory(&self) -> usize {
+        self.arrays().iter().map(|(len, _, size)| len * size).sum()
+    }
+
+    /// Fails once the decoded arrays take more than [`MAX_DECODED_MEMORY`].
+    pub(super) fn check_budget(&self) -> Result<(), DecodeError> {
+        if self.decoded_memory() > MAX_DECODED_MEMORY {
+            return Err(DecodeError::DecodedTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Heap bytes the batch holds on to (capacities), to decide whether it is worth pooling.
+    pub fn retained_bytes(&self) -> usize {
+        let arrays: usize = self.arrays().iter().map(|(_, cap, size)| cap * size).sum();
+        self.buf.capacity() + arrays
+    }
+
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.labels.clear();
+        self.series.clear();
+        self.samples.clear();
+        self.metadata = 0;
+        self.symbols.clear();
+        self.label_refs.clear();
+        self.series_refs.clear();
+    }
+
+    /// Decompresses a snappy block-format body into the batch buffer, enforcing `max_len`.
+    pub fn decompress(&mut self, body: &[u8], max_len: usize) -> Result<(), SnappyError> {
+        self.clear();
+        let len = snap::raw::decompress_len(body).map_err(SnappyError::Corrupt)?;
+        if len > max_len {
+            return Err(SnappyError::TooLarge(len));
+        }
+        self.buf.resize(len, 0);
+        let n = snap::raw::Decoder::new()
+            .decompress(body, &mut self.buf)
+            .map_err(SnappyError::Corrupt)?;
+        self.buf.truncate(n);
+        Ok(())
+    }
+
+    /// Bytes of a span.
+    #[inline]
+    pub fn bytes(&self, span: Span) -> &[u8] {
+        &self.buf[span.off as usize..(span.off + span.len) as usize]
+    }
+
+    /// Label pairs of series `i`.
+    pub fn series_labels(
+        &self,
+        i: usize,
+    ) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + Clone + '_ {
+        let r = &self.series[i].labels;
+        self.labels[r.start as usize..r.end as usize]
+            .iter()
+            .map(|l| (self.bytes(l.name), self.bytes(l.value)))
+    }
+
+    /// Samples of series `i`.
+    pub fn series_samples(&self, i: usize) -> &[Sample] {
+        let r = &self.series[i].samples;
+        &self.samples[r.start as usize..r.end as usize]
+    }
+
+    /// Label set of series `i` rendered as `{a="b", ...}` for error messages, cut after about
+    /// [`MAX_SERIES_STRING`] bytes so a hostile series cannot blow up the response.
+    pub fn series_string(&self, i: usize) -> String {
+        let mut out = String::from("{");
+        for (k, (n, v)) in self.series_labels(i).enumerate() {
+            if out.len() > MAX_SERIES_STRING {
+                out.push_str(", ...");
+                break;
+            }
+            if k > 0 {
+                out.push_str(", ");
+            }
+            let clip = |b: &[u8]| {
+                String::from_utf8_lossy(&b[..b.len().min(MAX_SERIES_STRING)]).into_owned()
+            };
+            out.push_str(&format!("{}={:?}", clip(n), clip(v)));
+        }
+        out.push('}');
+        out
+    }
+
+    /// The budget check of the series loops, every 256 series: labels per series and samples
+    /// are bounded on their own, so between two checks at most ~5 MiB more can be decoded.
+    #[inline]
+    pub(super) fn check_budget_every_256_series(&self) -> Result<(), DecodeError> {
+        if self.series.len() & 0xff == 0 {
+            self.check_budget()?;
+        }
+        Ok(())
+    }
+
+    /// Appends a sample, checking the memory budget every 64k samples so one huge series cannot
+    /// run far past it.
+    #[inline]
+    pub(super) fn push_sample(&mut self, sample: Sample) -> Result<(), DecodeError> {
+        if self.samples.len() & 0xffff == 0xffff {
+            self.check_budget()?;
+        }
+        self.samples.push(sample);
+        Ok(())
+    }
+}
+
+impl SeriesSource for WriteBatch {
+    fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        WriteBatch::series_labels(self, i)
+    }
+
+    fn series_samples(&self, i: usize) -> &[Sample] {
+        WriteBatch::series_samples(self, i)
+    }
+
+    fn describe_series(&self, i: usize) -> String {
+        self.series_string(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Protocol;
+    use crate::wire::messages::v1;
+
+    #[test]
+    fn decompress_enforces_snappy_and_size() {
+        let mut b = WriteBatch::default();
+        assert!(matches!(
+            b.decompress(b"\xff\xff\xff\xff\xffnot snappy", MAX_DECODED_SIZE),
+            Err(SnappyError::Corrupt(_))
+        ));
+        let body = crate::wire::messages::snappy(&v1::WriteRequest {
+            timeseries: vec![v1::series(&[("a", "x")], &[(1, 1.0)])],
+            metadata: vec![],
+        });
+        assert!(matches!(
+            b.decompress(&body, 4),
+            Err(SnappyError::TooLarge(_))
+        ));
+        b.decompress(&body, MAX_DECODED_SIZE).unwrap();
+        b.decode(Protocol::V1).unwrap();
+        assert_eq!(b.series.len(), 1);
+    }
+
+    #[test]
+    fn series_string_is_bounded() {
+        let long = "v".repeat(10_000);
+        let labels: Vec<(String, String)> = (0..50)
+            .map(|i| (format!("l{i:02}"), long.clone()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let mut b = WriteBatch::with_body(prost::Message::encode_to_vec(&v1::WriteRequest {
+            timeseries: vec![v1::series(&pairs, &[(1, 1.0)])],
+            metadata: vec![],
+        }));
+        b.decode(Protocol::V1).unwrap();
+        let s = b.series_string(0);
+        assert!(s.len() < 4 * MAX_SERIES_STRING, "{} bytes", s.len());
+        assert!(s.ends_with(", ...}"), "{s}");
+    }
+}

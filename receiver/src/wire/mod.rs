@@ -1,0 +1,73 @@
+//! Wire formats, one file per format: how bytes on the network become a [`WriteBatch`] and back.
+//!
+//! - [`protobuf`]: the protobuf reader and encoder helpers every format uses.
+//! - [`batch`]: the decoded form of a request, flat arrays of spans into its body.
+//! - [`remote_write`]: Prometheus remote write 1.0 and 2.0 bodies.
+//! - [`forward`]: Thanos' `thanos.WriteRequest`, the message receivers forward to each other.
+//! - [`messages`]: prost types of those messages, for senders (tests, the load generator).
+//!
+//! Validation of what a request says (label rules, sample order) is ingestion's job
+//! ([`crate::ingest::validate`]); here a body is only checked to be well-formed and bounded.
+
+pub mod batch;
+pub mod forward;
+pub mod messages;
+pub mod protobuf;
+pub mod remote_write;
+
+pub use batch::{
+    LabelRef, MAX_DECODED_MEMORY, MAX_DECODED_SIZE, MAX_LABELS_PER_SERIES, SeriesEntry, Span,
+    WriteBatch,
+};
+pub use forward::ForwardMeta;
+pub use remote_write::Protocol;
+
+/// Why a body could not be decoded; every variant means the request can never succeed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("protobuf: message truncated")]
+    Truncated,
+    #[error("protobuf: malformed varint")]
+    Varint,
+    #[error("protobuf: unsupported wire type {0} for field {1}")]
+    WireType(u8, u32),
+    #[error("protobuf: invalid field number 0")]
+    FieldZero,
+    #[error("remote write 2.0: symbol reference {0} out of range ({1} symbols)")]
+    SymbolOutOfRange(u64, usize),
+    #[error("remote write 2.0: odd number of label references")]
+    OddLabelRefs,
+    #[error("remote write 2.0: the first symbol must be the empty string")]
+    FirstSymbolNotEmpty,
+    #[error("request too large: {0} bytes after decompression")]
+    TooLarge(usize),
+    #[error(
+        "request too large: its series, labels and samples take more than {MAX_DECODED_MEMORY} bytes decoded"
+    )]
+    DecodedTooLarge,
+    #[error("a series has more than {MAX_LABELS_PER_SERIES} labels")]
+    TooManyLabels,
+    #[error("thanos.WriteRequest: tenant is not valid UTF-8")]
+    TenantUtf8,
+    #[error("body has no series but remote write {0} fields: is Content-Type right?")]
+    WrongProtocol(&'static str),
+}
+
+impl DecodeError {
+    /// Whether the request is refused for its size (413) rather than its form (400).
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::TooLarge(_) | DecodeError::DecodedTooLarge
+        )
+    }
+}
+
+/// Why a body is not valid snappy.
+#[derive(Debug, thiserror::Error)]
+pub enum SnappyError {
+    #[error("snappy: {0}")]
+    Corrupt(snap::Error),
+    #[error("request too large: {0} bytes after decompression")]
+    TooLarge(usize),
+}
