@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 CRD := crds/thanosreceivers.receiver.thanos-rs.io.yaml
 
-.PHONY: build test lint fmt demo bench fuzz crds crds-check
+.PHONY: build test test-unit lint fmt demo bench fuzz crds crds-check
 
 build:
 	$(CARGO) build --workspace --bins
@@ -12,6 +12,10 @@ build:
 # Every test: unit tests and the end-to-end tests against real Prometheus/promtool on loopback.
 test: build
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+# Unit tests only: no Prometheus, S3 server, API server or built binaries needed.
+test-unit:
+	$(CARGO) nextest run --workspace --lib --bins --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,5 +1,10 @@
 //! Helpers for the end-to-end tests: start the real binaries and real peers on loopback ports.
 
+#![allow(
+    unsafe_code,
+    reason = "libc calls for signals, descriptor limits and statvfs"
+)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -252,23 +257,87 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process
     None
 }
 
-/// Sums the samples of metric `name` (exact name) whose label set contains every pair in `labels`.
+/// Sums the samples of metric `name` (exact name) whose labels include every pair of `labels`
+/// with exactly that value. Panics when the page does not declare the metric at all, so a renamed
+/// metric fails the test instead of reading as 0.
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric, rest) = match series.find('{') {
-                Some(i) => (&series[..i], &series[i..]),
-                None => (series, ""),
-            };
-            (metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
+    let family = ["_total", "_bucket", "_count", "_sum"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
+    let declared = text.lines().any(|l| {
+        l.strip_prefix("# TYPE ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|n| n == name || n == family)
+    });
+    let mut seen = false;
+    let mut sum = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((metric, pairs, value)) = parse_sample(line) else {
+            continue;
+        };
+        if metric != name {
+            continue;
+        }
+        seen = true;
+        if labels
+            .iter()
+            .all(|(k, v)| pairs.iter().any(|(pk, pv)| pk == k && pv == v))
+        {
+            sum += value;
+        }
+    }
+    assert!(
+        declared || seen,
+        "metric {name} is not on the page; it was renamed or never registered"
+    );
+    sum
+}
+
+/// Label pairs of an exposition line, unescaped.
+type LabelPairs = Vec<(String, String)>;
+
+/// Splits an exposition line into its metric name, label pairs (unescaped) and value.
+fn parse_sample(line: &str) -> Option<(&str, LabelPairs, f64)> {
+    let (metric, rest) = match line.find(['{', ' ']) {
+        Some(i) => line.split_at(i),
+        None => return None,
+    };
+    let mut pairs = Vec::new();
+    let mut rest = rest;
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices();
+        let mut end = None;
+        let (mut key, mut value) = (String::new(), String::new());
+        let mut in_value = false;
+        while let Some((i, c)) = chars.next() {
+            match (in_value, c) {
+                (false, '}') => {
+                    end = Some(i + 1);
+                    break;
+                }
+                (false, ',') => {}
+                (false, '=') => {
+                    chars.next(); // the opening quote
+                    in_value = true;
+                }
+                (false, c) => key.push(c),
+                (true, '\\') => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => return None,
+                },
+                (true, '"') => {
+                    pairs.push((std::mem::take(&mut key), std::mem::take(&mut value)));
+                    in_value = false;
+                }
+                (true, c) => value.push(c),
+            }
+        }
+        rest = &body[end?..];
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some((metric, pairs, value))
 }
 
 /// Posts a snappy-compressed remote write 1.0 body.
@@ -466,4 +535,34 @@ pub async fn ring_hash(client: &reqwest::Client, r: &Receiver) -> Option<String>
         .await
         .ok()?;
     v["hash"].as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_sum;
+
+    const PAGE: &str = r#"# HELP thanos_receive_rejected_samples Samples rejected, by reason.
+# TYPE thanos_receive_rejected_samples counter
+thanos_receive_rejected_samples_total{tenant="a",reason="out_of_order"} 3
+thanos_receive_rejected_samples_total{tenant="ab",reason="out_of_order"} 5
+thanos_receive_rejected_samples_total{tenant="a,b=\"c\"",reason="x"} 7
+# TYPE prometheus_tsdb_head_series gauge
+# TYPE up gauge
+up 1
+"#;
+
+    #[test]
+    fn labels_match_exactly_and_missing_metrics_fail() {
+        let rejected = "thanos_receive_rejected_samples_total";
+        assert_eq!(metric_sum(PAGE, rejected, &[("tenant", "a")]), 3.0);
+        assert_eq!(metric_sum(PAGE, rejected, &[]), 15.0);
+        assert_eq!(metric_sum(PAGE, rejected, &[("tenant", "a,b=\"c\"")]), 7.0);
+        assert_eq!(metric_sum(PAGE, rejected, &[("tenant", "b")]), 0.0);
+        // Declared without samples yet: 0, not a failure.
+        assert_eq!(metric_sum(PAGE, "prometheus_tsdb_head_series", &[]), 0.0);
+        assert_eq!(metric_sum(PAGE, "up", &[]), 1.0);
+        let renamed =
+            std::panic::catch_unwind(|| metric_sum(PAGE, "thanos_receive_gone_total", &[]));
+        assert!(renamed.is_err(), "an absent metric must fail");
+    }
 }

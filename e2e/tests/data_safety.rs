@@ -1,6 +1,8 @@
 //! Acknowledged means kept: a block write that fails on a full disk, and timestamps at the
 //! extremes of i64, lose no acknowledged sample and poison no tenant.
 
+#![allow(unsafe_code, reason = "statvfs has no safe wrapper in std")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;

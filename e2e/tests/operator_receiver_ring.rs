@@ -2,6 +2,11 @@
 //! writes reaches a running receiver, watching its ConfigMap with the Role the operator created,
 //! within a second.
 
+#![allow(
+    unsafe_code,
+    reason = "set_var before any thread reads the environment"
+)]
+
 use std::time::Duration;
 
 use e2e::kube::{KubeApiServer, Operator, RECEIVER_USER, create_pod, set_pod_ready};

@@ -185,34 +185,63 @@ async fn one_replica_down_is_tolerated_two_down_fail_then_recover_without_loss()
     );
     drop(prom);
 
-    // Receiver 0 holds every scrape of Prometheus' own `up` series: no gap longer than the retry window.
-    let r0 = &mut cluster.receivers[0];
-    assert!(r0.terminate().success());
-    let (db, _) = TenantDb::open(
-        &r0.data.join("default-tenant"),
-        "default-tenant",
-        TsdbOptions::default(),
-    )
-    .unwrap();
-    let up = db
-        .query(
-            &[Matcher::Equal("__name__".into(), "up".into())],
-            i64::MIN,
-            i64::MAX,
+    // Every replica, the two that came back included: each acknowledged scrape of Prometheus'
+    // own `up` series is on a quorum (2 of 3) of them, and receiver 0, which appends locally
+    // before it answers, holds all of them.
+    let mut per_replica = Vec::new();
+    for r in cluster.receivers.iter_mut() {
+        assert!(r.terminate().success(), "{}", r.log_text());
+        let (db, _) = TenantDb::open(
+            &r.data.join("default-tenant"),
+            "default-tenant",
+            TsdbOptions::default(),
         )
         .unwrap();
-    assert_eq!(up.len(), 1);
-    let samples = &up[0].samples;
-    let max_gap = samples.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
+        let up = db
+            .query(
+                &[Matcher::Equal("__name__".into(), "up".into())],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        let times: std::collections::BTreeSet<i64> = up
+            .iter()
+            .flat_map(|s| s.samples.iter().map(|&(t, _)| t))
+            .collect();
+        per_replica.push(times);
+    }
+    let acknowledged: std::collections::BTreeSet<i64> =
+        per_replica.iter().flatten().copied().collect();
+    let acked: Vec<i64> = acknowledged.iter().copied().collect();
+    let max_gap = acked.windows(2).map(|w| w[1] - w[0]).max().unwrap();
     println!(
-        "sent {sent}, `up` samples on receiver 0: {}, largest gap {max_gap} ms",
-        samples.len()
+        "sent {sent}, `up` samples acknowledged: {}, per replica {:?}, largest gap {max_gap} ms",
+        acked.len(),
+        per_replica.iter().map(|r| r.len()).collect::<Vec<_>>()
     );
-    assert!(samples.len() > 10);
+    assert!(acked.len() > 10);
     assert!(
         max_gap <= 2_000,
         "a scrape went missing: gap of {max_gap} ms in `up`"
     );
+    assert_eq!(
+        per_replica[0], acknowledged,
+        "receiver 0 holds every sample"
+    );
+    for t in &acknowledged {
+        let copies = per_replica.iter().filter(|r| r.contains(t)).count();
+        assert!(
+            copies >= 2,
+            "sample at {t} is on {copies} replica(s), quorum is 2"
+        );
+    }
+    for (i, r) in per_replica.iter().enumerate().skip(1) {
+        let last = *acknowledged.last().unwrap();
+        assert!(
+            r.contains(&last),
+            "replica {i} came back but misses the last acknowledged sample"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@
 //! ([`series_hash`]), hashmod and ketama placement ([`Ring`]) and the write quorum ([`quorum`]).
 //! Everything here is pure: callers read files and pass bytes in.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 mod glob;
 mod hash;

@@ -2,6 +2,8 @@
 //! way a Prometheus remote-write queue does (shards with one request in flight each, retries with
 //! backoff), bounded by duration, request count and steps, and reports throughput and latency.
 
+#![allow(unsafe_code, reason = "getrusage has no safe wrapper in std")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -429,11 +429,18 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../crds/thanosreceivers.receiver.thanos-rs.io.yaml"
         );
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        let committed = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let generated = serde_yaml::to_string(&ThanosReceiver::crd()).unwrap();
+        let first_difference = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b);
         assert!(
             committed == generated,
-            "crds/ is stale: run `make crds` (cargo run -p operator --bin crdgen > {path})"
+            "crds/ is stale: run `make crds` (cargo run -p operator --bin crdgen > {path}); \
+             first differing line: {first_difference:?}, {} vs {} bytes",
+            committed.len(),
+            generated.len()
         );
     }
 

@@ -1,5 +1,7 @@
 //! The ThanosReceiver operator: reconciles `ThanosReceiver` resources into receivers and their hashring.
 
+#![forbid(unsafe_code)]
+
 pub mod build;
 pub mod controller;
 pub mod crd;

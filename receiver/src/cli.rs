@@ -151,7 +151,9 @@ pub struct Args {
 /// Values of `--receive.hashrings-algorithm`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RingAlgorithm {
+    /// Thanos' `hashmod`: xxhash of the series modulo the endpoints.
     Hashmod,
+    /// Thanos' `ketama`: consistent hashing with virtual nodes.
     Ketama,
 }
 
@@ -167,23 +169,31 @@ impl From<RingAlgorithm> for hashring::Algorithm {
 /// Values of `--receive.grpc-compression`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GrpcCompression {
+    /// Thanos' default; accepted, forwards go uncompressed.
     Snappy,
+    /// No compression.
     None,
 }
 
 /// Log levels accepted by `--log.level`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogLevel {
+    /// Everything, including rejected requests.
     Debug,
+    /// Lifecycle events and ring changes.
     Info,
+    /// Failed writes and recoverable faults.
     Warn,
+    /// Failures only.
     Error,
 }
 
 /// Log formats accepted by `--log.format`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
+    /// `key=value` lines, Thanos' default.
     Logfmt,
+    /// One JSON object per line.
     Json,
 }
 

@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -14,11 +15,14 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::ingest::Written;
+use crate::ingest::{Ingester, Written};
 use crate::listen::BODY_READ_TIMEOUT;
-use crate::metrics::HttpLabels;
+use crate::metrics::Metrics;
+use crate::metrics::http::HttpLabels;
 use crate::replicate::Replicator;
+use crate::ring::RingHolder;
 use crate::status;
+use crate::tsdb::MultiTsdb;
 use crate::wire::remote_write::protocol_of;
 use crate::wire::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
 use crate::write_error::WriteError;
@@ -31,18 +35,40 @@ const MAX_POOLED_BATCH: usize = 4 << 20;
 /// Most memory the pool of decoded batches keeps between requests.
 const MAX_POOLED_BYTES: usize = 64 << 20;
 
-/// Shared state of the HTTP handlers.
-pub struct App {
-    /// The write path.
+/// What the handlers use: the write path, storage for status pages, the ring, metrics.
+pub struct Handles {
+    /// Routes, replicates and stores writes.
     pub replicator: Arc<Replicator>,
+    /// The local write path, for the tenants' limits.
+    pub ingester: Arc<Ingester>,
+    /// Every tenant's storage, for status pages.
+    pub tsdb: Arc<MultiTsdb>,
+    /// The ring in force, for its status page.
+    pub ring: Option<Arc<RingHolder>>,
+    /// Every metric, for `/metrics` and the request metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// How requests name their tenant and replica, and how many may write at once.
+pub struct HttpConfig {
     /// Header naming the tenant.
-    pub tenant_header: HeaderName,
+    pub tenant_header: String,
     /// Header carrying the replica number of an already-replicated write.
-    pub replica_header: HeaderName,
+    pub replica_header: String,
     /// Tenant of requests without the header.
     pub default_tenant: String,
+    /// Concurrent writes allowed (`write.global.max_concurrency`; 0: no bound).
+    pub max_concurrency: u64,
+}
+
+/// Shared state of the HTTP handlers.
+pub struct App {
+    handles: Handles,
+    tenant_header: HeaderName,
+    replica_header: HeaderName,
+    default_tenant: String,
     /// Bounds concurrent writes when `write.global.max_concurrency` is set.
-    pub concurrency: Option<Semaphore>,
+    concurrency: Option<Semaphore>,
     /// Warm batches and the bytes they retain.
     pool: Mutex<(Vec<WriteBatch>, usize)>,
     /// One status computation at a time: each walks a whole head.
@@ -52,18 +78,16 @@ pub struct App {
 impl App {
     /// Handler state over the write path.
     pub fn new(
-        replicator: Arc<Replicator>,
-        tenant_header: &str,
-        replica_header: &str,
-        default_tenant: &str,
-        max_concurrency: u64,
+        handles: Handles,
+        config: HttpConfig,
     ) -> Result<Self, axum::http::header::InvalidHeaderName> {
         Ok(App {
-            replicator,
-            tenant_header: HeaderName::try_from(tenant_header)?,
-            replica_header: HeaderName::try_from(replica_header)?,
-            default_tenant: default_tenant.to_string(),
-            concurrency: (max_concurrency > 0).then(|| Semaphore::new(max_concurrency as usize)),
+            handles,
+            tenant_header: HeaderName::try_from(config.tenant_header)?,
+            replica_header: HeaderName::try_from(config.replica_header)?,
+            default_tenant: config.default_tenant,
+            concurrency: (config.max_concurrency > 0)
+                .then(|| Semaphore::new(config.max_concurrency as usize)),
             pool: Mutex::new((Vec::new(), 0)),
             status_permit: Semaphore::new(1),
         })
@@ -101,7 +125,34 @@ impl App {
 pub fn remote_write_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/api/v1/receive", post(receive))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            record_request,
+        ))
         .with_state(app)
+}
+
+/// Records `http_requests_total` and `http_request_duration_seconds` of every remote-write
+/// request, labelled with its tenant (`invalid` when the tenant header is unusable).
+async fn record_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().to_string();
+    let tenant = match tenant_of(&app, request.headers()) {
+        Ok(t) if crate::tenant::validate(&t).is_ok() => t,
+        _ => "invalid".to_string(),
+    };
+    let response = next.run(request).await;
+    let labels = HttpLabels {
+        handler: "receive",
+        code: response.status().as_u16(),
+        method,
+        tenant,
+    };
+    app.handles
+        .metrics
+        .http
+        .answered(&labels, start.elapsed().as_secs_f64());
+    response
 }
 
 /// Routes of the operational listener.
@@ -116,7 +167,7 @@ pub fn ops_router(app: Arc<App>) -> Router {
 }
 
 async fn hashring_status(State(app): State<Arc<App>>) -> Response {
-    match app.replicator.ring.as_ref().and_then(|r| r.status_json()) {
+    match app.handles.ring.as_ref().and_then(|r| r.status_json()) {
         Some(status) => axum::Json(status).into_response(),
         None => (StatusCode::NOT_FOUND, "no hashring in force\n").into_response(),
     }
@@ -128,13 +179,13 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.replicator.ingester.metrics.encode(),
+        app.handles.metrics.encode(),
     )
         .into_response()
 }
 
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    if app.replicator.is_ready() {
+    if app.handles.replicator.is_ready() {
         (StatusCode::OK, "OK").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "NOT OK").into_response()
@@ -163,7 +214,7 @@ async fn tsdb_status(
     };
     // Status walks whole heads: one at a time, off the async workers, so it cannot stall writes.
     let _permit = app.status_permit.acquire().await.expect("never closed");
-    let tsdb = Arc::clone(&app.replicator.ingester.tsdb);
+    let tsdb = Arc::clone(&app.handles.tsdb);
     let data = tokio::task::spawn_blocking(move || {
         if all {
             Some(
@@ -208,7 +259,6 @@ fn tenant_of(app: &App, headers: &HeaderMap) -> Result<String, Reject> {
 struct Reject(StatusCode, String);
 
 async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    let start = Instant::now();
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -246,23 +296,6 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
             "remote write rejected"
         );
     }
-    let metric_tenant = if crate::tenant::validate(&tenant).is_ok() {
-        tenant
-    } else {
-        "invalid".to_string()
-    };
-    let labels = HttpLabels {
-        handler: "receive",
-        code: code.as_u16(),
-        method: "POST",
-        tenant: metric_tenant,
-    };
-    let m = &app.replicator.ingester.metrics;
-    m.http_requests.get_or_create(&labels).inc();
-    m.http_duration
-        .get_or_create(&labels)
-        .observe(start.elapsed().as_secs_f64());
-
     let mut response = if message.is_empty() {
         code.into_response()
     } else {
@@ -308,7 +341,7 @@ async fn handle(
             format!("unsupported Content-Encoding {enc:?}: only snappy is supported"),
         ));
     }
-    if !app.replicator.is_ready() {
+    if !app.handles.replicator.is_ready() {
         let e = WriteError::NotReady;
         return Err(Reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
     }
@@ -325,7 +358,7 @@ async fn handle(
         },
     };
     // A configured size limit bounds the body before and after decompression, as in Thanos.
-    let (limit, decoded_limit) = match app.replicator.ingester.tenant_limits(tenant).size_bytes {
+    let (limit, decoded_limit) = match app.handles.ingester.tenant_limits(tenant).size_bytes {
         0 => (MAX_COMPRESSED_SIZE, MAX_DECODED_SIZE),
         n => (n as usize, n as usize),
     };
@@ -380,6 +413,7 @@ async fn handle(
     };
     let result = match decoded {
         Ok(()) => Ok(app
+            .handles
             .replicator
             .write(tenant, &batch, 0..batch.series.len(), protocol, replica)
             .await),

@@ -50,6 +50,10 @@ impl ConnectionCaps {
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, as Go does for Thanos; returns the soft
 /// limit now in force.
+#[allow(
+    unsafe_code,
+    reason = "getrlimit/setrlimit have no safe wrapper in std"
+)]
 pub fn raise_nofile_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

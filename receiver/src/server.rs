@@ -1,4 +1,7 @@
-//! Process wiring: listeners, WAL replay, periodic fsync, and graceful shutdown.
+//! Process wiring, in the order a receiver lives: [`Config::from_args`] checks every flag and
+//! loads every file they name, [`Receiver::build`] wires the components, [`Receiver::serve`]
+//! opens the listeners, the background tasks run by name (WAL replay, fsync, compaction,
+//! shipping), and [`Receiver::shutdown`] stops everything in one order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,13 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel};
 use crate::grpc::WriteableStoreServer;
-use crate::http::{App, ops_router, remote_write_router};
+use crate::http::{App, Handles, HttpConfig, ops_router, remote_write_router};
 use crate::ingest::Ingester;
 use crate::ingest::limits::LimitsConfig;
-use crate::listen;
+use crate::listen::{self, ConnectionCaps};
 use crate::metrics::Metrics;
 use crate::replicate::{ReplicationConfig, Replicator};
 use crate::ring::{self, RingHolder};
@@ -49,182 +53,288 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
 
 /// Runs the receiver until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let config = Config::from_args(args)?;
     let nofile = listen::raise_nofile_limit();
-    let caps = listen::ConnectionCaps::for_limit(nofile);
+    let caps = ConnectionCaps::for_limit(nofile);
     tracing::info!(nofile, ?caps, "descriptor limit and connection caps");
-    let limits = match &args.limits_config_file {
-        Some(path) => LimitsConfig::load(path)?,
-        None => LimitsConfig::default(),
-    };
-    crate::tenant::validate(&args.default_tenant)
-        .with_context(|| format!("--receive.default-tenant-id={:?}", args.default_tenant))?;
-    let metrics = Arc::new(Metrics::new());
-    if args.max_block_duration < args.min_block_duration {
-        anyhow::bail!("--tsdb.max-block-duration must not be below --tsdb.min-block-duration");
-    }
-    let block_ms = args.min_block_duration.as_millis() as i64;
-    if block_ms < 60_000 {
-        anyhow::bail!("--tsdb.min-block-duration must be at least 1m");
-    }
-    let opts = TsdbOptions {
-        block_duration_ms: block_ms,
-        fsync_every_write: args.wal_fsync_interval.is_zero(),
-        too_far_in_future_ms: (!args.too_far_in_future.is_zero())
-            .then_some(args.too_far_in_future.as_millis() as i64),
-        external_labels: args.labels.iter().cloned().collect(),
-        tenant_label_name: args.tenant_label_name.clone(),
-    };
-    let tsdb = Arc::new(MultiTsdb::new(&args.tsdb_path, opts));
-    let shipper = match &args.objstore_config_file {
-        Some(path) => {
-            let bucket = objstore::load(path).context("--objstore.config-file")?;
-            tracing::info!(bucket = bucket.description, "uploading blocks");
-            Some(Arc::new(Shipper::new(bucket, Arc::clone(&metrics))))
+    let receiver = Receiver::build(config).await?;
+    let servers = receiver.serve(caps).await?;
+    let tasks = receiver.start_tasks();
+    receiver.wait_for_shutdown_signal(tasks.replay).await?;
+    receiver.shutdown(servers, tasks.periodic).await
+}
+
+/// Every setting of a receiver, checked, with the files its flags name loaded.
+pub struct Config {
+    /// The flags as given.
+    pub args: Args,
+    /// The limits file's content (`--receive.limits-config-file`).
+    pub limits: LimitsConfig,
+    /// Storage settings derived from the `--tsdb.*` flags.
+    pub tsdb: TsdbOptions,
+    /// The bucket of `--objstore.config-file`, if set.
+    pub bucket: Option<objstore::Bucket>,
+}
+
+impl Config {
+    /// Checks the flags and loads the files they name; nothing starts.
+    pub fn from_args(args: Args) -> anyhow::Result<Config> {
+        let limits = match &args.limits_config_file {
+            Some(path) => LimitsConfig::load(path)?,
+            None => LimitsConfig::default(),
+        };
+        crate::tenant::validate(&args.default_tenant)
+            .with_context(|| format!("--receive.default-tenant-id={:?}", args.default_tenant))?;
+        if args.max_block_duration < args.min_block_duration {
+            anyhow::bail!("--tsdb.max-block-duration must not be below --tsdb.min-block-duration");
         }
-        None => None,
-    };
-    let max_concurrency = limits.write.global.max_concurrency;
-    let ingester = Arc::new(Ingester::new(
-        Arc::clone(&tsdb),
-        Arc::clone(&metrics),
-        limits,
-    ));
-    let ring = start_ring_sources(&args, &metrics).await?;
-    let rf = args.replication_factor as usize;
-    if ring.is_none() && rf > 1 {
-        anyhow::bail!(
-            "--receive.replication-factor={rf} needs a hashring (--receive.hashrings-file, --receive.hashrings-configmap or --receive.hashrings)"
-        );
+        let block_ms = args.min_block_duration.as_millis() as i64;
+        if block_ms < 60_000 {
+            anyhow::bail!("--tsdb.min-block-duration must be at least 1m");
+        }
+        let has_ring = args.hashrings_file.is_some()
+            || args.hashrings_configmap.is_some()
+            || args.hashrings.is_some();
+        if !has_ring && args.replication_factor > 1 {
+            anyhow::bail!(
+                "--receive.replication-factor={} needs a hashring (--receive.hashrings-file, --receive.hashrings-configmap or --receive.hashrings)",
+                args.replication_factor
+            );
+        }
+        let tsdb = TsdbOptions {
+            block_duration_ms: block_ms,
+            fsync_every_write: args.wal_fsync_interval.is_zero(),
+            too_far_in_future_ms: (!args.too_far_in_future.is_zero())
+                .then_some(args.too_far_in_future.as_millis() as i64),
+            external_labels: args.labels.iter().cloned().collect(),
+            tenant_label_name: args.tenant_label_name.clone(),
+        };
+        let bucket = match &args.objstore_config_file {
+            Some(path) => Some(objstore::load(path).context("--objstore.config-file")?),
+            None => None,
+        };
+        if args.grpc_compression == GrpcCompression::Snappy {
+            tracing::debug!(
+                "--receive.grpc-compression=snappy: forwards are sent uncompressed (tonic has no snappy codec)"
+            );
+        }
+        Ok(Config {
+            args,
+            limits,
+            tsdb,
+            bucket,
+        })
     }
-    if args.grpc_compression == GrpcCompression::Snappy {
-        tracing::debug!(
-            "--receive.grpc-compression=snappy: forwards are sent uncompressed (tonic has no snappy codec)"
-        );
-    }
-    let replicator = Arc::new(Replicator::new(
-        Arc::clone(&ingester),
-        ring,
-        ReplicationConfig {
-            replication_factor: rf,
-            local_endpoint: args.local_endpoint.clone(),
-            forward_timeout: args.forward_timeout,
-            max_backoff: args.forward_max_backoff,
-        },
-    ));
-    let app = Arc::new(
-        App::new(
-            Arc::clone(&replicator),
-            &args.tenant_header,
-            &args.replica_header,
-            &args.default_tenant,
-            max_concurrency,
-        )
-        .context("--receive.tenant-header / --receive.replica-header")?,
-    );
 
-    let rw_listener = TcpListener::bind(args.remote_write_address)
-        .await
-        .with_context(|| {
-            format!(
-                "listening on --remote-write.address={}",
-                args.remote_write_address
+    /// A ring but no local endpoint: writes are only forwarded and no TSDB is opened.
+    fn router_only(&self) -> bool {
+        self.args.local_endpoint.is_none()
+            && (self.args.hashrings_file.is_some()
+                || self.args.hashrings_configmap.is_some()
+                || self.args.hashrings.is_some())
+    }
+}
+
+/// The wired components of one receiver.
+pub struct Receiver {
+    args: Args,
+    router_only: bool,
+    metrics: Arc<Metrics>,
+    tsdb: Arc<MultiTsdb>,
+    ingester: Arc<Ingester>,
+    replicator: Arc<Replicator>,
+    shipper: Option<Arc<Shipper>>,
+    app: Arc<App>,
+}
+
+/// The listeners' tasks and the signal that stops them.
+pub struct Servers {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The background tasks: WAL replay once, then the periodic ones.
+pub struct Tasks {
+    replay: JoinHandle<anyhow::Result<()>>,
+    periodic: Vec<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Wires storage, ingestion, the ring sources, replication and the HTTP state.
+    pub async fn build(config: Config) -> anyhow::Result<Receiver> {
+        let router_only = config.router_only();
+        let Config {
+            args,
+            limits,
+            tsdb,
+            bucket,
+        } = config;
+        let metrics = Arc::new(Metrics::new());
+        let tsdb = Arc::new(MultiTsdb::new(&args.tsdb_path, tsdb));
+        let shipper = bucket.map(|bucket| {
+            tracing::info!(bucket = bucket.description, "uploading blocks");
+            Arc::new(Shipper::new(bucket, metrics.shipper.clone()))
+        });
+        let max_concurrency = limits.write.global.max_concurrency;
+        let ingester = Arc::new(Ingester::new(
+            Arc::clone(&tsdb),
+            metrics.ingest.clone(),
+            metrics.tsdb.clone(),
+            limits,
+        ));
+        let ring = start_ring_sources(&args, &metrics).await?;
+        let replicator = Arc::new(Replicator::new(
+            Arc::clone(&ingester),
+            ring.clone(),
+            metrics.replication.clone(),
+            ReplicationConfig {
+                replication_factor: args.replication_factor as usize,
+                local_endpoint: args.local_endpoint.clone(),
+                forward_timeout: args.forward_timeout,
+                max_backoff: args.forward_max_backoff,
+            },
+        ));
+        let app = Arc::new(
+            App::new(
+                Handles {
+                    replicator: Arc::clone(&replicator),
+                    ingester: Arc::clone(&ingester),
+                    tsdb: Arc::clone(&tsdb),
+                    ring,
+                    metrics: Arc::clone(&metrics),
+                },
+                HttpConfig {
+                    tenant_header: args.tenant_header.clone(),
+                    replica_header: args.replica_header.clone(),
+                    default_tenant: args.default_tenant.clone(),
+                    max_concurrency,
+                },
             )
-        })?;
-    let ops_listener = TcpListener::bind(args.http_address)
-        .await
-        .with_context(|| format!("listening on --http-address={}", args.http_address))?;
-    let grpc_listener = TcpListener::bind(args.grpc_address)
-        .await
-        .with_context(|| format!("listening on --grpc-address={}", args.grpc_address))?;
-    tracing::info!(
-        remote_write = %args.remote_write_address,
-        http = %args.http_address,
-        grpc = %args.grpc_address,
-        tsdb_path = %args.tsdb_path.display(),
-        "receiver listening"
-    );
+            .context("--receive.tenant-header / --receive.replica-header")?,
+        );
+        Ok(Receiver {
+            args,
+            router_only,
+            metrics,
+            tsdb,
+            ingester,
+            replicator,
+            shipper,
+            app,
+        })
+    }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    // Each port has its own connection cap, so exhausting one never starves another: the ops
-    // port answers `/-/ready` and `/metrics` while the write port is flooded.
-    let rw_server = tokio::spawn(listen::serve_http(
-        rw_listener,
-        remote_write_router(Arc::clone(&app)),
-        caps.remote_write,
-        stopped(stop_rx.clone()),
-    ));
-    let ops_server = tokio::spawn(listen::serve_http(
-        ops_listener,
-        ops_router(Arc::clone(&app)),
-        caps.ops,
-        stopped(stop_rx.clone()),
-    ));
-    let grpc_server = tokio::spawn(
-        tonic::transport::Server::builder()
+    /// Binds the three ports and serves them, each with its own connection cap so exhausting one
+    /// never starves another: the ops port answers `/-/ready` while the write port is flooded.
+    pub async fn serve(&self, caps: ConnectionCaps) -> anyhow::Result<Servers> {
+        let args = &self.args;
+        let bind = |addr, flag: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on --{flag}={addr}"))
+        };
+        let rw = bind(args.remote_write_address, "remote-write.address").await?;
+        let ops = bind(args.http_address, "http-address").await?;
+        let grpc = bind(args.grpc_address, "grpc-address").await?;
+        tracing::info!(
+            remote_write = %args.remote_write_address,
+            http = %args.http_address,
+            grpc = %args.grpc_address,
+            tsdb_path = %args.tsdb_path.display(),
+            "receiver listening"
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let grpc_server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(WriteableStoreServer::new(Arc::clone(&replicator)))
+            .add_service(WriteableStoreServer::new(Arc::clone(&self.replicator)))
             .serve_with_incoming_shutdown(
-                listen::capped_incoming(grpc_listener, caps.grpc),
+                listen::capped_incoming(grpc, caps.grpc),
                 stopped(stop_rx.clone()),
-            ),
-    );
-
-    // A router-only receiver (a ring but no local endpoint) stores nothing and opens no TSDB.
-    let router_only = replicator.ring.is_some() && args.local_endpoint.is_none();
-    if router_only {
-        tracing::info!("router-only mode: no --receive.local-endpoint, writes are only forwarded");
+            );
+        let tasks = vec![
+            tokio::spawn(listen::serve_http(
+                rw,
+                remote_write_router(Arc::clone(&self.app)),
+                caps.remote_write,
+                stopped(stop_rx.clone()),
+            )),
+            tokio::spawn(listen::serve_http(
+                ops,
+                ops_router(Arc::clone(&self.app)),
+                caps.ops,
+                stopped(stop_rx.clone()),
+            )),
+            tokio::spawn(async move {
+                if let Err(e) = grpc_server.await {
+                    tracing::error!(error = %e, "gRPC server failed");
+                }
+            }),
+        ];
+        Ok(Servers { stop, tasks })
     }
-    let replay = {
-        let ingester = Arc::clone(&ingester);
-        let default_tenant = args.default_tenant.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            if router_only {
-                ingester.set_ready();
-                return Ok(());
-            }
-            let stats = ingester.tsdb.open_existing()?;
-            ingester.tsdb.tenant(&default_tenant)?;
-            for (tenant, s) in stats {
-                let t = Metrics::tenant(&tenant);
-                let m = &ingester.metrics;
-                m.replay_duration
-                    .get_or_create(&t)
-                    .set(s.duration.as_secs_f64());
-                if s.replay.repaired {
-                    m.wal_corruptions.get_or_create(&t).inc();
-                    tracing::warn!(
+
+    /// Starts WAL replay and the periodic tasks.
+    pub fn start_tasks(&self) -> Tasks {
+        let mut periodic = vec![self.fsync_task(), self.compaction_task()];
+        periodic.extend(self.shipping_task());
+        Tasks {
+            replay: self.replay_task(),
+            periodic,
+        }
+    }
+
+    /// Replays every tenant's WAL, then marks the receiver ready.
+    fn replay_task(&self) -> JoinHandle<anyhow::Result<()>> {
+        if self.router_only {
+            tracing::info!(
+                "router-only mode: no --receive.local-endpoint, writes are only forwarded"
+            );
+        }
+        let (ingester, tsdb, metrics) = (
+            Arc::clone(&self.ingester),
+            Arc::clone(&self.tsdb),
+            Arc::clone(&self.metrics),
+        );
+        let (default_tenant, router_only) = (self.args.default_tenant.clone(), self.router_only);
+        tokio::task::spawn_blocking(move || {
+            if !router_only {
+                for (tenant, s) in tsdb.open_existing()? {
+                    if s.replay.repaired {
+                        tracing::warn!(
+                            tenant,
+                            truncated_bytes = s.replay.truncated_bytes,
+                            "repaired a torn WAL tail"
+                        );
+                    }
+                    let (series, wal) = tsdb
+                        .get(&tenant)
+                        .map_or((0, 0), |db| (db.head.num_series(), db.wal_size()));
+                    metrics
+                        .tsdb
+                        .replayed(&tenant, s.duration, s.replay.repaired, series, wal);
+                    tracing::info!(
                         tenant,
-                        truncated_bytes = s.replay.truncated_bytes,
-                        "repaired a torn WAL tail"
+                        records = s.replay.records,
+                        samples = s.samples,
+                        duration_ms = s.duration.as_millis() as u64,
+                        "WAL replayed"
                     );
                 }
-                if let Some(db) = ingester.tsdb.get(&tenant) {
-                    m.head_series
-                        .get_or_create(&t)
-                        .set(db.head.num_series() as i64);
-                    m.wal_size.get_or_create(&t).set(db.wal_size() as i64);
-                }
-                tracing::info!(
-                    tenant,
-                    records = s.replay.records,
-                    samples = s.samples,
-                    duration_ms = s.duration.as_millis() as u64,
-                    "WAL replayed"
-                );
+                tsdb.tenant(&default_tenant)?;
             }
             ingester.set_ready();
             Ok(())
         })
-    };
+    }
 
-    let fsync = {
-        let tsdb = Arc::clone(&tsdb);
-        let metrics = Arc::clone(&metrics);
-        let interval = args.wal_fsync_interval;
+    /// Fsyncs every WAL each `--tsdb.wal-fsync-interval` (0: every write is fsynced instead).
+    fn fsync_task(&self) -> JoinHandle<()> {
+        let (tsdb, metrics) = (Arc::clone(&self.tsdb), Arc::clone(&self.metrics));
+        let interval = self.args.wal_fsync_interval;
         tokio::spawn(async move {
             if interval.is_zero() {
                 return;
@@ -235,18 +345,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let tsdb = Arc::clone(&tsdb);
                 let result = tokio::task::spawn_blocking(move || tsdb.sync_all()).await;
                 if !matches!(result, Ok(Ok(()))) {
-                    metrics.wal_fsync_failures.inc();
+                    metrics.tsdb.fsync_failed();
                     tracing::error!(?result, "WAL fsync failed");
                 }
             }
         })
-    };
+    }
 
-    let shipper_enabled = shipper.is_some();
-    let compaction = {
-        let tsdb = Arc::clone(&tsdb);
-        let ingester = Arc::clone(&ingester);
-        let (interval, retention) = (args.head_compaction_interval, args.tsdb_retention);
+    /// Cuts blocks, applies retention and closes idle WALs every head-compaction interval.
+    fn compaction_task(&self) -> JoinHandle<()> {
+        let (tsdb, ingester) = (Arc::clone(&self.tsdb), Arc::clone(&self.ingester));
+        let (interval, retention) = (self.args.head_compaction_interval, self.args.tsdb_retention);
+        let shipping = self.shipper.is_some();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -256,7 +366,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     continue;
                 }
                 let tsdb = Arc::clone(&tsdb);
-                let shipping = shipper_enabled;
                 let _ = tokio::task::spawn_blocking(move || {
                     // With a bucket, only blocks that reached it may leave the disk.
                     tsdb.compact_all(retention, &|db, meta| {
@@ -268,12 +377,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .await;
             }
         })
-    };
-    let shipping = shipper.clone().map(|shipper| {
-        let tsdb = Arc::clone(&tsdb);
-        let ingester = Arc::clone(&ingester);
-        let interval = args.shipper_sync_interval;
-        tokio::spawn(async move {
+    }
+
+    /// Uploads new blocks every `--shipper.sync-interval`, when a bucket is configured.
+    fn shipping_task(&self) -> Option<JoinHandle<()>> {
+        let shipper = Arc::clone(self.shipper.as_ref()?);
+        let (tsdb, ingester) = (Arc::clone(&self.tsdb), Arc::clone(&self.ingester));
+        let interval = self.args.shipper_sync_interval;
+        Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -282,44 +393,74 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     sync_all(&shipper, &tsdb).await;
                 }
             }
-        })
-    });
-
-    let mut replay = replay;
-    tokio::select! {
-        r = &mut replay => r.context("WAL replay task")??,
-        _ = shutdown_signal() => {
-            tracing::info!("shutdown requested during WAL replay");
-        }
+        }))
     }
-    if ingester.is_ready() {
+
+    /// Waits for WAL replay, then for SIGTERM or SIGINT (which may also end a replay early).
+    async fn wait_for_shutdown_signal(
+        &self,
+        mut replay: JoinHandle<anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            r = &mut replay => r.context("WAL replay task")??,
+            _ = shutdown_signal() => {
+                tracing::info!("shutdown requested during WAL replay");
+                return Ok(());
+            }
+        }
         tracing::info!("ready");
         shutdown_signal().await;
+        Ok(())
     }
-    tracing::info!("shutting down: draining in-flight requests");
-    let _ = stop_tx.send(true);
-    let drain = async {
-        let _ = rw_server.await;
-        let _ = ops_server.await;
-        let _ = grpc_server.await;
-    };
-    if tokio::time::timeout(Duration::from_secs(30), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within 30s");
+
+    /// Stops in the order that loses nothing: drain requests, stop the periodic tasks, cut the
+    /// head into blocks, upload them, and sync the WAL last.
+    pub async fn shutdown(
+        self,
+        servers: Servers,
+        periodic: Vec<JoinHandle<()>>,
+    ) -> anyhow::Result<()> {
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = servers.stop.send(true);
+        let drain = futures::future::join_all(servers.tasks);
+        if tokio::time::timeout(Duration::from_secs(30), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish within 30s");
+        }
+        for task in periodic {
+            task.abort();
+        }
+        let flush_timeout = self.args.flush_timeout;
+        if self.ingester.is_ready() {
+            self.flush(flush_timeout).await;
+        }
+        if let Some(shipper) = &self.shipper {
+            // A scaled-down receiver must leave nothing behind: upload what the flush produced.
+            if tokio::time::timeout(flush_timeout, sync_all(shipper, &self.tsdb))
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    "final upload did not finish within --tsdb.flush-timeout; blocks stay on disk"
+                );
+            }
+        }
+        let tsdb = Arc::clone(&self.tsdb);
+        tokio::task::spawn_blocking(move || tsdb.sync_all())
+            .await
+            .context("final WAL sync task")??;
+        tracing::info!("WAL synced; bye");
+        Ok(())
     }
-    fsync.abort();
-    compaction.abort();
-    if let Some(s) = shipping {
-        s.abort();
-    }
-    // Cut the whole head into blocks so a receiver that is scaled down leaves everything on disk
-    // in block form; the WAL keeps the data if this does not finish in time.
-    if ingester.is_ready() {
-        let tsdb_for_flush = Arc::clone(&tsdb);
-        let flush = tokio::task::spawn_blocking(move || tsdb_for_flush.flush_all());
-        match tokio::time::timeout(args.flush_timeout, flush).await {
+
+    /// Cuts the whole head into blocks so a receiver that is scaled down leaves everything on
+    /// disk in block form; the WAL keeps the data if this does not finish in time.
+    async fn flush(&self, timeout: Duration) {
+        let tsdb = Arc::clone(&self.tsdb);
+        let flush = tokio::task::spawn_blocking(move || tsdb.flush_all());
+        match tokio::time::timeout(timeout, flush).await {
             Ok(Ok((blocks, failed))) => {
                 for (tenant, e) in &failed {
                     tracing::error!(tenant, error = %e, "head flush failed; the WAL keeps the data");
@@ -334,23 +475,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ),
         }
     }
-    if let Some(shipper) = &shipper {
-        // A scaled-down receiver must leave nothing behind: upload what the flush produced.
-        if tokio::time::timeout(args.flush_timeout, sync_all(shipper, &tsdb))
-            .await
-            .is_err()
-        {
-            tracing::error!(
-                "final upload did not finish within --tsdb.flush-timeout; blocks stay on disk"
-            );
-        }
-    }
-    let tsdb_for_sync = Arc::clone(&tsdb);
-    tokio::task::spawn_blocking(move || tsdb_for_sync.sync_all())
-        .await
-        .context("final WAL sync task")??;
-    tracing::info!("WAL synced; bye");
-    Ok(())
 }
 
 /// Uploads pending blocks of every tenant.
@@ -364,7 +488,7 @@ async fn sync_all(shipper: &Shipper, tsdb: &MultiTsdb) {
 /// Loads the first ring and starts the sources that keep it current; `None` when no ring is configured.
 async fn start_ring_sources(
     args: &Args,
-    metrics: &Arc<Metrics>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Option<Arc<RingHolder>>> {
     if args.hashrings_file.is_none()
         && args.hashrings_configmap.is_none()
@@ -375,7 +499,7 @@ async fn start_ring_sources(
     let holder = Arc::new(RingHolder::new(
         args.replication_factor as usize,
         args.hashrings_algorithm.into(),
-        Arc::clone(metrics),
+        metrics.ring.clone(),
     ));
     let cm_delivered = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(cm) = &args.hashrings_configmap {
@@ -393,12 +517,11 @@ async fn start_ring_sources(
         ));
     }
     if let Some(path) = &args.hashrings_file {
-        ring::file::load_once(path, &holder, metrics);
+        ring::file::load_once(path, &holder);
         tokio::spawn(ring::file::watch(
             path.clone(),
             args.hashrings_refresh_interval,
             Arc::clone(&holder),
-            Arc::clone(metrics),
             cm_delivered,
         ));
     } else if let Some(content) = &args.hashrings

@@ -6,12 +6,16 @@ pub const MAX_TENANT_LEN: usize = 128;
 /// Why a tenant name is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TenantError {
+    /// The name is empty.
     #[error("tenant name is empty")]
     Empty,
+    /// The name is too long to be a directory name.
     #[error("tenant name is longer than {MAX_TENANT_LEN} bytes")]
     TooLong,
+    /// The name would be hidden or alias `.`/`..`.
     #[error("tenant name must not start with '.'")]
     LeadingDot,
+    /// The name would escape its directory or garble logs.
     #[error("tenant name contains a path separator or control character")]
     BadCharacter,
 }

@@ -1,5 +1,6 @@
 //! Prometheus TSDB on-disk formats, one module per format, as Prometheus' `tsdb` package documents them.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod block;

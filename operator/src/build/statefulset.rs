@@ -72,6 +72,10 @@ fn go_quote(v: &str) -> String {
 }
 
 /// The StatefulSet running `replicas` receivers.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one object literal, read top to bottom as the manifest"
+)]
 pub fn statefulset(tr: &ThanosReceiver, names: &Names, replicas: i32) -> StatefulSet {
     let spec = &tr.spec;
     let mut volumes = vec![Volume {

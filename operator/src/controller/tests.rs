@@ -1,6 +1,8 @@
 //! The reconciler against a mocked API server: each named scenario lists the exact requests a
 //! reconciliation must make, in order, and what they carry.
 
+#![allow(clippy::too_many_lines, reason = "scenarios read top to bottom")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -102,14 +102,20 @@ pub struct TenantLimits {
 /// Why a limits file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitsError {
+    /// The file cannot be read.
     #[error("limits file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is not a valid limits configuration.
     #[error("limits file {path}: {source}")]
     Parse {
+        /// The file.
         path: String,
+        /// Where and why.
         source: serde_yaml::Error,
     },
 }

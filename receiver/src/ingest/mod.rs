@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::metrics::{Metrics, TenantLimit, TenantReason};
+use crate::metrics::{IngestMetrics, TsdbMetrics};
 use crate::tenant;
-use crate::tsdb::MultiTsdb;
+use crate::tsdb::{Conflict, MultiTsdb};
 use crate::wire::{Protocol, WriteBatch};
 use crate::write_error::WriteError;
 use limits::{LimitsConfig, TenantLimits};
@@ -30,21 +30,25 @@ pub struct Written {
 
 /// The local write path shared by the HTTP handler and, later, replication.
 pub struct Ingester {
-    /// Every tenant's storage.
-    pub tsdb: Arc<MultiTsdb>,
-    /// Process metrics.
-    pub metrics: Arc<Metrics>,
-    /// Limits in force.
-    pub limits: RwLock<LimitsConfig>,
+    tsdb: Arc<MultiTsdb>,
+    metrics: IngestMetrics,
+    tsdb_metrics: TsdbMetrics,
+    limits: RwLock<LimitsConfig>,
     ready: AtomicBool,
 }
 
 impl Ingester {
     /// A not-yet-ready ingester over `tsdb`.
-    pub fn new(tsdb: Arc<MultiTsdb>, metrics: Arc<Metrics>, limits: LimitsConfig) -> Self {
+    pub fn new(
+        tsdb: Arc<MultiTsdb>,
+        metrics: IngestMetrics,
+        tsdb_metrics: TsdbMetrics,
+        limits: LimitsConfig,
+    ) -> Self {
         Ingester {
             tsdb,
             metrics,
+            tsdb_metrics,
             limits: RwLock::new(limits),
             ready: AtomicBool::new(false),
         }
@@ -65,28 +69,6 @@ impl Ingester {
         self.limits.read().for_tenant(tenant)
     }
 
-    fn limit_hit(&self, tenant: &str, limit: &'static str) {
-        self.metrics
-            .limits_hit
-            .get_or_create(&TenantLimit {
-                tenant: tenant.to_string(),
-                limit,
-            })
-            .inc();
-    }
-
-    fn rejected(&self, tenant: &str, reason: &'static str, n: u64) {
-        if n > 0 {
-            self.metrics
-                .rejected_samples
-                .get_or_create(&TenantReason {
-                    tenant: tenant.to_string(),
-                    reason,
-                })
-                .inc_by(n);
-        }
-    }
-
     /// Request-level checks (tenant, request limits) and per-series validation, shared by every path.
     pub fn check(
         &self,
@@ -99,7 +81,7 @@ impl Ingester {
         let limits = self.tenant_limits(tenant);
         let series = range.len() as u64;
         if limits.series > 0 && series > limits.series {
-            self.limit_hit(tenant, "series");
+            self.metrics.limit_hit(tenant, "series");
             return Err(WriteError::TooLarge(format!(
                 "too many timeseries: {series} > limit {}",
                 limits.series
@@ -110,7 +92,7 @@ impl Ingester {
             .map(|i| batch.series_samples(i).len() as u64)
             .sum();
         if limits.samples > 0 && samples > limits.samples {
-            self.limit_hit(tenant, "samples");
+            self.metrics.limit_hit(tenant, "samples");
             return Err(WriteError::TooLarge(format!(
                 "too many samples: {samples} > limit {}",
                 limits.samples
@@ -132,7 +114,7 @@ impl Ingester {
                     invalid_series += 1;
                     let n = batch.series_samples(i).len() as u64;
                     invalid_samples += n;
-                    self.rejected(tenant, r.reason(), n);
+                    self.metrics.rejected(tenant, r.reason(), n);
                     first.get_or_insert((i, r));
                 }
             }
@@ -144,8 +126,10 @@ impl Ingester {
                 r.describe()
             ));
         }
-        self.rejected(tenant, "native_histograms_unsupported", histograms);
-        self.rejected(tenant, "exemplars_unsupported", exemplars);
+        self.metrics
+            .rejected(tenant, "native_histograms_unsupported", histograms);
+        self.metrics
+            .rejected(tenant, "exemplars_unsupported", exemplars);
         if histograms > 0 || exemplars > 0 {
             checked.unsupported = Some(format!(
                 "{histograms} native histogram samples and {exemplars} exemplars rejected: not supported by this receiver"
@@ -170,7 +154,7 @@ impl Ingester {
             None => {
                 let max_tenants = self.limits.read().write.global.max_tenants;
                 if max_tenants > 0 && self.tsdb.num_tenants() as u64 >= max_tenants {
-                    self.limit_hit(tenant, "tenants");
+                    self.metrics.limit_hit(tenant, "tenants");
                     return Err(WriteError::HeadSeriesLimit(format!(
                         "receiver stores as many tenants as allowed ({max_tenants}); tenant {tenant:?} is new"
                     )));
@@ -179,35 +163,26 @@ impl Ingester {
             }
         };
         let resolved = db.resolve(batch, series, limits.head_series).map_err(|e| {
-            self.limit_hit(tenant, "head_series");
+            self.metrics.limit_hit(tenant, "head_series");
             WriteError::HeadSeriesLimit(e.to_string())
         })?;
-        let (refs, created) = (resolved.refs, resolved.created);
-        let out = db.append(batch, series, &refs)?;
+        let out = db.append(batch, series, &resolved.refs)?;
 
-        let t = Metrics::tenant(tenant);
-        self.metrics
-            .samples_appended
-            .get_or_create(&t)
-            .inc_by(out.appended);
-        self.metrics
-            .series_created
-            .get_or_create(&t)
-            .inc_by(created);
-        self.metrics
-            .head_series
-            .get_or_create(&t)
-            .set(db.head.num_series() as i64);
-        self.metrics
-            .wal_size
-            .get_or_create(&t)
-            .set(db.wal_size() as i64);
-        self.rejected(tenant, "out_of_order", out.out_of_order);
-        self.rejected(
+        self.tsdb_metrics.appended(
             tenant,
-            "duplicate_sample_for_timestamp",
-            out.duplicate_conflicts,
+            out.appended,
+            resolved.created,
+            db.head.num_series(),
+            db.wal_size(),
         );
+        for (conflict, n) in [
+            (Conflict::OutOfOrder, out.out_of_order),
+            (Conflict::DuplicateTimestamp, out.duplicate_conflicts),
+            (Conflict::OutOfBounds, out.out_of_bounds),
+            (Conflict::TooFarInFuture, out.too_far_in_future),
+        ] {
+            self.metrics.rejected(tenant, conflict.reason(), n);
+        }
 
         if let Some((i, c)) = out.first_conflict {
             return Err(WriteError::Conflict(format!(

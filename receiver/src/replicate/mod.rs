@@ -20,7 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::grpc;
 use crate::ingest::{Ingester, Written};
-use crate::metrics::{EndpointLabel, ResultLabel, RingEndpoint};
+use crate::metrics::ReplicationMetrics;
 use crate::ring::{RingHolder, RingState};
 use crate::wire::{Protocol, WriteBatch, forward};
 use crate::write_error::{WriteError, class_of_code};
@@ -58,10 +58,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Routes, replicates and answers writes.
 pub struct Replicator {
-    /// The local write path.
-    pub ingester: Arc<Ingester>,
-    /// The ring in force; `None` for an ingestor-only receiver.
-    pub ring: Option<Arc<RingHolder>>,
+    ingester: Arc<Ingester>,
+    ring: Option<Arc<RingHolder>>,
+    metrics: ReplicationMetrics,
     config: ReplicationConfig,
     peers: Mutex<(usize, Arc<PeerMap>)>,
 }
@@ -71,15 +70,14 @@ impl Replicator {
     pub fn new(
         ingester: Arc<Ingester>,
         ring: Option<Arc<RingHolder>>,
+        metrics: ReplicationMetrics,
         config: ReplicationConfig,
     ) -> Self {
-        ingester
-            .metrics
-            .replication_factor
-            .set(config.replication_factor as i64);
+        metrics.set_replication_factor(config.replication_factor);
         Replicator {
             ingester,
             ring,
+            metrics,
             config,
             peers: Mutex::new((0, Arc::default())),
         }
@@ -132,13 +130,7 @@ impl Replicator {
                     .map(|_| ()),
             }
         };
-        self.ingester
-            .metrics
-            .replications
-            .get_or_create(&ResultLabel {
-                result: if stored.is_ok() { "success" } else { "error" },
-            })
-            .inc();
+        self.metrics.replicated(stored.is_ok());
         match stored {
             Ok(()) => {
                 let written = Written {
@@ -151,6 +143,10 @@ impl Replicator {
         }
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "fan-out and quorum wait share the tracker; split with the read path's fan-out"
+    )]
     async fn replicate(
         &self,
         state: &Arc<RingState>,
@@ -172,7 +168,6 @@ impl Replicator {
                 groups[ep].push(pos);
             }
         }
-        let metrics = &self.ingester.metrics;
         let ring_name = &state.hashrings.configs()[ring_index].hashring;
         let mut tracker = QuorumTracker::new(valid.len(), ring.replication_factor());
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -183,13 +178,7 @@ impl Replicator {
                 continue;
             }
             let address = &endpoints[ep].address;
-            metrics
-                .series_routed
-                .get_or_create(&RingEndpoint {
-                    hashring: ring_name.clone(),
-                    endpoint: address.clone(),
-                })
-                .inc_by(positions.len() as u64);
+            self.metrics.routed(ring_name, address, positions.len());
             if self.config.local_endpoint.as_deref() == Some(address.as_str()) {
                 local = Some(ep);
                 continue;
@@ -206,25 +195,15 @@ impl Replicator {
                 self.config.forward_timeout,
                 self.config.max_backoff,
             );
-            let metrics = Arc::clone(metrics);
+            let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 let start = Instant::now();
                 let result = match peer {
                     Some(peer) => forward(&peer, request, timeout, max_backoff).await,
                     None => Err((Class::Unavailable, format!("no channel for {address}"))),
                 };
-                metrics.forward_delay.observe(start.elapsed().as_secs_f64());
-                let label = ResultLabel {
-                    result: if result.is_ok() { "success" } else { "error" },
-                };
-                metrics.forward_requests.get_or_create(&label).inc();
+                metrics.forwarded(&address, start.elapsed().as_secs_f64(), result.is_ok());
                 if let Err((class, msg)) = &result {
-                    metrics
-                        .peer_errors
-                        .get_or_create(&EndpointLabel {
-                            endpoint: address.clone(),
-                        })
-                        .inc();
                     tracing::debug!(endpoint = address, ?class, msg, "forward failed");
                 }
                 let _ = tx.send((

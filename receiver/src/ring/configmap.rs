@@ -99,11 +99,8 @@ mod tests {
     async fn watch_applies_every_version_and_refuses_a_bad_one() {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
-        let holder = Arc::new(RingHolder::new(
-            3,
-            Algorithm::Ketama,
-            Arc::new(Metrics::new()),
-        ));
+        let metrics = Metrics::new();
+        let holder = Arc::new(RingHolder::new(3, Algorithm::Ketama, metrics.ring.clone()));
         let delivered = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(watch(
             client,
@@ -149,17 +146,19 @@ mod tests {
             format!("{}\n", events.join("\n")).into_bytes(),
         )));
         until_hash(&holder, FIVE).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The broken version arrives after FIVE: wait until it has been counted as refused.
+        let refused = "thanos_receive_hashrings_file_errors_total 1\n";
+        for _ in 0..200 {
+            if metrics.encode().contains(refused) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(metrics.encode().contains(refused), "{}", metrics.encode());
         assert_eq!(
             holder.load().unwrap().hash.to_hex(),
             hashring::config_hash(FIVE.as_bytes()).to_hex(),
             "the broken version is refused"
-        );
-        assert!(
-            holder
-                .metrics
-                .encode()
-                .contains("thanos_receive_hashrings_file_errors_total 1")
         );
         task.abort();
     }

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::RingHolder;
-use crate::metrics::Metrics;
 
 const POLL: Duration = Duration::from_millis(500);
 /// Largest hashrings file read; a ring of thousands of endpoints is a few hundred KiB.
@@ -46,14 +45,14 @@ fn read_capped(path: &PathBuf) -> std::io::Result<Vec<u8>> {
 
 /// Reads the file once into the holder; an unreadable file counts as an error and keeps the ring.
 /// Blocking: call it off the async workers.
-pub fn load_once(path: &PathBuf, holder: &RingHolder, metrics: &Metrics) {
-    metrics.ring_refreshes.inc();
+pub fn load_once(path: &PathBuf, holder: &RingHolder) {
+    holder.metrics().file_read();
     match read_capped(path) {
         Ok(bytes) => {
             let _ = holder.apply("file", &bytes);
         }
         Err(e) => {
-            metrics.ring_errors.inc();
+            holder.metrics().unreadable();
             tracing::error!(path = %path.display(), error = %e, "cannot read hashrings file; keeping the ring in force");
         }
     }
@@ -65,7 +64,6 @@ pub async fn watch(
     path: PathBuf,
     refresh: Duration,
     holder: Arc<RingHolder>,
-    metrics: Arc<Metrics>,
     superseded: Arc<AtomicBool>,
 ) {
     let mut seen = fingerprint(&path);
@@ -83,8 +81,8 @@ pub async fn watch(
         if now != seen || last_full.elapsed() >= refresh {
             seen = now;
             last_full = Instant::now();
-            let (p, h, m) = (path.clone(), Arc::clone(&holder), Arc::clone(&metrics));
-            let _ = tokio::task::spawn_blocking(move || load_once(&p, &h, &m)).await;
+            let (p, h) = (path.clone(), Arc::clone(&holder));
+            let _ = tokio::task::spawn_blocking(move || load_once(&p, &h)).await;
         }
     }
 }

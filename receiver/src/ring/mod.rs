@@ -9,13 +9,12 @@ pub mod configmap;
 pub mod file;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use hashring::{Algorithm, ConfigHash, Hashrings};
 use serde::Serialize;
 
-use crate::metrics::{Metrics, RingName};
+use crate::metrics::RingMetrics;
 
 /// A validated ring and the bytes it came from.
 pub struct RingState {
@@ -32,8 +31,10 @@ pub struct RingState {
 /// Why a ring update was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RingLoadError {
+    /// The `hashrings.json` content is invalid.
     #[error("hashring config: {0}")]
     Config(#[from] hashring::ConfigError),
+    /// The rings cannot serve the replication factor.
     #[error("hashring: {0}")]
     Ring(#[from] hashring::RingError),
 }
@@ -43,8 +44,7 @@ pub struct RingHolder {
     current: ArcSwapOption<RingState>,
     replication_factor: usize,
     default_algorithm: Algorithm,
-    /// Where refusals and changes are counted.
-    pub metrics: Arc<Metrics>,
+    metrics: RingMetrics,
 }
 
 /// What `/api/v1/status/hashring` shows.
@@ -65,7 +65,7 @@ impl RingHolder {
     pub fn new(
         replication_factor: usize,
         default_algorithm: Algorithm,
-        metrics: Arc<Metrics>,
+        metrics: RingMetrics,
     ) -> Self {
         RingHolder {
             current: ArcSwapOption::empty(),
@@ -73,6 +73,11 @@ impl RingHolder {
             default_algorithm,
             metrics,
         }
+    }
+
+    /// Where reads, refusals and changes of the ring are counted.
+    pub fn metrics(&self) -> &RingMetrics {
+        &self.metrics
     }
 
     /// The ring in force, if any.
@@ -92,32 +97,20 @@ impl RingHolder {
                 Hashrings::new(configs, self.default_algorithm, self.replication_factor)
                     .map_err(RingLoadError::from)
             });
-        let m = &self.metrics;
         let hashrings = match result {
             Ok(h) => h,
             Err(e) => {
-                m.ring_errors.inc();
-                m.ring_last_reload_ok.set(0);
+                self.metrics.refused();
                 tracing::error!(source, error = %e, "refused hashring update; keeping the ring in force");
                 return Err(e);
             }
         };
-        m.ring_nodes.clear();
-        for cfg in hashrings.configs() {
-            m.ring_nodes
-                .get_or_create(&RingName {
-                    name: cfg.hashring.clone(),
-                })
-                .set(cfg.endpoints.len() as i64);
-        }
-        m.ring_hash.set(hash.as_f64());
-        m.ring_changes.inc();
-        m.ring_last_reload_ok.set(1);
-        m.ring_last_reload_time.set(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+        self.metrics.applied(
+            hash.as_f64(),
+            hashrings
+                .configs()
+                .iter()
+                .map(|c| (c.hashring.as_str(), c.endpoints.len())),
         );
         tracing::info!(source, hash = %hash.to_hex(), rings = hashrings.configs().len(), "hashring in force");
         self.current.store(Some(Arc::new(RingState {
@@ -145,12 +138,14 @@ impl RingHolder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
 
     const THREE: &str = r#"[{"hashring":"default","endpoints":["a:10901","b:10901","c:10901"]}]"#;
 
     #[test]
     fn bad_rings_keep_the_previous_one() {
-        let holder = RingHolder::new(3, Algorithm::Ketama, Arc::new(Metrics::new()));
+        let metrics = Metrics::new();
+        let holder = RingHolder::new(3, Algorithm::Ketama, metrics.ring.clone());
         assert!(holder.load().is_none());
         assert!(holder.apply("file", THREE.as_bytes()).unwrap());
         assert!(
@@ -171,7 +166,7 @@ mod tests {
             );
             assert_eq!(holder.load().unwrap().hash.to_hex(), before);
         }
-        let text = holder.metrics.encode();
+        let text = metrics.encode();
         assert!(
             text.contains("thanos_receive_hashrings_file_errors_total 5"),
             "{text}"

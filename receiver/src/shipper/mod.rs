@@ -10,7 +10,6 @@ pub mod objstore;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
@@ -18,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use tsdb_format::meta::BlockMeta;
 use ulid::Ulid;
 
-use crate::metrics::Metrics;
+use crate::metrics::ShipperMetrics;
 use crate::tsdb::TenantDb;
 use crate::tsdb::compact::list_blocks;
 use objstore::Bucket;
@@ -41,14 +40,20 @@ pub struct ShipperFile {
 /// Upload failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
+    /// The bucket refused or did not answer.
     #[error("uploading {block}: {source}")]
     Upload {
+        /// The block being uploaded.
         block: Ulid,
+        /// The store's error.
         source: object_store::Error,
     },
+    /// A local file could not be read or written.
     #[error("reading {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -104,12 +109,12 @@ pub fn pending_blocks(tenant_dir: &Path) -> usize {
 /// Uploads blocks to one bucket.
 pub struct Shipper {
     bucket: Bucket,
-    metrics: Arc<Metrics>,
+    metrics: ShipperMetrics,
 }
 
 impl Shipper {
     /// A shipper for `bucket`.
-    pub fn new(bucket: Bucket, metrics: Arc<Metrics>) -> Self {
+    pub fn new(bucket: Bucket, metrics: ShipperMetrics) -> Self {
         Shipper { bucket, metrics }
     }
 
@@ -125,17 +130,10 @@ impl Shipper {
 
     /// Uploads every block of `db` not yet in the bucket, oldest first; stops at the first failure.
     pub async fn sync(&self, db: &TenantDb) -> Result<SyncStats, ShipError> {
-        let t = Metrics::tenant(&db.name);
-        self.metrics.shipper_syncs.get_or_create(&t).inc();
         let result = self.sync_inner(db).await;
         let pending = pending_blocks(&db.dir);
-        self.metrics
-            .shipper_pending
-            .get_or_create(&t)
-            .set(pending as i64);
+        self.metrics.synced(&db.name, pending, result.is_ok());
         if let Err(e) = &result {
-            self.metrics.shipper_sync_failures.get_or_create(&t).inc();
-            self.metrics.shipper_upload_failures.get_or_create(&t).inc();
             tracing::warn!(tenant = db.name, pending, error = %e, "block upload failed; will retry oldest first");
         }
         result
@@ -160,7 +158,6 @@ impl Shipper {
             pending: candidates.len(),
             ..SyncStats::default()
         };
-        let t = Metrics::tenant(&db.name);
         for (dir, meta) in candidates {
             let meta_path = self.bucket.path(&format!("{}/meta.json", meta.ulid));
             let exists = self.bucket.store.head(&meta_path).await.is_ok();
@@ -169,7 +166,7 @@ impl Shipper {
                     write_shipper_file(&db.dir, &file)?;
                     return Err(e);
                 }
-                self.metrics.shipper_uploads.get_or_create(&t).inc();
+                self.metrics.uploaded(&db.name);
                 stats.uploaded.push(meta.ulid);
                 tracing::info!(tenant = db.name, block = %meta.ulid, bucket = self.bucket.description, "block uploaded");
             }
@@ -263,6 +260,7 @@ impl Shipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
     use crate::tsdb::{SeriesVec, TsdbOptions};
 
     fn db_with_blocks(dir: &Path) -> TenantDb {
@@ -286,7 +284,7 @@ mod tests {
             bucket_dir.path().display()
         ))
         .unwrap();
-        let shipper = Shipper::new(objstore::build(&cfg).unwrap(), Arc::new(Metrics::new()));
+        let shipper = Shipper::new(objstore::build(&cfg).unwrap(), Metrics::new().shipper);
         let stats = shipper.sync(&db).await.unwrap();
         assert_eq!((stats.uploaded.len(), stats.pending), (3, 0));
         for (_, meta) in db.blocks() {
@@ -313,7 +311,7 @@ mod tests {
             "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:1\n  insecure: true\n  access_key: a\n  secret_key: s\n",
         )
         .unwrap();
-        let shipper = Shipper::new(objstore::build(&cfg).unwrap(), Arc::new(Metrics::new()));
+        let shipper = Shipper::new(objstore::build(&cfg).unwrap(), Metrics::new().shipper);
         assert!(shipper.sync(&db).await.is_err());
         assert!(read_shipper_file(&db.dir).uploaded.is_empty());
         assert!(

@@ -40,8 +40,15 @@ pub struct ObjstoreConfig {
 /// Why an objstore config cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjstoreError {
+    /// The config file is unreadable or invalid.
     #[error("objstore config {path}: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with line and column (never the file's secrets).
+        message: String,
+    },
+    /// The store cannot be built from a valid config.
     #[error("objstore: {0}")]
     Store(#[from] object_store::Error),
 }

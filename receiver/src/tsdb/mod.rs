@@ -55,15 +55,25 @@ impl Default for TsdbOptions {
 /// Storage failures; each one means the write may be retried (5xx).
 #[derive(Debug, thiserror::Error)]
 pub enum TsdbError {
+    /// The WAL could not be written or read.
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// The tenant directory could not be created or listed.
     #[error("tenant directory {path}: {source}")]
     Dir {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// A block could not be written or read.
     #[error("block in {path}: {message}")]
-    Block { path: PathBuf, message: String },
+    Block {
+        /// The block directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Why a sample conflicts with what the head already holds.
@@ -366,6 +376,10 @@ impl TenantDb {
     }
 
     /// Appends the samples of `series` (batch indices, resolved to `refs`) through the WAL into the head.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the hot path under one WAL lock: checks, log, apply"
+    )]
     pub fn append<S: SeriesSource + ?Sized>(
         &self,
         batch: &S,

@@ -75,8 +75,15 @@ pub enum Record<'a> {
 /// WAL failures.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
+    /// A segment could not be written, synced or read.
     #[error("wal {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The segment or directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A record is malformed.
     #[error("wal record: {0}")]
     Record(&'static str),
 }

@@ -1,9 +1,13 @@
 //! Remote-write protobuf messages (1.0 `prometheus.WriteRequest`, 2.0 `io.prometheus.write.v2.Request`).
 //!
+//! Fields carry the names and numbers of the specification's `.proto` files, which document them;
+//! they are not repeated here.
+//!
 //! These prost types encode requests (tests, the load generator, forwarding); the ingestion hot path
 //! decodes with the borrowing decoders of [`crate::wire`] instead.
 
 /// Remote write 1.0 messages, package `prometheus`.
+#[allow(missing_docs)]
 pub mod v1 {
     /// `prometheus.WriteRequest`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -100,6 +104,7 @@ pub mod v1 {
 }
 
 /// Remote write 2.0 messages, package `io.prometheus.write.v2` (spec 2.0-rc.4).
+#[allow(missing_docs)]
 pub mod v2 {
     /// `io.prometheus.write.v2.Request`.
     #[derive(Clone, PartialEq, prost::Message)]

@@ -25,30 +25,42 @@ pub use remote_write::Protocol;
 /// Why a body could not be decoded; every variant means the request can never succeed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
+    /// A field runs past the end of its message.
     #[error("protobuf: message truncated")]
     Truncated,
+    /// A varint is longer than 10 bytes.
     #[error("protobuf: malformed varint")]
     Varint,
+    /// A wire type protobuf 3 does not use (groups).
     #[error("protobuf: unsupported wire type {0} for field {1}")]
     WireType(u8, u32),
+    /// A key names field 0.
     #[error("protobuf: invalid field number 0")]
     FieldZero,
+    /// A 2.0 reference points past the symbol table.
     #[error("remote write 2.0: symbol reference {0} out of range ({1} symbols)")]
     SymbolOutOfRange(u64, usize),
+    /// A 2.0 series has a name without a value.
     #[error("remote write 2.0: odd number of label references")]
     OddLabelRefs,
+    /// A 2.0 symbol table does not start with `""`.
     #[error("remote write 2.0: the first symbol must be the empty string")]
     FirstSymbolNotEmpty,
+    /// The body is larger than a request may be.
     #[error("request too large: {0} bytes after decompression")]
     TooLarge(usize),
+    /// The decoded description would exceed [`MAX_DECODED_MEMORY`].
     #[error(
         "request too large: its series, labels and samples take more than {MAX_DECODED_MEMORY} bytes decoded"
     )]
     DecodedTooLarge,
+    /// A series carries more than [`MAX_LABELS_PER_SERIES`] labels.
     #[error("a series has more than {MAX_LABELS_PER_SERIES} labels")]
     TooManyLabels,
+    /// A forwarded tenant name is not UTF-8.
     #[error("thanos.WriteRequest: tenant is not valid UTF-8")]
     TenantUtf8,
+    /// The body is the other remote-write version than its Content-Type says.
     #[error("body has no series but remote write {0} fields: is Content-Type right?")]
     WrongProtocol(&'static str),
 }
@@ -66,8 +78,10 @@ impl DecodeError {
 /// Why a body is not valid snappy.
 #[derive(Debug, thiserror::Error)]
 pub enum SnappyError {
+    /// Not snappy block format.
     #[error("snappy: {0}")]
     Corrupt(snap::Error),
+    /// Decompressed, the body would exceed the size limit.
     #[error("request too large: {0} bytes after decompression")]
     TooLarge(usize),
 }

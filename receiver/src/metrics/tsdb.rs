@@ -1,0 +1,116 @@
+//! Head, WAL and replay metrics, with Prometheus' TSDB names.
+
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::{FloatGauge, TenantLabel};
+
+/// What the tenants' heads and WALs hold and did.
+#[derive(Clone)]
+pub struct TsdbMetrics {
+    head_series: Family<TenantLabel, Gauge>,
+    series_created: Family<TenantLabel, Counter>,
+    samples_appended: Family<TenantLabel, Counter>,
+    wal_size: Family<TenantLabel, Gauge>,
+    wal_corruptions: Family<TenantLabel, Counter>,
+    wal_fsync_failures: Counter,
+    replay_duration: Family<TenantLabel, FloatGauge>,
+}
+
+impl TsdbMetrics {
+    /// Creates the metrics on `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = TsdbMetrics {
+            head_series: Family::default(),
+            series_created: Family::default(),
+            samples_appended: Family::default(),
+            wal_size: Family::default(),
+            wal_corruptions: Family::default(),
+            wal_fsync_failures: Counter::default(),
+            replay_duration: Family::default(),
+        };
+        registry.register(
+            "prometheus_tsdb_head_series",
+            "Series in the head",
+            m.head_series.clone(),
+        );
+        registry.register(
+            "prometheus_tsdb_head_series_created",
+            "Series created in the head",
+            m.series_created.clone(),
+        );
+        registry.register(
+            "prometheus_tsdb_head_samples_appended",
+            "Samples appended to the head",
+            m.samples_appended.clone(),
+        );
+        registry.register(
+            "prometheus_tsdb_wal_storage_size_bytes",
+            "Bytes in the WAL",
+            m.wal_size.clone(),
+        );
+        registry.register(
+            "prometheus_tsdb_wal_corruptions",
+            "WAL corruptions repaired at start",
+            m.wal_corruptions.clone(),
+        );
+        registry.register(
+            "prometheus_tsdb_wal_fsync_failures",
+            "Failed WAL fsyncs",
+            m.wal_fsync_failures.clone(),
+        );
+        registry.register(
+            "prometheus_tsdb_data_replay_duration_seconds",
+            "Time the last WAL replay took",
+            m.replay_duration.clone(),
+        );
+        m
+    }
+
+    /// An append to `tenant` stored `samples` and created `created` series; the head and WAL
+    /// now hold `head_series` series and `wal_bytes` bytes.
+    pub fn appended(
+        &self,
+        tenant: &str,
+        samples: u64,
+        created: u64,
+        head_series: u64,
+        wal_bytes: u64,
+    ) {
+        let t = TenantLabel::of(tenant);
+        self.samples_appended.get_or_create(&t).inc_by(samples);
+        self.series_created.get_or_create(&t).inc_by(created);
+        self.head_series.get_or_create(&t).set(head_series as i64);
+        self.wal_size.get_or_create(&t).set(wal_bytes as i64);
+    }
+
+    /// The WAL of `tenant` was replayed in `took`, repairing a torn tail if `repaired`; the head
+    /// and WAL hold `head_series` series and `wal_bytes` bytes.
+    pub fn replayed(
+        &self,
+        tenant: &str,
+        took: Duration,
+        repaired: bool,
+        head_series: u64,
+        wal_bytes: u64,
+    ) {
+        let t = TenantLabel::of(tenant);
+        self.replay_duration
+            .get_or_create(&t)
+            .set(took.as_secs_f64());
+        if repaired {
+            self.wal_corruptions.get_or_create(&t).inc();
+        }
+        self.head_series.get_or_create(&t).set(head_series as i64);
+        self.wal_size.get_or_create(&t).set(wal_bytes as i64);
+    }
+
+    /// A periodic WAL fsync failed.
+    pub fn fsync_failed(&self) {
+        self.wal_fsync_failures.inc();
+    }
+}
