@@ -287,9 +287,14 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             sum += value;
         }
     }
+    // Families without series are not printed; the receiver's registry says which exist.
+    let registered = receiver::metrics::Metrics::new()
+        .family_names()
+        .iter()
+        .any(|n| *n == name || *n == family);
     assert!(
-        declared || seen,
-        "metric {name} is not on the page; it was renamed or never registered"
+        declared || seen || registered,
+        "metric {name} is not on the page nor registered by the receiver; it was renamed"
     );
     sum
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod contract;
 mod glob;
 mod hash;
 mod hashrings;

@@ -13,22 +13,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 
 use crate::crd::ThanosReceiver;
+use hashring::contract;
 
 pub use configmap::{RING_CHANGED_AT_ANNOTATION, hashring_configmap, hashrings};
 pub use hpa::horizontal_pod_autoscaler;
 pub use pdb::{max_unavailable, pod_disruption_budget};
 pub use rbac::{role, role_binding, service_account};
 pub use service::{headless_service, remote_write_service};
-pub use statefulset::statefulset;
+pub use statefulset::{receiver_args, statefulset};
 
 /// gRPC port (replication and StoreAPI); the port of ring endpoints.
-pub const GRPC_PORT: i32 = 10901;
+pub const GRPC_PORT: i32 = contract::GRPC_PORT as i32;
 /// HTTP port (`/metrics`, `/-/ready`, `/-/healthy`).
-pub const HTTP_PORT: i32 = 10902;
+pub const HTTP_PORT: i32 = contract::HTTP_PORT as i32;
 /// Remote-write port.
-pub const REMOTE_WRITE_PORT: i32 = 19291;
+pub const REMOTE_WRITE_PORT: i32 = contract::REMOTE_WRITE_PORT as i32;
 /// Key of the hashring ConfigMap that holds the Thanos `hashrings.json`.
-pub const HASHRINGS_KEY: &str = "hashrings.json";
+pub const HASHRINGS_KEY: &str = contract::HASHRINGS_KEY;
 /// Value of `app.kubernetes.io/name` on everything the operator creates.
 pub const APP_NAME: &str = "thanos-receiver";
 /// Value of `app.kubernetes.io/managed-by`, also the server-side-apply field manager.

@@ -4,7 +4,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 /// Labels of the HTTP request metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,7 +27,7 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     /// Creates the metrics on `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut super::Registrar) -> Self {
         let m = HttpMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(super::request_duration_histogram),

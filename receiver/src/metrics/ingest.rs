@@ -3,7 +3,6 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 
 /// A tenant and a reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,7 +27,7 @@ pub struct IngestMetrics {
 
 impl IngestMetrics {
     /// Creates the metrics on `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut super::Registrar) -> Self {
         let m = IngestMetrics {
             rejected_samples: Family::default(),
             limits_hit: Family::default(),

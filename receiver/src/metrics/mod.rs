@@ -20,9 +20,30 @@ pub use ring::RingMetrics;
 pub use shipper::ShipperMetrics;
 pub use tsdb::TsdbMetrics;
 
+/// The registry and the names registered on it: an empty family is not on the page, so the
+/// names are how tests tell "never incremented" from "renamed".
+#[derive(Default)]
+pub struct Registrar {
+    registry: Registry,
+    names: Vec<&'static str>,
+}
+
+impl Registrar {
+    /// Registers `metric` as `name` (without the `_total` suffix of counters).
+    pub fn register(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.names.push(name);
+        self.registry.register(name, help, metric);
+    }
+}
+
 /// Every component's metrics and the registry `/metrics` encodes.
 pub struct Metrics {
-    registry: Registry,
+    registry: Registrar,
     /// Remote-write requests.
     pub http: HttpMetrics,
     /// Validation and limits.
@@ -46,7 +67,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates every component's metrics on one registry.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
+        let mut registry = Registrar::default();
         Metrics {
             http: HttpMetrics::register(&mut registry),
             ingest: IngestMetrics::register(&mut registry),
@@ -61,9 +82,14 @@ impl Metrics {
     /// The metrics in the text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        prometheus_client::encoding::text::encode(&mut out, &self.registry.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    /// Names of every registered metric family, as registered.
+    pub fn family_names(&self) -> &[&'static str] {
+        &self.registry.names
     }
 }
 

@@ -5,7 +5,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 /// A result label (`success` or `error`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,7 +46,7 @@ pub struct ReplicationMetrics {
 
 impl ReplicationMetrics {
     /// Creates the metrics on `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut super::Registrar) -> Self {
         let m = ReplicationMetrics {
             replication_factor: Gauge::default(),
             replications: Family::default(),

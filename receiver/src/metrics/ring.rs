@@ -6,7 +6,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 use super::FloatGauge;
 
@@ -30,7 +29,7 @@ pub struct RingMetrics {
 
 impl RingMetrics {
     /// Creates the metrics on `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut super::Registrar) -> Self {
         let m = RingMetrics {
             refreshes: Counter::default(),
             errors: Counter::default(),

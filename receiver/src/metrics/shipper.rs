@@ -3,7 +3,6 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 use super::TenantLabel;
 
@@ -19,7 +18,7 @@ pub struct ShipperMetrics {
 
 impl ShipperMetrics {
     /// Creates the metrics on `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut super::Registrar) -> Self {
         let m = ShipperMetrics {
             syncs: Family::default(),
             sync_failures: Family::default(),

@@ -5,7 +5,6 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 use super::{FloatGauge, TenantLabel};
 
@@ -23,7 +22,7 @@ pub struct TsdbMetrics {
 
 impl TsdbMetrics {
     /// Creates the metrics on `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut super::Registrar) -> Self {
         let m = TsdbMetrics {
             head_series: Family::default(),
             series_created: Family::default(),

@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use super::RingHolder;
 
 /// Key of the ring in the ConfigMap, as Thanos.
-pub const KEY: &str = "hashrings.json";
+pub const KEY: &str = hashring::contract::HASHRINGS_KEY;
 
 /// Parses `NAMESPACE/NAME`.
 pub fn parse_ref(s: &str) -> Result<(String, String), String> {

@@ -262,6 +262,9 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::tsdb::{SeriesVec, TsdbOptions};
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    use std::sync::Arc;
 
     fn db_with_blocks(dir: &Path) -> TenantDb {
         let (db, _) = TenantDb::open(dir, "t", TsdbOptions::default()).unwrap();
@@ -301,6 +304,41 @@ mod tests {
         }
         // A second sync has nothing to do.
         assert_eq!(shipper.sync(&db).await.unwrap(), SyncStats::default());
+    }
+
+    /// The store's own record of creation order: `InMemory` tags each put with a counter.
+    #[tokio::test]
+    async fn upload_order_is_oldest_block_first_and_meta_json_last() {
+        let data = tempfile::tempdir().unwrap();
+        let db = db_with_blocks(data.path());
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let bucket = objstore::Bucket {
+            store: Arc::clone(&store) as Arc<dyn object_store::ObjectStore>,
+            prefix: "tenant-prefix".into(),
+            description: "in-memory".into(),
+        };
+        let shipper = Shipper::new(bucket, Metrics::new().shipper);
+        assert_eq!(shipper.sync(&db).await.unwrap().uploaded.len(), 3);
+        let mut objects: Vec<object_store::ObjectMeta> =
+            store.list(None).try_collect().await.unwrap();
+        objects.sort_by_key(|o| {
+            let tag = o.e_tag.as_deref().unwrap().trim_matches('"');
+            tag.parse::<u64>().unwrap()
+        });
+        let created: Vec<String> = objects.iter().map(|o| o.location.to_string()).collect();
+        let mut expected_blocks: Vec<String> = db
+            .blocks()
+            .iter()
+            .map(|(_, m)| m.ulid.to_string())
+            .collect();
+        expected_blocks.sort();
+        let mut expected = Vec::new();
+        for ulid in &expected_blocks {
+            for file in ["chunks/000001", "index", "meta.json"] {
+                expected.push(format!("tenant-prefix/{ulid}/{file}"));
+            }
+        }
+        assert_eq!(created, expected, "creation order");
     }
 
     #[tokio::test]

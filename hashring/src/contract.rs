@@ -1,0 +1,12 @@
+//! What the operator writes and the receiver reads besides the ring itself: the ports a receiver
+//! pod listens on and the ConfigMap key of `hashrings.json`. Both sides take them from here, and
+//! an end-to-end test feeds the operator's receiver arguments to the receiver's parser.
+
+/// gRPC port: forwards between receivers (and StoreAPI); the port of ring endpoints.
+pub const GRPC_PORT: u16 = 10901;
+/// Operational HTTP port: `/metrics`, `/-/ready`, `/-/healthy`, status pages.
+pub const HTTP_PORT: u16 = 10902;
+/// Remote-write port.
+pub const REMOTE_WRITE_PORT: u16 = 19291;
+/// Key of the hashring ConfigMap (and name of the mounted file), as in Thanos.
+pub const HASHRINGS_KEY: &str = "hashrings.json";
