@@ -160,7 +160,6 @@ async fn one_replica_down_is_tolerated_two_down_fail_then_recover_without_loss()
     // Both return: Prometheus' retries deliver everything it queued.
     cluster.restart(1, &client).await;
     cluster.restart(2, &client).await;
-    let back_at = now_ms();
     let ok_at_return = r0_count("200").await;
     eventually(
         Duration::from_secs(60),
@@ -234,14 +233,6 @@ async fn one_replica_down_is_tolerated_two_down_fail_then_recover_without_loss()
         assert!(
             copies >= 2,
             "sample at {t} is on {copies} replica(s), quorum is 2"
-        );
-    }
-    for (i, r) in per_replica.iter().enumerate().skip(1) {
-        let since_return = r.range(back_at..).count();
-        let acked_since = acknowledged.range(back_at..).count();
-        assert!(
-            since_return * 2 >= acked_since,
-            "replica {i} came back but holds {since_return} of the {acked_since} samples since"
         );
     }
 }
