@@ -218,6 +218,27 @@ impl Receiver {
         r.text().await.ok()
     }
 
+    /// Waits until the sum of metric `name` with `labels` exceeds `than`, and returns it.
+    pub async fn metric_above(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        labels: &[(&str, &str)],
+        than: f64,
+    ) -> f64 {
+        eventually(Duration::from_secs(30), name, || async {
+            let text = self.metrics_text(client).await?;
+            let v = metric_sum(&text, name, labels);
+            (v > than).then_some(v)
+        })
+        .await
+    }
+
+    /// Descriptors the receiver process holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+    }
+
     /// Fetches `/metrics` and returns the sum of every sample of `name` whose labels contain all `labels`.
     pub async fn metric(
         &self,

@@ -122,10 +122,13 @@ async fn a_broken_ring_never_stops_the_receiver() {
 
     // The field incident: a ring that cannot hold the replication factor, then garbage. Both are
     // refused, counted, and the ring in force keeps serving.
+    let errors_metric = "thanos_receive_hashrings_file_errors_total";
+    let before = recv.metric(&client, errors_metric, &[]).await;
     std::fs::write(&ring, "[]").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let refused = recv.metric_above(&client, errors_metric, &[], before).await;
     std::fs::write(&ring, "").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    recv.metric_above(&client, errors_metric, &[], refused)
+        .await;
     let (status, body) = post_v1(
         &client,
         &recv.write_url(),

@@ -27,7 +27,17 @@ async fn prometheus_agent_writes_without_failures() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Watch the flow for as many samples again before judging it.
+    eventually(
+        Duration::from_secs(60),
+        "Prometheus to send 4000 samples",
+        || async {
+            let text = prom.metrics(&client).await?;
+            let sent = metric_sum(&text, "prometheus_remote_storage_samples_total", &[]);
+            (sent >= 4000.0).then_some(())
+        },
+    )
+    .await;
 
     let text = prom.metrics(&client).await.expect("Prometheus metrics");
     let failed = metric_sum(&text, "prometheus_remote_storage_samples_failed_total", &[]);
