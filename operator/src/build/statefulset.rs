@@ -72,11 +72,57 @@ fn go_quote(v: &str) -> String {
 }
 
 /// The StatefulSet running `replicas` receivers.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one object literal, read top to bottom as the manifest"
-)]
 pub fn statefulset(tr: &ThanosReceiver, names: &Names, replicas: i32) -> StatefulSet {
+    let spec = &tr.spec;
+    let (volumes, mounts) = volumes(tr, names);
+    let pod_spec = PodSpec {
+        service_account_name: Some(names.receiver_identity()),
+        termination_grace_period_seconds: Some(spec.termination_grace_period_seconds),
+        containers: vec![container(tr, names, mounts)],
+        volumes: Some(volumes),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        affinity: spec.affinity.clone(),
+        topology_spread_constraints: (!spec.topology_spread_constraints.is_empty())
+            .then(|| spec.topology_spread_constraints.clone()),
+        ..PodSpec::default()
+    };
+    let claim = data_claim(tr, names);
+    StatefulSet {
+        metadata: owned_meta(tr, names, names.name.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(names.name.clone()),
+            // Receivers need no ordered start: a ring member that is not up yet is tolerated.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&names.name)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&names.name)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            // Retain is the API default; leaving the field out keeps the object valid on API
+            // servers older than 1.23, which reject fields they do not know under server-side apply.
+            persistent_volume_claim_retention_policy: (spec.pvc_retention == PvcRetention::Delete)
+                .then(|| StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Delete".into()),
+                }),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// The pod's volumes (the ring ConfigMap, the objstore Secret) and the container's mounts,
+/// the data volume included.
+fn volumes(tr: &ThanosReceiver, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
     let spec = &tr.spec;
     let mut volumes = vec![Volume {
         name: HASHRING_VOLUME.into(),
@@ -122,6 +168,12 @@ pub fn statefulset(tr: &ThanosReceiver, names: &Names, replicas: i32) -> Statefu
             ..VolumeMount::default()
         });
     }
+    (volumes, mounts)
+}
+
+/// The receiver container: its arguments, ports and probes.
+fn container(tr: &ThanosReceiver, names: &Names, mounts: Vec<VolumeMount>) -> Container {
+    let spec = &tr.spec;
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -138,7 +190,7 @@ pub fn statefulset(tr: &ThanosReceiver, names: &Names, replicas: i32) -> Statefu
         protocol: Some("TCP".into()),
         ..ContainerPort::default()
     };
-    let container = Container {
+    Container {
         name: "receiver".into(),
         image: Some(spec.image.clone()),
         image_pull_policy: spec.image_pull_policy.clone(),
@@ -168,20 +220,13 @@ pub fn statefulset(tr: &ThanosReceiver, names: &Names, replicas: i32) -> Statefu
         resources: spec.resources.clone(),
         volume_mounts: Some(mounts),
         ..Container::default()
-    };
-    let pod_spec = PodSpec {
-        service_account_name: Some(names.receiver_identity()),
-        termination_grace_period_seconds: Some(spec.termination_grace_period_seconds),
-        containers: vec![container],
-        volumes: Some(volumes),
-        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
-        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
-        affinity: spec.affinity.clone(),
-        topology_spread_constraints: (!spec.topology_spread_constraints.is_empty())
-            .then(|| spec.topology_spread_constraints.clone()),
-        ..PodSpec::default()
-    };
-    let claim = PersistentVolumeClaim {
+    }
+}
+
+/// The claim template of each receiver's data volume.
+fn data_claim(tr: &ThanosReceiver, names: &Names) -> PersistentVolumeClaim {
+    let spec = &tr.spec;
+    PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(DATA_VOLUME.into()),
             labels: Some(labels(&names.name)),
@@ -200,36 +245,6 @@ pub fn statefulset(tr: &ThanosReceiver, names: &Names, replicas: i32) -> Statefu
             ..PersistentVolumeClaimSpec::default()
         }),
         ..PersistentVolumeClaim::default()
-    };
-    StatefulSet {
-        metadata: owned_meta(tr, names, names.name.clone()),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(replicas),
-            service_name: Some(names.name.clone()),
-            // Receivers need no ordered start: a ring member that is not up yet is tolerated.
-            pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(&names.name)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&names.name)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod_spec),
-            },
-            volume_claim_templates: Some(vec![claim]),
-            // Retain is the API default; leaving the field out keeps the object valid on API
-            // servers older than 1.23, which reject fields they do not know under server-side apply.
-            persistent_volume_claim_retention_policy: (spec.pvc_retention == PvcRetention::Delete)
-                .then(|| StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some("Delete".into()),
-                    when_scaled: Some("Delete".into()),
-                }),
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
     }
 }
 

@@ -126,10 +126,6 @@ impl<'a> Reconciler<'a> {
             .await
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "the reconcile steps in order; split when a step grows"
-    )]
     async fn run(&self) -> Result<Action, Error> {
         let spec = &self.tr.spec;
         let names = &self.names;
@@ -171,72 +167,13 @@ impl<'a> Reconciler<'a> {
             .await;
         }
         if !spec.paused && problems.is_empty() {
-            self.apply(&build::service_account(self.tr, names)).await?;
-            self.apply(&build::role(self.tr, names)).await?;
-            self.apply(&build::role_binding(self.tr, names)).await?;
-            self.apply(&build::headless_service(self.tr, names)).await?;
-            self.apply(&build::remote_write_service(self.tr, names))
-                .await?;
-
-            let desired = u32::try_from(spec.replicas).unwrap_or(0);
-            let rf = u32::try_from(spec.replication_factor).unwrap_or(1);
-            let members = match ring::decide(ring.as_ref().map(|r| &r.members), &ready, desired, rf)
-            {
-                RingDecision::Write(members) => Some(members),
-                RingDecision::Keep => ring.as_ref().map(|r| r.members.clone()),
-                RingDecision::TooFewReceivers { .. } => None,
-            };
-            if let Some(members) = members {
-                let json = hashring::to_json(&build::hashrings(self.tr, names, &members));
-                let hash = hashring::config_hash(json.as_bytes()).to_hex();
-                // Same members but other tenant rings is a ring change too: receivers reload it.
-                if ring.as_ref().map(|r| &r.hash) != Some(&hash) {
-                    let cm = build::hashring_configmap(self.tr, names, json, &self.now.to_string());
-                    self.apply(&cm).await?;
-                    self.ring_changed(&members, ring.as_ref()).await;
-                    ring = Some(RingInForce {
-                        members,
-                        hash,
-                        changed_at: Some(self.now),
-                    });
-                }
-            }
-
-            let running = statefulset
-                .as_ref()
-                .and_then(|s| s.spec.as_ref())
-                .and_then(|s| s.replicas);
-            let chosen = ring::statefulset_scale(
-                spec.replicas,
-                running,
-                ring.as_ref().map(|r| &r.members),
-                ring.as_ref().and_then(|r| r.changed_at),
-                self.now,
-                Duration::from_secs(u64::try_from(spec.ring_propagation_seconds).unwrap_or(0)),
+            self.apply_access_and_services().await?;
+            ring = self.reconcile_ring(ring, &ready).await?;
+            scale = Some(
+                self.reconcile_statefulset(statefulset.as_ref(), ring.as_ref())
+                    .await?,
             );
-            self.apply(&build::statefulset(self.tr, names, chosen.replicas()))
-                .await?;
-            scale = Some(chosen);
-
-            match &spec.autoscaling {
-                Some(a) => {
-                    let hpa = build::horizontal_pod_autoscaler(self.tr, names, a);
-                    if self.apply_optional(&hpa).await? {
-                        unavailable
-                            .push("autoscaling/v2 (HorizontalPodAutoscaler skipped)".to_owned());
-                    }
-                }
-                None if spec_changed => self.delete_optional::<HorizontalPodAutoscaler>().await?,
-                None => {}
-            }
-            if spec.pod_disruption_budget.enabled {
-                let pdb = build::pod_disruption_budget(self.tr, names);
-                if self.apply_optional(&pdb).await? {
-                    unavailable.push("policy/v1 (PodDisruptionBudget skipped)".to_owned());
-                }
-            } else if spec_changed {
-                self.delete_optional::<PodDisruptionBudget>().await?;
-            }
+            unavailable = self.reconcile_optional_objects(spec_changed).await?;
         }
 
         if let Some(r) = &ring {
@@ -266,6 +203,100 @@ impl<'a> Reconciler<'a> {
             Some(Scale::HoldForPropagation { remaining, .. }) => Action::requeue(remaining),
             _ => Action::requeue(RESYNC),
         })
+    }
+
+    /// The ServiceAccount, Role and RoleBinding the receivers read the ring with, and the Services.
+    async fn apply_access_and_services(&self) -> Result<(), Error> {
+        let (tr, names) = (self.tr, &self.names);
+        self.apply(&build::service_account(tr, names)).await?;
+        self.apply(&build::role(tr, names)).await?;
+        self.apply(&build::role_binding(tr, names)).await?;
+        self.apply(&build::headless_service(tr, names)).await?;
+        self.apply(&build::remote_write_service(tr, names)).await?;
+        Ok(())
+    }
+
+    /// Writes the ring the ring policy decides on from the Ready receivers; returns the ring in
+    /// force afterwards.
+    async fn reconcile_ring(
+        &self,
+        ring: Option<RingInForce>,
+        ready: &Members,
+    ) -> Result<Option<RingInForce>, Error> {
+        let spec = &self.tr.spec;
+        let desired = u32::try_from(spec.replicas).unwrap_or(0);
+        let rf = u32::try_from(spec.replication_factor).unwrap_or(1);
+        let members = match ring::decide(ring.as_ref().map(|r| &r.members), ready, desired, rf) {
+            RingDecision::Write(members) => members,
+            RingDecision::Keep => match &ring {
+                Some(r) => r.members.clone(),
+                None => return Ok(ring),
+            },
+            RingDecision::TooFewReceivers { .. } => return Ok(ring),
+        };
+        let json = hashring::to_json(&build::hashrings(self.tr, &self.names, &members));
+        let hash = hashring::config_hash(json.as_bytes()).to_hex();
+        // Same members but other tenant rings is a ring change too: receivers reload it.
+        if ring.as_ref().map(|r| &r.hash) == Some(&hash) {
+            return Ok(ring);
+        }
+        let cm = build::hashring_configmap(self.tr, &self.names, json, &self.now.to_string());
+        self.apply(&cm).await?;
+        self.ring_changed(&members, ring.as_ref()).await;
+        Ok(Some(RingInForce {
+            members,
+            hash,
+            changed_at: Some(self.now),
+        }))
+    }
+
+    /// Sizes the StatefulSet as the ring policy allows (a shrink waits for the ring to propagate).
+    async fn reconcile_statefulset(
+        &self,
+        statefulset: Option<&StatefulSet>,
+        ring: Option<&RingInForce>,
+    ) -> Result<Scale, Error> {
+        let spec = &self.tr.spec;
+        let running = statefulset
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.replicas);
+        let chosen = ring::statefulset_scale(
+            spec.replicas,
+            running,
+            ring.map(|r| &r.members),
+            ring.and_then(|r| r.changed_at),
+            self.now,
+            Duration::from_secs(u64::try_from(spec.ring_propagation_seconds).unwrap_or(0)),
+        );
+        self.apply(&build::statefulset(self.tr, &self.names, chosen.replicas()))
+            .await?;
+        Ok(chosen)
+    }
+
+    /// The HPA and PDB: applied when asked for, deleted when no longer; returns the API groups
+    /// the cluster does not serve.
+    async fn reconcile_optional_objects(&self, spec_changed: bool) -> Result<Vec<String>, Error> {
+        let (spec, names) = (&self.tr.spec, &self.names);
+        let mut unavailable = Vec::new();
+        match &spec.autoscaling {
+            Some(a) => {
+                let hpa = build::horizontal_pod_autoscaler(self.tr, names, a);
+                if self.apply_optional(&hpa).await? {
+                    unavailable.push("autoscaling/v2 (HorizontalPodAutoscaler skipped)".to_owned());
+                }
+            }
+            None if spec_changed => self.delete_optional::<HorizontalPodAutoscaler>().await?,
+            None => {}
+        }
+        if spec.pod_disruption_budget.enabled {
+            let pdb = build::pod_disruption_budget(self.tr, names);
+            if self.apply_optional(&pdb).await? {
+                unavailable.push("policy/v1 (PodDisruptionBudget skipped)".to_owned());
+            }
+        } else if spec_changed {
+            self.delete_optional::<PodDisruptionBudget>().await?;
+        }
+        Ok(unavailable)
     }
 
     /// Applies an object of an API group some clusters lack; `Ok(true)` when the cluster does not

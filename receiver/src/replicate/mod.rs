@@ -65,6 +65,56 @@ pub struct Replicator {
     peers: Mutex<(usize, Arc<PeerMap>)>,
 }
 
+/// What one replica answered: nothing, or the quorum class of its failure and why.
+type PeerResult = Result<(), (Class, String)>;
+
+/// The quorum tracker of one write and the first reason of each failure class.
+struct Outcomes {
+    tracker: QuorumTracker,
+    first_error: HashMap<Class, String>,
+}
+
+impl Outcomes {
+    fn new(series: usize, replication_factor: usize) -> Self {
+        Outcomes {
+            tracker: QuorumTracker::new(series, replication_factor),
+            first_error: HashMap::new(),
+        }
+    }
+
+    /// Records one replica's answer for the series at `positions`.
+    fn record(&mut self, positions: &[usize], result: PeerResult) {
+        if let Err((class, msg)) = &result {
+            self.first_error
+                .entry(*class)
+                .or_insert_with(|| msg.clone());
+        }
+        self.tracker
+            .record(positions.iter().copied(), result.map_err(|(c, _)| c));
+    }
+
+    /// The write's answer: success, or the error of the class that decided it.
+    fn decision(mut self) -> Result<(), WriteError> {
+        match self.tracker.decision() {
+            Decision::Success => Ok(()),
+            Decision::Failed(class) => {
+                let detail = self
+                    .first_error
+                    .remove(&class)
+                    .or_else(|| self.first_error.into_values().next())
+                    .unwrap_or_default();
+                Err(WriteError::of_class(
+                    class,
+                    format!("quorum not reached: {detail}"),
+                ))
+            }
+            Decision::Pending => Err(WriteError::Unavailable(
+                "replication ended without a quorum".into(),
+            )),
+        }
+    }
+}
+
 impl Replicator {
     /// A replicator over the local ingester and, when given, a ring.
     pub fn new(
@@ -143,10 +193,8 @@ impl Replicator {
         }
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "fan-out and quorum wait share the tracker; split with the read path's fan-out"
-    )]
+    /// Writes each series to its replicas (locally when this receiver is one) and waits until
+    /// the quorum decides.
     async fn replicate(
         &self,
         state: &Arc<RingState>,
@@ -169,7 +217,7 @@ impl Replicator {
             }
         }
         let ring_name = &state.hashrings.configs()[ring_index].hashring;
-        let mut tracker = QuorumTracker::new(valid.len(), ring.replication_factor());
+        let mut outcomes = Outcomes::new(valid.len(), ring.replication_factor());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut local = None;
         let peers = self.peers_for(state);
@@ -187,34 +235,11 @@ impl Replicator {
             // Each peer request owns its bytes, so encode straight into them.
             let mut buf = Vec::new();
             forward::encode(batch, &series, tenant, 1, &mut buf);
-            let request = Bytes::from(buf);
             let peer = peers.get(address).cloned();
-            let tx = tx.clone();
-            let (address, timeout, max_backoff) = (
-                address.clone(),
-                self.config.forward_timeout,
-                self.config.max_backoff,
-            );
-            let metrics = self.metrics.clone();
-            tokio::spawn(async move {
-                let start = Instant::now();
-                let result = match peer {
-                    Some(peer) => forward(&peer, request, timeout, max_backoff).await,
-                    None => Err((Class::Unavailable, format!("no channel for {address}"))),
-                };
-                metrics.forwarded(&address, start.elapsed().as_secs_f64(), result.is_ok());
-                if let Err((class, msg)) = &result {
-                    tracing::debug!(endpoint = address, ?class, msg, "forward failed");
-                }
-                let _ = tx.send((
-                    ep,
-                    result.map_err(|(c, m)| (c, format!("forwarding to {address}: {m}"))),
-                ));
-            });
+            self.spawn_forward(peer, address.clone(), Bytes::from(buf), ep, tx.clone());
         }
         drop(tx);
 
-        let mut first_error: HashMap<Class, String> = HashMap::new();
         if let Some(ep) = local {
             let series: Vec<usize> = groups[ep].iter().map(|&p| valid[p]).collect();
             let result = self
@@ -222,20 +247,12 @@ impl Replicator {
                 .append_local(tenant, batch, &series)
                 .map(|_| ())
                 .map_err(|e| (e.class(), e.to_string()));
-            if let Err((class, msg)) = &result {
-                first_error.entry(*class).or_insert_with(|| msg.clone());
-            }
-            tracker.record(groups[ep].iter().copied(), result.map_err(|(c, _)| c));
+            outcomes.record(&groups[ep], result);
         }
         let deadline = tokio::time::Instant::now() + self.config.forward_timeout;
-        while tracker.decision() == Decision::Pending {
+        while outcomes.tracker.decision() == Decision::Pending {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((ep, result))) => {
-                    if let Err((class, msg)) = &result {
-                        first_error.entry(*class).or_insert_with(|| msg.clone());
-                    }
-                    tracker.record(groups[ep].iter().copied(), result.map_err(|(c, _)| c));
-                }
+                Ok(Some((ep, result))) => outcomes.record(&groups[ep], result),
                 Ok(None) => break,
                 Err(_) => {
                     return Err(WriteError::Unavailable(format!(
@@ -245,22 +262,37 @@ impl Replicator {
                 }
             }
         }
-        match tracker.decision() {
-            Decision::Success => Ok(()),
-            Decision::Failed(class) => {
-                let detail = first_error
-                    .remove(&class)
-                    .or_else(|| first_error.into_values().next())
-                    .unwrap_or_default();
-                Err(WriteError::of_class(
-                    class,
-                    format!("quorum not reached: {detail}"),
-                ))
+        outcomes.decision()
+    }
+
+    /// Sends one peer its share in the background; the outcome arrives on `tx` as `(ep, result)`.
+    /// The request is not cancelled when the quorum answers first, so a slow replica still gets
+    /// its copy.
+    fn spawn_forward(
+        &self,
+        peer: Option<Arc<Peer>>,
+        address: String,
+        request: Bytes,
+        ep: usize,
+        tx: mpsc::UnboundedSender<(usize, PeerResult)>,
+    ) {
+        let (timeout, max_backoff) = (self.config.forward_timeout, self.config.max_backoff);
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let result = match peer {
+                Some(peer) => forward(&peer, request, timeout, max_backoff).await,
+                None => Err((Class::Unavailable, format!("no channel for {address}"))),
+            };
+            metrics.forwarded(&address, start.elapsed().as_secs_f64(), result.is_ok());
+            if let Err((class, msg)) = &result {
+                tracing::debug!(endpoint = address, ?class, msg, "forward failed");
             }
-            Decision::Pending => Err(WriteError::Unavailable(
-                "replication ended without a quorum".into(),
-            )),
-        }
+            let _ = tx.send((
+                ep,
+                result.map_err(|(c, m)| (c, format!("forwarding to {address}: {m}"))),
+            ));
+        });
     }
 
     /// Peers of the ring in force; back-off states reset whenever the ring changes.
@@ -349,7 +381,7 @@ async fn forward(
     request: Bytes,
     timeout: Duration,
     max_backoff: Duration,
-) -> Result<(), (Class, String)> {
+) -> PeerResult {
     if let Some(until) = peer.backoff.lock().down_until
         && Instant::now() < until
     {

@@ -14,6 +14,7 @@ pub mod wal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,6 +110,16 @@ impl Conflict {
             Conflict::TooFarInFuture => "too far in the future",
         }
     }
+}
+
+/// What a request's samples must fall within, read once under the WAL lock.
+struct Bounds {
+    /// The head's lower bound: older samples are in blocks already.
+    min_valid: i64,
+    /// Start of the first block cut ahead of the clock.
+    ceiling: i64,
+    /// The end of `--tsdb.too-far-in-future.time-window`.
+    max_valid: i64,
 }
 
 /// The head series of a request's series, in request order.
@@ -376,10 +387,6 @@ impl TenantDb {
     }
 
     /// Appends the samples of `series` (batch indices, resolved to `refs`) through the WAL into the head.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "the hot path under one WAL lock: checks, log, apply"
-    )]
     pub fn append<S: SeriesSource + ?Sized>(
         &self,
         batch: &S,
@@ -390,38 +397,17 @@ impl TenantDb {
         let mut state = self.wal.lock();
         let WalState { wal, enc } = &mut *state;
         enc.clear();
-        // A cut may have dropped an idle series between lookup and lock: look those up again.
-        let resolved: Vec<Arc<MemSeries>>;
-        let refs = if refs
-            .iter()
-            .any(|s| s.removed.load(std::sync::atomic::Ordering::Relaxed))
-        {
-            resolved = series
-                .iter()
-                .zip(refs)
-                .map(|(&i, s)| {
-                    if s.removed.load(std::sync::atomic::Ordering::Relaxed) {
-                        let mut key = Vec::new();
-                        labels::write_key(batch.series_labels(i), &mut key);
-                        self.head.get_or_create(labels_hash(&key), &key).0
-                    } else {
-                        Arc::clone(s)
-                    }
-                })
-                .collect();
-            &resolved[..]
-        } else {
-            refs
-        };
-        let min_valid = self.head.min_valid_time();
-        // Samples from the ceiling on may fall into a block cut ahead of the clock.
-        let ceiling = self.head.ceiling();
+        let refs = self.refresh_removed(batch, series, refs);
         let now = now_ms();
-        let max_valid = self
-            .opts
-            .too_far_in_future_ms
-            .map_or(i64::MAX, |w| now.saturating_add(w));
-        let mut newest_present = i64::MIN;
+        let bounds = Bounds {
+            min_valid: self.head.min_valid_time(),
+            // Samples from the ceiling on may fall into a block cut ahead of the clock.
+            ceiling: self.head.ceiling(),
+            max_valid: self
+                .opts
+                .too_far_in_future_ms
+                .map_or(i64::MAX, |w| now.saturating_add(w)),
+        };
 
         let unlogged: Vec<&Arc<MemSeries>> = refs
             .iter()
@@ -434,58 +420,18 @@ impl TenantDb {
         // The range of samples to append per series; samples are sorted within a series.
         let mut ranges = Vec::with_capacity(series.len());
         enc.begin_samples();
-        for (&i, s) in series.iter().zip(refs) {
+        for (&i, s) in series.iter().zip(refs.iter()) {
             let samples = batch.series_samples(i);
-            let last = s.data.lock().last();
-            let mut start = samples.partition_point(|x| x.t < min_valid);
-            let below_ceiling = match samples.last() {
-                Some(last) if last.t >= ceiling => self.first_out_of_bounds(samples, ceiling),
-                _ => samples.len(),
-            }
-            .max(start);
-            let end = samples[..below_ceiling]
-                .partition_point(|x| x.t <= max_valid)
-                .max(start);
-            let out_of_bounds = start + (samples.len() - below_ceiling);
-            if out_of_bounds > 0 {
-                out.out_of_bounds += out_of_bounds as u64;
-                out.first_conflict.get_or_insert((i, Conflict::OutOfBounds));
-            }
-            if end < below_ceiling {
-                out.too_far_in_future += (below_ceiling - end) as u64;
-                out.first_conflict
-                    .get_or_insert((i, Conflict::TooFarInFuture));
-            }
-            let samples = &samples[..end];
-            if let Some((last_t, last_bits)) = last {
-                for sample in &samples[start..] {
-                    if sample.t > last_t {
-                        break;
-                    }
-                    let conflict = if sample.t < last_t {
-                        out.out_of_order += 1;
-                        Conflict::OutOfOrder
-                    } else if sample.v.to_bits() == last_bits {
-                        out.duplicates += 1;
-                        start += 1;
-                        continue;
-                    } else {
-                        out.duplicate_conflicts += 1;
-                        Conflict::DuplicateTimestamp
-                    };
-                    out.first_conflict.get_or_insert((i, conflict));
-                    start += 1;
-                }
-            }
+            let range = self.accepted_range(samples, s, &bounds, i, &mut out);
             let mut prev_t = None;
-            for sample in &samples[start..] {
+            for sample in &samples[range.clone()] {
                 if prev_t == Some(sample.t) {
                     continue;
                 }
                 prev_t = Some(sample.t);
                 enc.sample(s.id, sample.t, sample.v);
             }
-            ranges.push(start..end);
+            ranges.push(range);
         }
         enc.end_samples();
 
@@ -507,7 +453,107 @@ impl TenantDb {
         for s in unlogged {
             s.logged.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        self.apply(batch, series, &refs, ranges, now, &mut out);
+        Ok(out)
+    }
 
+    /// The series of `refs` with any that a cut dropped between lookup and the WAL lock looked
+    /// up again. Callers hold the WAL lock.
+    fn refresh_removed<'a, S: SeriesSource + ?Sized>(
+        &self,
+        batch: &S,
+        series: &[usize],
+        refs: &'a [Arc<MemSeries>],
+    ) -> std::borrow::Cow<'a, [Arc<MemSeries>]> {
+        let removed = |s: &Arc<MemSeries>| s.removed.load(std::sync::atomic::Ordering::Relaxed);
+        if !refs.iter().any(removed) {
+            return std::borrow::Cow::Borrowed(refs);
+        }
+        let fresh = series
+            .iter()
+            .zip(refs)
+            .map(|(&i, s)| {
+                if removed(s) {
+                    let mut key = Vec::new();
+                    labels::write_key(batch.series_labels(i), &mut key);
+                    self.head.get_or_create(labels_hash(&key), &key).0
+                } else {
+                    Arc::clone(s)
+                }
+            })
+            .collect();
+        std::borrow::Cow::Owned(fresh)
+    }
+
+    /// The samples of series `i` that may be appended to `s`, counting the others in `out`:
+    /// out of bounds (below the head, at or past a future block), too far in the future, out of
+    /// order, or at the series' newest timestamp (a duplicate, or a conflict with another value).
+    #[inline]
+    fn accepted_range(
+        &self,
+        samples: &[Sample],
+        s: &MemSeries,
+        bounds: &Bounds,
+        i: usize,
+        out: &mut AppendOutcome,
+    ) -> Range<usize> {
+        let last = s.data.lock().last();
+        let mut start = samples.partition_point(|x| x.t < bounds.min_valid);
+        let below_ceiling = match samples.last() {
+            Some(last) if last.t >= bounds.ceiling => {
+                self.first_out_of_bounds(samples, bounds.ceiling)
+            }
+            _ => samples.len(),
+        }
+        .max(start);
+        let end = samples[..below_ceiling]
+            .partition_point(|x| x.t <= bounds.max_valid)
+            .max(start);
+        let out_of_bounds = start + (samples.len() - below_ceiling);
+        if out_of_bounds > 0 {
+            out.out_of_bounds += out_of_bounds as u64;
+            out.first_conflict.get_or_insert((i, Conflict::OutOfBounds));
+        }
+        if end < below_ceiling {
+            out.too_far_in_future += (below_ceiling - end) as u64;
+            out.first_conflict
+                .get_or_insert((i, Conflict::TooFarInFuture));
+        }
+        if let Some((last_t, last_bits)) = last {
+            for sample in &samples[start..end] {
+                if sample.t > last_t {
+                    break;
+                }
+                let conflict = if sample.t < last_t {
+                    out.out_of_order += 1;
+                    Conflict::OutOfOrder
+                } else if sample.v.to_bits() == last_bits {
+                    out.duplicates += 1;
+                    start += 1;
+                    continue;
+                } else {
+                    out.duplicate_conflicts += 1;
+                    Conflict::DuplicateTimestamp
+                };
+                out.first_conflict.get_or_insert((i, conflict));
+                start += 1;
+            }
+        }
+        start..end
+    }
+
+    /// Adds the logged samples to the head; within a request, repeats of a timestamp count as
+    /// duplicates. Callers hold the WAL lock.
+    fn apply<S: SeriesSource + ?Sized>(
+        &self,
+        batch: &S,
+        series: &[usize],
+        refs: &[Arc<MemSeries>],
+        ranges: Vec<Range<usize>>,
+        now: i64,
+        out: &mut AppendOutcome,
+    ) {
+        let mut newest_present = i64::MIN;
         for ((&i, s), range) in series.iter().zip(refs).zip(ranges) {
             let mut data = s.data.lock();
             let mut prev_t = None;
@@ -525,7 +571,6 @@ impl TenantDb {
             }
         }
         self.head.note_present(newest_present);
-        Ok(out)
     }
 
     /// Index of the first sample at `i64::MAX` or inside a block cut ahead of the clock; the
