@@ -206,3 +206,73 @@ async fn blocks_upload_and_survive_an_s3_outage() {
             .unwrap();
     assert_eq!(shipped["uploaded"].as_array().unwrap().len(), blocks.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_a_block_only_after_it_is_uploaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let objstore = tmp.path().join("objstore.yml");
+    std::fs::write(
+        &objstore,
+        format!("type: S3\nconfig:\n  bucket: thanos\n  endpoint: 127.0.0.1:{port}\n  insecure: true\n  access_key: AK\n  secret_key: SK\n"),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let mut recv = Receiver::start(
+        &data,
+        &[
+            format!("--objstore.config-file={}", objstore.display()),
+            "--tsdb.retention=1h".into(),
+            "--shipper.sync-interval=300ms".into(),
+            "--tsdb.head-compaction-interval=300ms".into(),
+        ],
+    );
+    recv.wait_ready(&client).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Five hours ending three hours ago: every block cut from them is past the 1h retention.
+    let t0 = (now - 8 * H) / 60_000 * 60_000;
+    let tenant_dir = data.join("default-tenant");
+    ingest(&client, &recv, t0, 5).await;
+    let cut = eventually(Duration::from_secs(30), "blocks cut", || async {
+        let blocks = local_blocks(&tenant_dir);
+        (blocks.len() >= 2).then_some(blocks)
+    })
+    .await;
+
+    // S3 is down: compaction and retention run many times, and no block leaves the disk.
+    let syncs = "thanos_shipper_dir_sync_failures_total";
+    let failed = recv.metric_above(&client, syncs, &[], 0.0).await;
+    recv.metric_above(&client, syncs, &[], failed + 5.0).await;
+    for (ulid, _) in &cut {
+        assert!(
+            tenant_dir.join(ulid).join("meta.json").exists(),
+            "{ulid} was deleted before it reached the bucket"
+        );
+    }
+
+    // S3 returns: each block is uploaded, then retention deletes it locally.
+    let _s3 = S3Server::start(port, &client).await;
+    eventually(
+        Duration::from_secs(60),
+        "uploaded blocks to be deleted",
+        || async {
+            let left = local_blocks(&tenant_dir);
+            cut.iter()
+                .all(|(ulid, _)| !left.iter().any(|(l, _)| l == ulid))
+                .then_some(())
+        },
+    )
+    .await;
+    let keys = bucket_keys(&client, port).await;
+    for (ulid, _) in &cut {
+        assert!(
+            keys.contains(&format!("{ulid}/meta.json")),
+            "{ulid} left the disk without reaching the bucket: {keys:?}"
+        );
+    }
+    assert!(recv.terminate().success(), "{}", recv.log_text());
+}
