@@ -83,6 +83,36 @@ fn local_blocks(tenant_dir: &Path) -> Vec<(String, i64)> {
     out
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A receiver uploading to the S3 bucket `thanos` on `port` (whether or not a server runs there),
+/// syncing and compacting every 500 ms; returns it, its objstore file and its data directory.
+fn start_with_bucket(
+    root: &Path,
+    port: u16,
+    extra: &[String],
+) -> (Receiver, std::path::PathBuf, std::path::PathBuf) {
+    let objstore = root.join("objstore.yml");
+    std::fs::write(
+        &objstore,
+        format!("type: S3\nconfig:\n  bucket: thanos\n  endpoint: 127.0.0.1:{port}\n  insecure: true\n  access_key: AK\n  secret_key: SK\n"),
+    )
+    .unwrap();
+    let data = root.join("data");
+    let mut flags = vec![
+        format!("--objstore.config-file={}", objstore.display()),
+        "--shipper.sync-interval=500ms".into(),
+        "--tsdb.head-compaction-interval=500ms".into(),
+    ];
+    flags.extend_from_slice(extra);
+    (Receiver::start(&data, &flags), objstore, data)
+}
+
 async fn ingest(client: &reqwest::Client, recv: &Receiver, from: i64, hours: i64) {
     for step in 0..hours * 60 {
         let t = from + step * 60_000;
@@ -113,26 +143,9 @@ async fn blocks_upload_and_survive_an_s3_outage() {
     let tmp = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let port = free_port();
-    let objstore = tmp.path().join("objstore.yml");
-    std::fs::write(
-        &objstore,
-        format!("type: S3\nconfig:\n  bucket: thanos\n  endpoint: 127.0.0.1:{port}\n  insecure: true\n  access_key: AK\n  secret_key: SK\n"),
-    )
-    .unwrap();
-    let data = tmp.path().join("data");
-    let mut recv = Receiver::start(
-        &data,
-        &[
-            format!("--objstore.config-file={}", objstore.display()),
-            "--shipper.sync-interval=500ms".into(),
-            "--tsdb.head-compaction-interval=500ms".into(),
-        ],
-    );
+    let (mut recv, objstore, data) = start_with_bucket(tmp.path(), port, &[]);
     recv.wait_ready(&client).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let t0 = (now - 8 * H) / 60_000 * 60_000;
     let tenant_dir = data.join("default-tenant");
 
@@ -212,27 +225,9 @@ async fn retention_deletes_a_block_only_after_it_is_uploaded() {
     let tmp = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let port = free_port();
-    let objstore = tmp.path().join("objstore.yml");
-    std::fs::write(
-        &objstore,
-        format!("type: S3\nconfig:\n  bucket: thanos\n  endpoint: 127.0.0.1:{port}\n  insecure: true\n  access_key: AK\n  secret_key: SK\n"),
-    )
-    .unwrap();
-    let data = tmp.path().join("data");
-    let mut recv = Receiver::start(
-        &data,
-        &[
-            format!("--objstore.config-file={}", objstore.display()),
-            "--tsdb.retention=1h".into(),
-            "--shipper.sync-interval=300ms".into(),
-            "--tsdb.head-compaction-interval=300ms".into(),
-        ],
-    );
+    let (mut recv, _, data) = start_with_bucket(tmp.path(), port, &["--tsdb.retention=1h".into()]);
     recv.wait_ready(&client).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     // Five hours ending three hours ago: every block cut from them is past the 1h retention.
     let t0 = (now - 8 * H) / 60_000 * 60_000;
     let tenant_dir = data.join("default-tenant");

@@ -143,28 +143,48 @@ pub fn validate_series(batch: &WriteBatch, i: usize, protocol: Protocol) -> Resu
     Ok(())
 }
 
-/// Whether `name` matches the classic label-name charset `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn valid_label_name(name: &[u8]) -> bool {
-    match name.split_first() {
-        Some((first, rest)) => {
-            (first.is_ascii_alphabetic() || *first == b'_')
-                && rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+/// Byte classes of the classic charsets, one table lookup per byte on the validation hot path.
+const LABEL_CHAR: u8 = 1;
+const METRIC_CHAR: u8 = 2;
+const DIGIT: u8 = 4;
+
+const CHARSET: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphabetic() || c == b'_' {
+            t[b] = LABEL_CHAR | METRIC_CHAR;
+        } else if c.is_ascii_digit() {
+            t[b] = LABEL_CHAR | METRIC_CHAR | DIGIT;
+        } else if c == b':' {
+            t[b] = METRIC_CHAR;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Whether every byte is of `class` and the first is not a digit.
+#[inline]
+fn classic(name: &[u8], class: u8) -> bool {
+    match name.first() {
+        Some(&first) => {
+            CHARSET[first as usize] & DIGIT == 0
+                && name.iter().all(|&b| CHARSET[b as usize] & class != 0)
         }
         None => false,
     }
 }
 
+/// Whether `name` matches the classic label-name charset `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn valid_label_name(name: &[u8]) -> bool {
+    classic(name, LABEL_CHAR)
+}
+
 /// Whether `name` matches the classic metric-name charset `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn valid_metric_name(name: &[u8]) -> bool {
-    match name.split_first() {
-        Some((first, rest)) => {
-            (first.is_ascii_alphabetic() || *first == b'_' || *first == b':')
-                && rest
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b':')
-        }
-        None => false,
-    }
+    classic(name, METRIC_CHAR)
 }
 
 #[cfg(test)]
@@ -266,6 +286,23 @@ mod tests {
             validate_series(&b, 0, Protocol::V2),
             Err(Rejection::SamplesAndHistograms)
         );
+    }
+
+    #[test]
+    fn charsets_match_their_regexes() {
+        for b in 0..=255u8 {
+            let label_first = b.is_ascii_alphabetic() || b == b'_';
+            let label_rest = label_first || b.is_ascii_digit();
+            assert_eq!(valid_label_name(&[b]), label_first, "{b}");
+            assert_eq!(valid_label_name(&[b'a', b]), label_rest, "{b}");
+            assert_eq!(valid_metric_name(&[b]), label_first || b == b':', "{b}");
+            assert_eq!(
+                valid_metric_name(&[b'a', b]),
+                label_rest || b == b':',
+                "{b}"
+            );
+        }
+        assert!(!valid_label_name(b"") && !valid_metric_name(b""));
     }
 
     #[test]
