@@ -236,7 +236,10 @@ impl Receiver {
 
     /// Descriptors the receiver process holds open.
     pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+        let dir = format!("/proc/{}/fd", self.child.id());
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .count()
     }
 
     /// Fetches `/metrics` and returns the sum of every sample of `name` whose labels contain all `labels`.
@@ -383,6 +386,24 @@ pub async fn post_v1(
         req = req.header("THANOS-TENANT", t);
     }
     let r = req.send().await.expect("POST remote write");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+/// Posts a snappy-compressed remote write 2.0 body; returns the status and reason.
+pub async fn post_v2(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (u16, String) {
+    let r = client
+        .post(url)
+        .header(
+            "Content-Type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        )
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "2.0.0")
+        .body(body)
+        .send()
+        .await
+        .expect("POST remote write 2.0");
     let status = r.status().as_u16();
     (status, r.text().await.unwrap_or_default())
 }

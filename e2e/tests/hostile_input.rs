@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{Receiver, eventually, free_port, post_v1, write_atomic};
+use e2e::{Receiver, eventually, free_port, post_v1, post_v2, write_atomic};
 use prost::Message;
 use receiver::wire::messages::{snappy, v1, v2};
 
@@ -52,23 +52,6 @@ async fn canary(client: &reqwest::Client, recv: &Receiver, t: i64) {
     });
     let (s, b) = post_v1(client, &recv.write_url(), body, None).await;
     assert_eq!(s, 200, "canary write: {b}");
-}
-
-/// Posts a snappy-compressed remote write 2.0 body; returns the status and reason.
-async fn post_v2(client: &reqwest::Client, recv: &Receiver, body: Vec<u8>) -> (u16, String) {
-    let r = client
-        .post(recv.write_url())
-        .header(
-            "Content-Type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-        )
-        .header("Content-Encoding", "snappy")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.text().await.unwrap_or_default())
 }
 
 /// `/-/ready` and `/metrics` answer quickly on new connections (a pooled one would hide a port
@@ -159,7 +142,7 @@ async fn decoded_size_bombs_are_refused_with_bounded_memory() {
         .map(|l| (l.as_slice(), &[(1, 1.0)][..]))
         .collect();
     let req = v2::request(&spec_refs);
-    let (s, reason) = post_v2(&client, &recv, snappy(&req)).await;
+    let (s, reason) = post_v2(&client, &recv.write_url(), snappy(&req)).await;
     assert_eq!(s, 413, "{reason}");
 
     // A series whose labels are long: the reason names it without repeating all of it.
@@ -319,7 +302,7 @@ async fn oversized_grpc_messages_and_bad_tenants_are_refused() {
     let (s, b) = post_v1(&client, &recv.write_url(), v2_body, None).await;
     assert_eq!(s, 400, "{b}");
     assert!(b.contains("Content-Type"), "{b}");
-    let (s, reason) = post_v2(&client, &recv, body).await;
+    let (s, reason) = post_v2(&client, &recv.write_url(), body).await;
     assert_eq!(s, 400, "{reason}");
 
     // A symbol reference beyond 32 bits does not alias another symbol.
@@ -334,7 +317,7 @@ async fn oversized_grpc_messages_and_bad_tenants_are_refused() {
     req.push(0x2a);
     prost::encoding::encode_varint(series.len() as u64, &mut req);
     req.extend_from_slice(&series);
-    let (s, reason) = post_v2(&client, &recv, raw_snappy(&req)).await;
+    let (s, reason) = post_v2(&client, &recv.write_url(), raw_snappy(&req)).await;
     assert_eq!(s, 400, "{reason}");
     assert!(reason.contains("symbol reference 4294967297"));
 

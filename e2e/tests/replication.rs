@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use e2e::prometheus::PrometheusAgent;
 use e2e::{
-    Cluster, eventually, head_series, metric_sum, ring_hash, ring_json, signal, write_atomic,
-    write_loop,
+    Cluster, eventually, head_series, metric_sum, post_v2, ring_hash, ring_json, signal,
+    write_atomic, write_loop,
 };
 use receiver::tsdb::{Matcher, TenantDb, TsdbOptions};
 
@@ -396,4 +396,26 @@ async fn a_router_only_receiver_forwards_and_stores_nothing() {
         !tmp.path().join("router").join("default-tenant").exists(),
         "a router opens no TSDB"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_utf8_metric_name_written_with_remote_write_2_is_stored_on_every_replica() {
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let cluster = Cluster::start(tmp.path(), 3, 3, 3, "ketama", &client).await;
+    // 2.0 allows UTF-8 names; the forward message does not say which protocol a series came in,
+    // so peers must not hold it to 1.0's charset.
+    let body = receiver::wire::messages::v2::request(&[(
+        &[
+            ("__name__", "http.server.duration"),
+            ("service.name", "api"),
+        ],
+        &[(now_ms(), 1.0)],
+    )])
+    .encode_to_vec();
+    let compressed = snap::raw::Encoder::new().compress_vec(&body).unwrap();
+    let (status, reason) = post_v2(&client, &cluster.receivers[0].write_url(), compressed).await;
+    assert_eq!(status, 204, "{reason}");
+    assert_eq!(heads_of(&client, &cluster, 0..3).await, vec![1, 1, 1]);
 }

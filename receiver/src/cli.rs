@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use hashring::contract;
 
 /// The receiver's flags; the names and defaults are Thanos' so existing manifests work unchanged.
 #[derive(Debug, Clone, Parser)]
@@ -15,15 +16,15 @@ use clap::{Parser, ValueEnum};
 )]
 pub struct Args {
     /// Address of the remote-write HTTP listener (`POST /api/v1/receive`).
-    #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
+    #[arg(long = "remote-write.address", default_value_t = any_address(contract::REMOTE_WRITE_PORT))]
     pub remote_write_address: SocketAddr,
 
     /// Address of the operational HTTP listener (`/metrics`, `/-/healthy`, `/-/ready`).
-    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    #[arg(long = "http-address", default_value_t = any_address(contract::HTTP_PORT))]
     pub http_address: SocketAddr,
 
     /// Address of the gRPC listener (replication and StoreAPI).
-    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    #[arg(long = "grpc-address", default_value_t = any_address(contract::GRPC_PORT))]
     pub grpc_address: SocketAddr,
 
     /// Directory that holds one TSDB (WAL, head, blocks) per tenant.
@@ -202,6 +203,11 @@ impl Args {
     pub fn parse_from_env() -> Self {
         Self::parse_from(strip_receive_word(std::env::args_os()))
     }
+}
+
+/// `0.0.0.0:port`, the listen address of a port of the contract with the operator.
+fn any_address(port: u16) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], port))
 }
 
 /// Drops a `receive` subcommand word right after the program name.

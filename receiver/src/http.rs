@@ -123,12 +123,10 @@ impl App {
 /// Routes of the remote-write listener: writes only. Status pages, which show label names and
 /// values of every tenant, are on the operational listener alone.
 pub fn remote_write_router(app: Arc<App>) -> Router {
+    // On the POST handler only: a request the router refuses (405) is not a remote write.
+    let record = middleware::from_fn_with_state(Arc::clone(&app), record_request);
     Router::new()
-        .route("/api/v1/receive", post(receive))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&app),
-            record_request,
-        ))
+        .route("/api/v1/receive", post(receive).route_layer(record))
         .with_state(app)
 }
 
@@ -136,7 +134,6 @@ pub fn remote_write_router(app: Arc<App>) -> Router {
 /// request, labelled with its tenant (`invalid` when the tenant header is unusable).
 async fn record_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().to_string();
     let tenant = match tenant_of(&app, request.headers()) {
         Ok(t) if crate::tenant::validate(&t).is_ok() => t,
         _ => "invalid".to_string(),
@@ -145,7 +142,7 @@ async fn record_request(State(app): State<Arc<App>>, request: Request, next: Nex
     let labels = HttpLabels {
         handler: "receive",
         code: response.status().as_u16(),
-        method,
+        method: "POST",
         tenant,
     };
     app.handles
@@ -415,7 +412,13 @@ async fn handle(
         Ok(()) => Ok(app
             .handles
             .replicator
-            .write(tenant, &batch, 0..batch.series.len(), protocol, replica)
+            .write(
+                tenant,
+                &batch,
+                0..batch.series.len(),
+                protocol.into(),
+                replica,
+            )
             .await),
         Err(e) => Err(e),
     };

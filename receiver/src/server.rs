@@ -136,7 +136,7 @@ impl Config {
 }
 
 /// The wired components of one receiver.
-pub struct Receiver {
+struct Receiver {
     args: Args,
     router_only: bool,
     metrics: Arc<Metrics>,
@@ -148,20 +148,20 @@ pub struct Receiver {
 }
 
 /// The listeners' tasks and the signal that stops them.
-pub struct Servers {
+struct Servers {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 /// The background tasks: WAL replay once, then the periodic ones.
-pub struct Tasks {
+struct Tasks {
     replay: JoinHandle<anyhow::Result<()>>,
     periodic: Vec<JoinHandle<()>>,
 }
 
 impl Receiver {
     /// Wires storage, ingestion, the ring sources, replication and the HTTP state.
-    pub async fn build(config: Config) -> anyhow::Result<Receiver> {
+    async fn build(config: Config) -> anyhow::Result<Receiver> {
         let router_only = config.router_only();
         let Config {
             args,
@@ -226,7 +226,7 @@ impl Receiver {
 
     /// Binds the three ports and serves them, each with its own connection cap so exhausting one
     /// never starves another: the ops port answers `/-/ready` while the write port is flooded.
-    pub async fn serve(&self, caps: ConnectionCaps) -> anyhow::Result<Servers> {
+    async fn serve(&self, caps: ConnectionCaps) -> anyhow::Result<Servers> {
         let args = &self.args;
         let bind = |addr, flag: &'static str| async move {
             TcpListener::bind(addr)
@@ -278,7 +278,7 @@ impl Receiver {
     }
 
     /// Starts WAL replay and the periodic tasks.
-    pub fn start_tasks(&self) -> Tasks {
+    fn start_tasks(&self) -> Tasks {
         let mut periodic = vec![self.fsync_task(), self.compaction_task()];
         periodic.extend(self.shipping_task());
         Tasks {
@@ -415,11 +415,7 @@ impl Receiver {
 
     /// Stops in the order that loses nothing: drain requests, stop the periodic tasks, cut the
     /// head into blocks, upload them, and sync the WAL last.
-    pub async fn shutdown(
-        self,
-        servers: Servers,
-        periodic: Vec<JoinHandle<()>>,
-    ) -> anyhow::Result<()> {
+    async fn shutdown(self, servers: Servers, periodic: Vec<JoinHandle<()>>) -> anyhow::Result<()> {
         tracing::info!("shutting down: draining in-flight requests");
         let _ = servers.stop.send(true);
         let drain = futures::future::join_all(servers.tasks);

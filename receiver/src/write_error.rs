@@ -108,24 +108,20 @@ fn code_of_class(class: Class) -> Code {
     }
 }
 
-/// The quorum class of a peer's answer. Codes a peer's handler never sends come from the
-/// transport (a reset connection is `Unknown` in tonic) and count as the peer being unavailable.
+/// The quorum class of a peer's answer. A peer's handler sends only the codes of
+/// [`code_of_class`]; a reset connection reaches tonic's client as `Unknown`, so it counts as the
+/// peer being unavailable, like a refused connection or a timeout.
 pub fn class_of_code(code: Code) -> Class {
     match code {
         Code::AlreadyExists => Class::Conflict,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => Class::Invalid,
+        Code::InvalidArgument => Class::Invalid,
         Code::ResourceExhausted => Class::Limited,
-        Code::Internal | Code::DataLoss => Class::Internal,
-        Code::Ok
-        | Code::Unavailable
+        Code::Unavailable
         | Code::DeadlineExceeded
         | Code::Cancelled
         | Code::Aborted
-        | Code::Unknown
-        | Code::NotFound
-        | Code::PermissionDenied
-        | Code::Unimplemented
-        | Code::Unauthenticated => Class::Unavailable,
+        | Code::Unknown => Class::Unavailable,
+        _ => Class::Internal,
     }
 }
 

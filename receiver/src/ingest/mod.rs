@@ -12,10 +12,10 @@ use parking_lot::RwLock;
 use crate::metrics::{IngestMetrics, TsdbMetrics};
 use crate::tenant;
 use crate::tsdb::{Conflict, MultiTsdb};
-use crate::wire::{Protocol, WriteBatch};
+use crate::wire::WriteBatch;
 use crate::write_error::WriteError;
 use limits::{LimitsConfig, TenantLimits};
-use validate::{Rejection, validate_series};
+use validate::{Rejection, Rules, validate_series};
 
 /// What was stored, for the remote write 2.0 `*-Written` headers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Ingester {
         tenant: &str,
         batch: &WriteBatch,
         range: std::ops::Range<usize>,
-        protocol: Protocol,
+        rules: Rules,
     ) -> Result<Checked, WriteError> {
         tenant::validate(tenant)?;
         let limits = self.tenant_limits(tenant);
@@ -105,7 +105,7 @@ impl Ingester {
         for i in range {
             histograms += u64::from(batch.series[i].histograms);
             exemplars += u64::from(batch.series[i].exemplars);
-            match validate_series(batch, i, protocol) {
+            match validate_series(batch, i, rules) {
                 Ok(()) => {
                     checked.samples += batch.series_samples(i).len() as u64;
                     checked.valid.push(i);

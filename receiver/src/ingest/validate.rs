@@ -87,8 +87,41 @@ impl Rejection {
     }
 }
 
+/// The rules a series is held to: those of the protocol it arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Metric and label names must use the classic charsets (remote write 1.0).
+    classic_names: bool,
+    /// A series carries samples or histograms, not both (remote write 2.0).
+    one_kind_per_series: bool,
+}
+
+impl Rules {
+    /// A forward from another receiver: the sender held each series to the rules of the protocol
+    /// it arrived in, which the forward message does not record, so names are only checked to
+    /// be UTF-8 here; a 2.0 write with a UTF-8 metric name is stored on every replica alike.
+    pub const FORWARDED: Rules = Rules {
+        classic_names: false,
+        one_kind_per_series: false,
+    };
+}
+
+impl From<Protocol> for Rules {
+    fn from(protocol: Protocol) -> Self {
+        Rules {
+            classic_names: protocol == Protocol::V1,
+            one_kind_per_series: protocol == Protocol::V2,
+        }
+    }
+}
+
 /// Checks labels and sample order of series `i` of a batch against the remote-write rules.
-pub fn validate_series(batch: &WriteBatch, i: usize, protocol: Protocol) -> Result<(), Rejection> {
+pub fn validate_series(
+    batch: &WriteBatch,
+    i: usize,
+    rules: impl Into<Rules>,
+) -> Result<(), Rejection> {
+    let rules = rules.into();
     let entry = &batch.series[i];
     if entry.labels.is_empty() {
         return Err(Rejection::EmptyLabelSet);
@@ -111,7 +144,7 @@ pub fn validate_series(batch: &WriteBatch, i: usize, protocol: Protocol) -> Resu
         }
         // One rule for label and metric names: 2.0 allows any UTF-8 name (as Prometheus 3
         // does), 1.0 requires the classic charsets its specification names.
-        if protocol == Protocol::V1 {
+        if rules.classic_names {
             if !valid_label_name(name) {
                 return Err(Rejection::InvalidLabelName);
             }
@@ -128,7 +161,7 @@ pub fn validate_series(batch: &WriteBatch, i: usize, protocol: Protocol) -> Resu
         }
         prev = Some(name);
     }
-    if protocol == Protocol::V2 && entry.histograms > 0 && !entry.samples.is_empty() {
+    if rules.one_kind_per_series && entry.histograms > 0 && !entry.samples.is_empty() {
         return Err(Rejection::SamplesAndHistograms);
     }
     let samples = batch.series_samples(i);
@@ -348,5 +381,14 @@ mod tests {
             check(&[("__name__", "ünïcode.metric")], Protocol::V2),
             Ok(())
         );
+        // Forwarded: the sender applied its protocol's rule; UTF-8 names pass on every replica.
+        let b = batch_of(
+            v1_request(vec![v1::series(
+                &[("__name__", "http.server.duration"), ("a-b", "x")],
+                &[(1, 1.0)],
+            )]),
+            Protocol::V1,
+        );
+        assert_eq!(validate_series(&b, 0, Rules::FORWARDED), Ok(()));
     }
 }

@@ -13,7 +13,7 @@ pub struct HttpLabels {
     /// Status code.
     pub code: u16,
     /// HTTP method.
-    pub method: String,
+    pub method: &'static str,
     /// Tenant of the request.
     pub tenant: String,
 }

@@ -57,8 +57,8 @@ impl IngestMetrics {
         }
     }
 
-    /// A request of `tenant` was refused by `limit` (`series`, `samples`, `body_size`,
-    /// `head_series`, `tenants`).
+    /// A request of `tenant` was refused by `limit` (`series`, `samples`, `head_series`,
+    /// `tenants`).
     pub fn limit_hit(&self, tenant: &str, limit: &'static str) {
         self.limits_hit
             .get_or_create(&TenantLimit {

@@ -19,10 +19,11 @@ use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::grpc;
+use crate::ingest::validate::Rules;
 use crate::ingest::{Ingester, Written};
 use crate::metrics::ReplicationMetrics;
 use crate::ring::{RingHolder, RingState};
-use crate::wire::{Protocol, WriteBatch, forward};
+use crate::wire::{WriteBatch, forward};
 use crate::write_error::{WriteError, class_of_code};
 use quorum::{Class, Decision, QuorumTracker};
 
@@ -152,13 +153,13 @@ impl Replicator {
         tenant: &str,
         batch: &WriteBatch,
         range: Range<usize>,
-        protocol: Protocol,
+        rules: Rules,
         replica: i64,
     ) -> (Written, Result<(), WriteError>) {
         if !self.is_ready() {
             return (Written::default(), Err(WriteError::NotReady));
         }
-        let checked = match self.ingester.check(tenant, batch, range, protocol) {
+        let checked = match self.ingester.check(tenant, batch, range, rules) {
             Ok(c) => c,
             Err(e) => return (Written::default(), Err(e)),
         };
@@ -282,7 +283,7 @@ impl Replicator {
             let start = Instant::now();
             let result = match peer {
                 Some(peer) => forward(&peer, request, timeout, max_backoff).await,
-                None => Err((Class::Unavailable, format!("no channel for {address}"))),
+                None => Err((Class::Internal, format!("no channel for {address}"))),
             };
             metrics.forwarded(&address, start.elapsed().as_secs_f64(), result.is_ok());
             if let Err((class, msg)) = &result {
@@ -356,7 +357,7 @@ impl grpc::RemoteWriteHandler for Replicator {
                     .grpc_status());
                 }
                 let (_, result) = this
-                    .write(&tenant, &batch, range, Protocol::V1, meta.replica)
+                    .write(&tenant, &batch, range, Rules::FORWARDED, meta.replica)
                     .await;
                 result.map_err(|e| e.grpc_status())?;
             }

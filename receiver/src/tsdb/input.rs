@@ -18,8 +18,6 @@ pub trait SeriesSource {
     fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone;
     /// Samples of series `i`.
     fn series_samples(&self, i: usize) -> &[Sample];
-    /// Series `i` rendered for an error message, bounded in length.
-    fn describe_series(&self, i: usize) -> String;
 }
 
 /// One series of a [`SeriesVec`]: label pairs and samples.
@@ -49,16 +47,6 @@ impl SeriesVec {
         self
     }
 
-    /// Number of series.
-    pub fn len(&self) -> usize {
-        self.series.len()
-    }
-
-    /// Whether there are no series.
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
-    }
-
     /// The index of every series, to append them all.
     pub fn all(&self) -> Vec<usize> {
         (0..self.series.len()).collect()
@@ -75,14 +63,5 @@ impl SeriesSource for SeriesVec {
 
     fn series_samples(&self, i: usize) -> &[Sample] {
         &self.series[i].1
-    }
-
-    fn describe_series(&self, i: usize) -> String {
-        let labels: Vec<String> = self.series[i]
-            .0
-            .iter()
-            .map(|(n, v)| format!("{n}={v:?}"))
-            .collect();
-        format!("{{{}}}", labels.join(", "))
     }
 }

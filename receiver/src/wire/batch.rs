@@ -240,10 +240,6 @@ impl SeriesSource for WriteBatch {
     fn series_samples(&self, i: usize) -> &[Sample] {
         WriteBatch::series_samples(self, i)
     }
-
-    fn describe_series(&self, i: usize) -> String {
-        self.series_string(i)
-    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! Fields carry the names and numbers of the specification's `.proto` files, which document them;
 //! they are not repeated here.
 //!
-//! These prost types encode requests (tests, the load generator, forwarding); the ingestion hot path
-//! decodes with the borrowing decoders of [`crate::wire`] instead.
+//! These prost types encode requests for tests, the fuzzer and the load generator; the receiver
+//! decodes with the borrowing decoders of [`crate::wire`] and encodes forwards by hand
+//! ([`crate::wire::forward::encode`]).
 
 /// Remote write 1.0 messages, package `prometheus`.
 #[allow(missing_docs)]
