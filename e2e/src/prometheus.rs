@@ -1,4 +1,5 @@
-//! Debian's Prometheus 2.42 as a real remote-write sender (agent mode).
+//! Debian's Prometheus 2.42 as a real remote-write sender (agent mode) and a real remote-read
+//! client (server mode).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,6 +87,118 @@ remote_write:
 }
 
 impl Drop for PrometheusAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Prometheus server with an empty local TSDB that reads through `remote_read`, to answer
+/// PromQL over what a receiver stores.
+pub struct PrometheusReader {
+    child: Child,
+    /// Web port (HTTP API).
+    pub port: u16,
+    /// Where stderr goes.
+    pub log: PathBuf,
+}
+
+impl PrometheusReader {
+    /// Starts Prometheus in `dir` reading remotely from `url` (`read_recent`, since its own
+    /// storage holds nothing). Its `external_labels` become equality matchers of every remote
+    /// read, which is how it names a tenant (`tenant_id`): 2.42 sends no custom read headers.
+    pub fn start(dir: &Path, url: &str, external_labels: &[(&str, &str)]) -> PrometheusReader {
+        let port = free_port();
+        std::fs::create_dir_all(dir).expect("prometheus dir");
+        let external: String = external_labels
+            .iter()
+            .map(|(k, v)| format!("    {k}: {v}\n"))
+            .collect();
+        let external = if external.is_empty() {
+            external
+        } else {
+            format!("  external_labels:\n{external}")
+        };
+        let config = format!(
+            "global:\n  scrape_interval: 1m\n{external}remote_read:\n  - url: {url}\n    read_recent: true\n    remote_timeout: 30s\n"
+        );
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("prometheus config");
+        let log = dir.join("prometheus.log");
+        let child = Command::new(prometheus_bin())
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawning prometheus");
+        PrometheusReader { child, port, log }
+    }
+
+    /// Waits until the HTTP API answers.
+    pub async fn wait_ready(&self, client: &reqwest::Client) {
+        let url = format!("http://127.0.0.1:{}/-/ready", self.port);
+        crate::eventually(
+            std::time::Duration::from_secs(60),
+            "Prometheus to be ready",
+            || async {
+                let r = client.get(&url).send().await.ok()?;
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Evaluates an instant query at `time_ms`: each result's labels and value.
+    pub async fn query(
+        &self,
+        client: &reqwest::Client,
+        promql: &str,
+        time_ms: i64,
+    ) -> Vec<(serde_json::Value, f64)> {
+        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+        let time = format!("{}.{:03}", time_ms / 1000, time_ms % 1000);
+        let r: serde_json::Value = client
+            .get(&url)
+            .query(&[("query", promql), ("time", time.as_str())])
+            .send()
+            .await
+            .expect("query")
+            .json()
+            .await
+            .expect("query JSON");
+        assert_eq!(
+            r["status"],
+            "success",
+            "{promql}: {r}\nlog:\n{}",
+            self.log_text()
+        );
+        r["data"]["result"]
+            .as_array()
+            .expect("vector result")
+            .iter()
+            .map(|s| {
+                let v = s["value"][1]
+                    .as_str()
+                    .expect("value")
+                    .parse()
+                    .expect("float");
+                (s["metric"].clone(), v)
+            })
+            .collect()
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for PrometheusReader {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

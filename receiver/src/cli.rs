@@ -136,6 +136,14 @@ pub struct Args {
     #[arg(long = "receive.replica-header", default_value = "THANOS-REPLICA")]
     pub replica_header: String,
 
+    /// Most series one read may return (0: no limit), as Thanos' StoreAPI limit.
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    pub read_series_limit: u64,
+
+    /// Most samples one read may return (0: Prometheus' remote-read default of 50,000,000).
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    pub read_samples_limit: u64,
+
     /// YAML file of write limits in the Thanos limits format.
     #[arg(long = "receive.limits-config-file")]
     pub limits_config_file: Option<PathBuf>,

@@ -22,7 +22,9 @@ use crate::metrics::http::HttpLabels;
 use crate::replicate::Replicator;
 use crate::ring::RingHolder;
 use crate::status;
+use crate::store::ReadLimits;
 use crate::tsdb::MultiTsdb;
+use crate::wire::remote_read::{MAX_READ_REQUEST, decode_request, encode_response};
 use crate::wire::remote_write::protocol_of;
 use crate::wire::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
 use crate::write_error::WriteError;
@@ -59,6 +61,8 @@ pub struct HttpConfig {
     pub default_tenant: String,
     /// Concurrent writes allowed (`write.global.max_concurrency`; 0: no bound).
     pub max_concurrency: u64,
+    /// Most series and samples one read may return.
+    pub read_limits: ReadLimits,
 }
 
 /// Shared state of the HTTP handlers.
@@ -73,7 +77,13 @@ pub struct App {
     pool: Mutex<(Vec<WriteBatch>, usize)>,
     /// One status computation at a time: each walks a whole head.
     status_permit: Semaphore,
+    read_limits: ReadLimits,
+    /// Reads at once: each holds its whole answer in memory and takes a core while it selects.
+    read_permits: Semaphore,
 }
+
+/// Remote reads served at once; more wait for a slot, so reads cannot starve writes of cores.
+const MAX_CONCURRENT_READS: usize = 2;
 
 impl App {
     /// Handler state over the write path.
@@ -90,6 +100,8 @@ impl App {
                 .then(|| Semaphore::new(config.max_concurrency as usize)),
             pool: Mutex::new((Vec::new(), 0)),
             status_permit: Semaphore::new(1),
+            read_limits: config.read_limits,
+            read_permits: Semaphore::new(MAX_CONCURRENT_READS),
         })
     }
 
@@ -127,6 +139,7 @@ pub fn remote_write_router(app: Arc<App>) -> Router {
     let record = middleware::from_fn_with_state(Arc::clone(&app), record_request);
     Router::new()
         .route("/api/v1/receive", post(receive).route_layer(record))
+        .route("/api/v1/read", post(remote_read))
         .with_state(app)
 }
 
@@ -235,6 +248,74 @@ async fn tsdb_status(
         }
     };
     axum::Json(body).into_response()
+}
+
+/// `POST /api/v1/read`: Prometheus remote read of the request's tenant, answered with samples.
+async fn remote_read(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let fail = |code: StatusCode, msg: String| (code, format!("{msg}\n")).into_response();
+    let tenant = match tenant_of(&app, &headers) {
+        Ok(t) => t,
+        Err(Reject(code, msg)) => return fail(code, msg),
+    };
+    if let Err(e) = crate::tenant::validate(&tenant) {
+        return fail(StatusCode::BAD_REQUEST, format!("invalid tenant: {e}"));
+    }
+    if !app.handles.ingester.is_ready() {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "receiver is not ready: WAL replay in progress".into(),
+        );
+    }
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(body, MAX_READ_REQUEST).collect(),
+    );
+    let compressed = match read.await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("read request larger than {MAX_READ_REQUEST} bytes"),
+            );
+        }
+        Ok(Err(e)) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("reading request body: {e}"),
+            );
+        }
+        Err(_) => {
+            return fail(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {BODY_READ_TIMEOUT:?}"),
+            );
+        }
+    };
+    let request = match decode_request(&compressed) {
+        Ok(r) => r,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let _permit = app.read_permits.acquire().await.expect("never closed");
+    let (tsdb, limits) = (Arc::clone(&app.handles.tsdb), app.read_limits);
+    let answered = tokio::task::spawn_blocking(move || {
+        crate::store::remote_read::remote_read(&tsdb, &tenant, &request, limits)
+    })
+    .await;
+    match answered {
+        Ok(Ok(response)) => (
+            [
+                (header::CONTENT_TYPE, "application/x-protobuf"),
+                (header::CONTENT_ENCODING, "snappy"),
+            ],
+            encode_response(&response),
+        )
+            .into_response(),
+        Ok(Err(e)) => fail(
+            StatusCode::from_u16(e.http_status()).expect("valid status"),
+            e.to_string(),
+        ),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, format!("read: {e}")),
+    }
 }
 
 /// The request's tenant: the tenant header, or the default tenant without one. A header that is

@@ -16,6 +16,7 @@ pub mod ring;
 pub mod server;
 pub mod shipper;
 pub mod status;
+pub mod store;
 pub mod tenant;
 pub mod tsdb;
 pub mod wire;

@@ -208,6 +208,10 @@ impl Receiver {
                     replica_header: args.replica_header.clone(),
                     default_tenant: args.default_tenant.clone(),
                     max_concurrency,
+                    read_limits: crate::store::ReadLimits {
+                        series: args.read_series_limit,
+                        samples: args.read_samples_limit,
+                    },
                 },
             )
             .context("--receive.tenant-header / --receive.replica-header")?,

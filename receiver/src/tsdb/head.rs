@@ -12,7 +12,7 @@ use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 use tsdb_format::chunkenc::{XorAppender, iter_xor};
 
-use super::Labels;
+use super::{Labels, Matcher};
 
 const STRIPES: usize = 64;
 /// Samples per chunk, as Prometheus' `DefaultSamplesPerChunk`.
@@ -390,25 +390,6 @@ impl Head {
             .collect();
         out.sort_by(|a, b| a.labels.compare(&b.labels));
         out
-    }
-}
-
-/// A label matcher; an absent label has the value `""`, as in PromQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Matcher {
-    /// `name="value"`.
-    Equal(String, String),
-    /// `name!="value"`.
-    NotEqual(String, String),
-}
-
-impl Matcher {
-    /// Whether a label set satisfies the matcher.
-    pub fn matches(&self, labels: &Labels) -> bool {
-        match self {
-            Matcher::Equal(n, v) => labels.get(n).unwrap_or("") == v,
-            Matcher::NotEqual(n, v) => labels.get(n).unwrap_or("") != v,
-        }
     }
 }
 

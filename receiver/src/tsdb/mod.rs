@@ -9,6 +9,7 @@ pub mod compact;
 pub mod head;
 pub mod input;
 pub mod labels;
+pub mod matcher;
 pub mod query;
 pub mod wal;
 
@@ -21,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-pub use head::{Head, Matcher, MemSeries};
+pub use head::{Head, MemSeries};
 pub use input::{Sample, SeriesSource, SeriesVec};
 pub use labels::Labels;
+pub use matcher::Matcher;
 use wal::{Record, RecordEncoder, ReplayStats, Wal, WalError};
 
 /// Storage settings shared by every tenant.
@@ -624,6 +626,19 @@ pub struct MultiTsdb {
 }
 
 impl MultiTsdb {
+    /// The external labels of `tenant`'s data, as its blocks carry them: `--label` pairs and the
+    /// tenant label.
+    pub fn external_labels(&self, tenant: &str) -> BTreeMap<String, String> {
+        let mut labels = self.opts.external_labels.clone();
+        labels.insert(self.opts.tenant_label_name.clone(), tenant.to_string());
+        labels
+    }
+
+    /// Name of the external label that carries the tenant (`--receive.tenant-label-name`).
+    pub fn tenant_label_name(&self) -> &str {
+        &self.opts.tenant_label_name
+    }
+
     /// A store rooted at `root`; nothing is opened yet.
     pub fn new(root: &Path, opts: TsdbOptions) -> Self {
         MultiTsdb {

@@ -4,6 +4,7 @@
 //! - [`batch`]: the decoded form of a request, flat arrays of spans into its body.
 //! - [`remote_write`]: Prometheus remote write 1.0 and 2.0 bodies.
 //! - [`forward`]: Thanos' `thanos.WriteRequest`, the message receivers forward to each other.
+//! - [`remote_read`]: Prometheus remote read requests and responses.
 //! - [`messages`]: prost types of those messages, for senders (tests, the load generator).
 //!
 //! Validation of what a request says (label rules, sample order) is ingestion's job
@@ -13,6 +14,7 @@ pub mod batch;
 pub mod forward;
 pub mod messages;
 pub mod protobuf;
+pub mod remote_read;
 pub mod remote_write;
 
 pub use batch::{
