@@ -41,11 +41,13 @@ pub enum Target {
     Objstore,
     /// The hot 1.0 decoder against `prost` on random valid messages.
     DiffV1,
+    /// Remote read requests (snappy, protobuf) and their matchers.
+    RemoteRead,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 11] = [
+    pub const ALL: [Target; 12] = [
         Target::RemoteWriteV1,
         Target::RemoteWriteV2,
         Target::Forward,
@@ -57,6 +59,7 @@ impl Target {
         Target::Limits,
         Target::Objstore,
         Target::DiffV1,
+        Target::RemoteRead,
     ];
 
     /// The target's name, as on the command line and under `fuzz/corpus/`.
@@ -73,6 +76,7 @@ impl Target {
             Target::Limits => "limits",
             Target::Objstore => "objstore",
             Target::DiffV1 => "diff-v1",
+            Target::RemoteRead => "remote-read",
         }
     }
 }
@@ -87,8 +91,11 @@ pub fn run_one(target: Target, data: &[u8]) {
             if let Ok(meta) = batch.decode_forward() {
                 for (_, range) in meta.groups {
                     for i in range {
-                        let _ =
-                            receiver::ingest::validate::validate_series(&batch, i, Protocol::V1);
+                        let _ = receiver::ingest::validate::validate_series(
+                            &batch,
+                            i,
+                            receiver::ingest::validate::Rules::FORWARDED,
+                        );
                         let _ = batch.series_string(i);
                     }
                 }
@@ -98,6 +105,15 @@ pub fn run_one(target: Target, data: &[u8]) {
             let mut batch = WriteBatch::default();
             if batch.decompress(data, MAX_DECODED_SIZE).is_ok() {
                 let _ = batch.decode(Protocol::V1);
+            }
+        }
+        Target::RemoteRead => {
+            if let Ok(request) = receiver::wire::remote_read::decode_request(data) {
+                for query in &request.queries {
+                    for m in &query.matchers {
+                        let _ = receiver::store::to_matcher(m);
+                    }
+                }
             }
         }
         Target::WalSegment => {
@@ -285,6 +301,33 @@ pub fn builtin_seeds(target: Target) -> Vec<Vec<u8>> {
             let mut out = Vec::new();
             receiver::wire::forward::encode(&batch, &[0, 1], "tenant-a", 1, &mut out);
             vec![out]
+        }
+        Target::RemoteRead => {
+            use receiver::wire::remote_read::{LabelMatcher, MatchType, Query, ReadRequest};
+            let request = ReadRequest {
+                queries: vec![Query {
+                    start_timestamp_ms: 1_000,
+                    end_timestamp_ms: 2_000,
+                    matchers: vec![
+                        LabelMatcher {
+                            r#type: MatchType::Eq as i32,
+                            name: "__name__".into(),
+                            value: "up".into(),
+                        },
+                        LabelMatcher {
+                            r#type: MatchType::Re as i32,
+                            name: "job".into(),
+                            value: "a.*|b".into(),
+                        },
+                    ],
+                }],
+                accepted_response_types: vec![0],
+            };
+            vec![
+                snap::raw::Encoder::new()
+                    .compress_vec(&request.encode_to_vec())
+                    .expect("compressing a buffer"),
+            ]
         }
         Target::Snappy => vec![
             snap::raw::Encoder::new()
