@@ -1,8 +1,9 @@
-//! gRPC transport between receivers: Thanos' `thanos.WriteableStore/RemoteWrite` on tonic.
+//! gRPC transport on tonic: Thanos' `thanos.WriteableStore/RemoteWrite` between receivers and
+//! `thanos.info.Info/Info` for Thanos Query.
 //!
 //! Messages travel as raw bytes through a pass-through codec: the server hands them to a
-//! [`RemoteWriteHandler`], which decodes them with [`crate::wire::forward`], and the client sends
-//! bytes that module encoded. The message is Thanos', so Thanos receivers and ours can share a
+//! [`UnaryMethod`] (the replicator decodes forwards with [`crate::wire::forward`]), and the client
+//! sends bytes that module encoded. The message is Thanos', so Thanos receivers and ours can share a
 //! ring (with `--receive.grpc-compression=none` on the Thanos side; tonic has no snappy codec).
 
 use std::convert::Infallible;
@@ -16,6 +17,8 @@ use tonic::{Code, Status};
 
 /// Path of the forward method.
 pub const REMOTE_WRITE_PATH: &str = "/thanos.WriteableStore/RemoteWrite";
+/// Path of the Info method Thanos Query discovers endpoints with.
+pub const INFO_PATH: &str = "/thanos.info.Info/Info";
 /// Largest gRPC message sent or accepted: twice the largest decompressed remote-write body, so
 /// any forward of an accepted HTTP request fits, and a hostile peer cannot send gigabytes.
 pub const MAX_MESSAGE_SIZE: usize = 2 * crate::wire::MAX_DECODED_SIZE;
@@ -66,53 +69,56 @@ impl Decoder for RawDecoder {
     }
 }
 
-/// Handles one forwarded `thanos.WriteRequest`.
-pub trait RemoteWriteHandler: Send + Sync + 'static {
-    /// Stores the request (raw `thanos.WriteRequest` bytes); errors carry Thanos' gRPC codes.
-    fn remote_write(self: &Arc<Self>, request: Bytes) -> BoxFuture<(), Status>;
+/// One unary gRPC method whose messages its implementor decodes and encodes itself.
+pub trait UnaryMethod: Send + Sync + 'static {
+    /// The service's full name, e.g. `thanos.WriteableStore`.
+    const SERVICE: &'static str;
+    /// The method's path, e.g. [`REMOTE_WRITE_PATH`].
+    const PATH: &'static str;
+    /// Answers one request: raw message bytes in, raw message bytes out.
+    fn call(self: &Arc<Self>, request: Bytes) -> BoxFuture<Bytes, Status>;
 }
 
-/// The `thanos.WriteableStore` gRPC service.
-pub struct WriteableStoreServer<H> {
-    handler: Arc<H>,
+/// A gRPC service serving one [`UnaryMethod`].
+pub struct UnaryServer<M> {
+    method: Arc<M>,
 }
 
-impl<H> Clone for WriteableStoreServer<H> {
+impl<M> Clone for UnaryServer<M> {
     fn clone(&self) -> Self {
-        WriteableStoreServer {
-            handler: Arc::clone(&self.handler),
+        UnaryServer {
+            method: Arc::clone(&self.method),
         }
     }
 }
 
-impl<H: RemoteWriteHandler> WriteableStoreServer<H> {
-    /// A service that hands requests to `handler`.
-    pub fn new(handler: Arc<H>) -> Self {
-        WriteableStoreServer { handler }
+impl<M: UnaryMethod> UnaryServer<M> {
+    /// A service that hands requests to `method`.
+    pub fn new(method: Arc<M>) -> Self {
+        UnaryServer { method }
     }
 }
 
-impl<H> tonic::server::NamedService for WriteableStoreServer<H> {
-    const NAME: &'static str = "thanos.WriteableStore";
+impl<M: UnaryMethod> tonic::server::NamedService for UnaryServer<M> {
+    const NAME: &'static str = M::SERVICE;
 }
 
-struct Unary<H>(Arc<H>);
+struct Unary<M>(Arc<M>);
 
-impl<H: RemoteWriteHandler> tonic::server::UnaryService<Bytes> for Unary<H> {
+impl<M: UnaryMethod> tonic::server::UnaryService<Bytes> for Unary<M> {
     type Response = Bytes;
     type Future = BoxFuture<tonic::Response<Bytes>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let handler = Arc::clone(&self.0);
+        let method = Arc::clone(&self.0);
         Box::pin(async move {
-            handler.remote_write(request.into_inner()).await?;
-            // `thanos.WriteResponse` is an empty message.
-            Ok(tonic::Response::new(Bytes::new()))
+            let response = method.call(request.into_inner()).await?;
+            Ok(tonic::Response::new(response))
         })
     }
 }
 
-impl<H: RemoteWriteHandler> Service<http::Request<tonic::body::Body>> for WriteableStoreServer<H> {
+impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M> {
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
     type Future = BoxFuture<Self::Response, Infallible>;
@@ -122,13 +128,13 @@ impl<H: RemoteWriteHandler> Service<http::Request<tonic::body::Body>> for Writea
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let handler = Arc::clone(&self.handler);
+        let method = Arc::clone(&self.method);
         Box::pin(async move {
-            if req.uri().path() == REMOTE_WRITE_PATH {
+            if req.uri().path() == M::PATH {
                 let mut grpc = tonic::server::Grpc::new(RawCodec)
                     .max_decoding_message_size(MAX_MESSAGE_SIZE)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE);
-                Ok(grpc.unary(Unary(handler), req).await)
+                Ok(grpc.unary(Unary(method), req).await)
             } else {
                 Ok(
                     Status::unimplemented(format!("unknown method {}", req.uri().path()))

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel};
-use crate::grpc::WriteableStoreServer;
+use crate::grpc::UnaryServer;
 use crate::http::{App, Handles, HttpConfig, ops_router, remote_write_router};
 use crate::ingest::Ingester;
 use crate::ingest::limits::LimitsConfig;
@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::replicate::{ReplicationConfig, Replicator};
 use crate::ring::{self, RingHolder};
 use crate::shipper::{Shipper, objstore};
+use crate::store::info::InfoService;
 use crate::tsdb::{MultiTsdb, TsdbOptions};
 
 /// Installs the global logger for `--log.level` and `--log.format`.
@@ -254,7 +255,11 @@ impl Receiver {
         let grpc_server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(WriteableStoreServer::new(Arc::clone(&self.replicator)))
+            .add_service(UnaryServer::new(Arc::clone(&self.replicator)))
+            .add_service(UnaryServer::new(Arc::new(InfoService::new(
+                Arc::clone(&self.tsdb),
+                Arc::clone(&self.ingester),
+            ))))
             .serve_with_incoming_shutdown(
                 listen::capped_incoming(grpc, caps.grpc),
                 stopped(stop_rx.clone()),

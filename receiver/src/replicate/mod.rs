@@ -335,11 +335,12 @@ impl Replicator {
     }
 }
 
-impl grpc::RemoteWriteHandler for Replicator {
-    fn remote_write(
-        self: &Arc<Self>,
-        request: Bytes,
-    ) -> tonic::codegen::BoxFuture<(), tonic::Status> {
+impl grpc::UnaryMethod for Replicator {
+    const SERVICE: &'static str = "thanos.WriteableStore";
+    const PATH: &'static str = grpc::REMOTE_WRITE_PATH;
+
+    /// Stores a forwarded `thanos.WriteRequest`; errors carry Thanos' gRPC codes.
+    fn call(self: &Arc<Self>, request: Bytes) -> tonic::codegen::BoxFuture<Bytes, tonic::Status> {
         let this = Arc::clone(self);
         Box::pin(async move {
             let size = request.len();
@@ -361,7 +362,8 @@ impl grpc::RemoteWriteHandler for Replicator {
                     .await;
                 result.map_err(|e| e.grpc_status())?;
             }
-            Ok(())
+            // `thanos.WriteResponse` is an empty message.
+            Ok(Bytes::new())
         })
     }
 }

@@ -1,9 +1,11 @@
 //! The read path: answering queries over a tenant's head and blocks.
 //!
 //! - [`remote_read`]: Prometheus remote read (`POST /api/v1/read`).
+//! - [`info`]: `thanos.info.Info/Info`, how Thanos Query discovers what a receiver holds.
 //!
-//! Thanos' StoreAPI (`thanos.Store`, `thanos.info.Info`) is to join here, over the same selection.
+//! Thanos' `thanos.Store` API is to join here, over the same selection.
 
+pub mod info;
 pub mod remote_read;
 
 use crate::tsdb::Matcher;

@@ -34,6 +34,16 @@ impl Ord for Key {
 }
 
 impl TenantDb {
+    /// Oldest and newest sample stored, in blocks and head; `None` when the tenant holds nothing.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        list_blocks(&self.dir)
+            .into_iter()
+            // A block's max time is exclusive.
+            .map(|(_, meta)| (meta.min_time, meta.max_time - 1))
+            .chain(self.head.time_range())
+            .reduce(|(a0, a1), (b0, b1)| (a0.min(b0), a1.max(b1)))
+    }
+
     /// Series matching every matcher with their samples in `[mint, maxt]`, from blocks and head.
     pub fn query(
         &self,

@@ -5,6 +5,7 @@
 //! - [`remote_write`]: Prometheus remote write 1.0 and 2.0 bodies.
 //! - [`forward`]: Thanos' `thanos.WriteRequest`, the message receivers forward to each other.
 //! - [`remote_read`]: Prometheus remote read requests and responses.
+//! - [`info`]: Thanos' `thanos.info.Info` messages.
 //! - [`messages`]: prost types of those messages, for senders (tests, the load generator).
 //!
 //! Validation of what a request says (label rules, sample order) is ingestion's job
@@ -12,6 +13,7 @@
 
 pub mod batch;
 pub mod forward;
+pub mod info;
 pub mod messages;
 pub mod protobuf;
 pub mod remote_read;
