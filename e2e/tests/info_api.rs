@@ -1,5 +1,6 @@
 //! `thanos.info.Info/Info` on the gRPC port, as Thanos Query calls it to discover a receiver:
-//! component `receive` and one label set per tenant that holds data, with the external labels.
+//! component `receive` and one label set per tenant that holds data, with the external labels;
+//! and `grpc.health.v1.Health`, following readiness.
 
 use bytes::Bytes;
 use e2e::{Receiver, post_v1};
@@ -7,6 +8,9 @@ use prost::Message;
 use receiver::grpc::{INFO_PATH, RawCodec};
 use receiver::wire::info::InfoResponse;
 use receiver::wire::messages::{snappy, v1};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 async fn info(grpc_port: u16) -> Result<InfoResponse, tonic::Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
@@ -39,7 +43,7 @@ fn label_sets(r: &InfoResponse) -> Vec<Vec<(String, String)>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn info_announces_one_label_set_per_tenant_with_data() {
+async fn info_and_health_describe_the_receiver() {
     let tmp = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let mut recv = Receiver::start(
@@ -47,6 +51,30 @@ async fn info_announces_one_label_set_per_tenant_with_data() {
         &["--label=cluster=\"eu-1\"".into()],
     );
     recv.wait_ready(&client).await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", recv.grpc_port))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let health = HealthClient::new(channel);
+    e2e::eventually(
+        std::time::Duration::from_secs(5),
+        "gRPC health to follow readiness",
+        || {
+            let mut health = health.clone();
+            async move {
+                let r = health
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .ok()?;
+                (r.into_inner().status == ServingStatus::Serving as i32).then_some(())
+            }
+        },
+    )
+    .await;
     let empty = info(recv.grpc_port).await.unwrap();
     assert_eq!(empty.component_type, "receive");
     assert!(

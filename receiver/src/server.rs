@@ -10,6 +10,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel};
 use crate::grpc::UnaryServer;
@@ -60,7 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(nofile, ?caps, "descriptor limit and connection caps");
     let receiver = Receiver::build(config).await?;
     let servers = receiver.serve(caps).await?;
-    let tasks = receiver.start_tasks();
+    let tasks = receiver.start_tasks(&servers.health);
     receiver.wait_for_shutdown_signal(tasks.replay).await?;
     receiver.shutdown(servers, tasks.periodic).await
 }
@@ -152,6 +154,8 @@ struct Receiver {
 struct Servers {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// `grpc.health.v1.Health` of the gRPC port, following readiness.
+    health: HealthReporter,
 }
 
 /// The background tasks: WAL replay once, then the periodic ones.
@@ -252,9 +256,14 @@ impl Receiver {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         let grpc_server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
             .add_service(UnaryServer::new(Arc::clone(&self.replicator)))
             .add_service(UnaryServer::new(Arc::new(InfoService::new(
                 Arc::clone(&self.tsdb),
@@ -283,12 +292,20 @@ impl Receiver {
                 }
             }),
         ];
-        Ok(Servers { stop, tasks })
+        Ok(Servers {
+            stop,
+            tasks,
+            health,
+        })
     }
 
     /// Starts WAL replay and the periodic tasks.
-    fn start_tasks(&self) -> Tasks {
-        let mut periodic = vec![self.fsync_task(), self.compaction_task()];
+    fn start_tasks(&self, health: &HealthReporter) -> Tasks {
+        let mut periodic = vec![
+            self.fsync_task(),
+            self.compaction_task(),
+            self.health_task(health.clone()),
+        ];
         periodic.extend(self.shipping_task());
         Tasks {
             replay: self.replay_task(),
@@ -337,6 +354,28 @@ impl Receiver {
             }
             ingester.set_ready();
             Ok(())
+        })
+    }
+
+    /// Keeps the gRPC health status (service `""`) equal to readiness, as `/-/ready` reports it.
+    fn health_task(&self, health: HealthReporter) -> JoinHandle<()> {
+        let replicator = Arc::clone(&self.replicator);
+        tokio::spawn(async move {
+            let mut serving = false;
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let ready = replicator.is_ready();
+                if ready != serving {
+                    let status = if ready {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    };
+                    health.set_service_status("", status).await;
+                    serving = ready;
+                }
+            }
         })
     }
 
@@ -426,6 +465,11 @@ impl Receiver {
     /// head into blocks, upload them, and sync the WAL last.
     async fn shutdown(self, servers: Servers, periodic: Vec<JoinHandle<()>>) -> anyhow::Result<()> {
         tracing::info!("shutting down: draining in-flight requests");
+        // The health task keeps its last status, so this one stays.
+        servers
+            .health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         let _ = servers.stop.send(true);
         let drain = futures::future::join_all(servers.tasks);
         if tokio::time::timeout(Duration::from_secs(30), drain)
