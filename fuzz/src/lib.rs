@@ -43,11 +43,13 @@ pub enum Target {
     DiffV1,
     /// Remote read requests (snappy, protobuf) and their matchers.
     RemoteRead,
+    /// PromQL series selectors of the metadata API's `match[]`.
+    Selector,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 12] = [
+    pub const ALL: [Target; 13] = [
         Target::RemoteWriteV1,
         Target::RemoteWriteV2,
         Target::Forward,
@@ -60,6 +62,7 @@ impl Target {
         Target::Objstore,
         Target::DiffV1,
         Target::RemoteRead,
+        Target::Selector,
     ];
 
     /// The target's name, as on the command line and under `fuzz/corpus/`.
@@ -77,6 +80,7 @@ impl Target {
             Target::Objstore => "objstore",
             Target::DiffV1 => "diff-v1",
             Target::RemoteRead => "remote-read",
+            Target::Selector => "selector",
         }
     }
 }
@@ -115,6 +119,9 @@ pub fn run_one(target: Target, data: &[u8]) {
                     }
                 }
             }
+        }
+        Target::Selector => {
+            let _ = receiver::store::selector::parse(&String::from_utf8_lossy(data));
         }
         Target::WalSegment => {
             let mut stats = receiver::tsdb::wal::ReplayStats::default();
@@ -329,6 +336,10 @@ pub fn builtin_seeds(target: Target) -> Vec<Vec<u8>> {
                     .expect("compressing a buffer"),
             ]
         }
+        Target::Selector => vec![
+            br#"http_requests{job=~"api|web", code!="200", path!~'/h.*'}"#.to_vec(),
+            b"{__name__=`up`}".to_vec(),
+        ],
         Target::Snappy => vec![
             snap::raw::Encoder::new()
                 .compress_vec(&v1_bytes)

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,8 @@ use crate::metrics::http::HttpLabels;
 use crate::replicate::Replicator;
 use crate::ring::RingHolder;
 use crate::status;
-use crate::store::ReadLimits;
+use crate::store::labels_api::{self, Selection};
+use crate::store::{ReadError, ReadLimits, selector};
 use crate::tsdb::MultiTsdb;
 use crate::wire::remote_read::{MAX_READ_REQUEST, decode_request, encode_response};
 use crate::wire::remote_write::protocol_of;
@@ -140,6 +141,9 @@ pub fn remote_write_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/api/v1/receive", post(receive).route_layer(record))
         .route("/api/v1/read", post(remote_read))
+        .route("/api/v1/series", get(series_api))
+        .route("/api/v1/labels", get(label_names_api))
+        .route("/api/v1/label/{name}/values", get(label_values_api))
         .with_state(app)
 }
 
@@ -316,6 +320,122 @@ async fn remote_read(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         ),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, format!("read: {e}")),
     }
+}
+
+/// `GET /api/v1/series?match[]=...&start=...&end=...` in Prometheus' JSON shape.
+async fn series_api(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    metadata(app, headers, query, labels_api::series).await
+}
+
+/// `GET /api/v1/labels?match[]=...` in Prometheus' JSON shape.
+async fn label_names_api(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    metadata(app, headers, query, labels_api::label_names).await
+}
+
+/// `GET /api/v1/label/<name>/values?match[]=...` in Prometheus' JSON shape.
+async fn label_values_api(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    metadata(
+        app,
+        headers,
+        query,
+        move |tsdb, tenant, selection, limits| {
+            labels_api::label_values(tsdb, tenant, &name, selection, limits)
+        },
+    )
+    .await
+}
+
+/// Runs one metadata request for the header's tenant off the request threads, under the read
+/// concurrency bound, and answers `{"status": ..., "data": ...}` as Prometheus does.
+async fn metadata<T, F>(app: Arc<App>, headers: HeaderMap, query: Option<String>, f: F) -> Response
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(&MultiTsdb, &str, &Selection, ReadLimits) -> Result<T, ReadError> + Send + 'static,
+{
+    let fail = |code: StatusCode, kind: &str, msg: String| {
+        let body = serde_json::json!({"status": "error", "errorType": kind, "error": msg});
+        (code, axum::Json(body)).into_response()
+    };
+    let tenant = match tenant_of(&app, &headers) {
+        Ok(t) => t,
+        Err(Reject(code, msg)) => return fail(code, "bad_data", msg),
+    };
+    if let Err(e) = crate::tenant::validate(&tenant) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            format!("invalid tenant: {e}"),
+        );
+    }
+    if !app.handles.ingester.is_ready() {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "receiver is not ready: WAL replay in progress".into(),
+        );
+    }
+    let selection = match selection_of(query.as_deref().unwrap_or("")) {
+        Ok(s) => s,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, "bad_data", e),
+    };
+    let _permit = app.read_permits.acquire().await.expect("never closed");
+    let (tsdb, limits) = (Arc::clone(&app.handles.tsdb), app.read_limits);
+    let answered = tokio::task::spawn_blocking(move || f(&tsdb, &tenant, &selection, limits)).await;
+    match answered {
+        Ok(Ok(data)) => {
+            axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
+        }
+        Ok(Err(e)) => {
+            let code = StatusCode::from_u16(e.http_status()).expect("valid status");
+            fail(code, "execution", e.to_string())
+        }
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// The `match[]`, `start` and `end` parameters of a metadata request.
+fn selection_of(query: &str) -> Result<Selection, String> {
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| format!("query string: {e}"))?;
+    let mut selection = Selection {
+        selectors: Vec::new(),
+        start: i64::MIN,
+        end: i64::MAX,
+    };
+    for (key, value) in params {
+        match key.as_str() {
+            "match[]" => selection.selectors.push(selector::parse(&value)?),
+            "start" => selection.start = parse_time(&value)?,
+            "end" => selection.end = parse_time(&value)?,
+            _ => {}
+        }
+    }
+    Ok(selection)
+}
+
+/// A time as Prometheus' API takes it: Unix seconds (fractions allowed) or RFC 3339.
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(seconds) = s.parse::<f64>()
+        && seconds.is_finite()
+    {
+        return Ok((seconds * 1000.0).round() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| format!("invalid time {s:?}: want Unix seconds or RFC 3339"))
 }
 
 /// The request's tenant: the tenant header, or the default tenant without one. A header that is

@@ -2,11 +2,15 @@
 //!
 //! - [`remote_read`]: Prometheus remote read (`POST /api/v1/read`).
 //! - [`info`]: `thanos.info.Info/Info`, how Thanos Query discovers what a receiver holds.
+//! - [`labels_api`]: Prometheus' `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`,
+//!   with [`selector`] parsing their `match[]` series selectors.
 //!
 //! Thanos' `thanos.Store` API is to join here, over the same selection.
 
 pub mod info;
+pub mod labels_api;
 pub mod remote_read;
+pub mod selector;
 
 use crate::tsdb::Matcher;
 use crate::wire::remote_read::{LabelMatcher, MatchType};
