@@ -234,6 +234,24 @@ impl Receiver {
         .await
     }
 
+    /// The series named `name` that `tenant` holds, read back from the data directory of the
+    /// stopped receiver (blocks and replayed WAL), as the receiver would on restart.
+    pub fn stored_series(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Vec<receiver::tsdb::query::SeriesData> {
+        use receiver::tsdb::{Matcher, TenantDb, TsdbOptions};
+        let (db, _) = TenantDb::open(&self.data.join(tenant), tenant, TsdbOptions::default())
+            .expect("opening the stopped receiver's storage");
+        db.query(
+            &[Matcher::Equal("__name__".into(), name.into())],
+            i64::MIN,
+            i64::MAX,
+        )
+        .expect("reading it back")
+    }
+
     /// Descriptors the receiver process holds open.
     pub fn open_fds(&self) -> usize {
         let dir = format!("/proc/{}/fd", self.child.id());
@@ -312,12 +330,14 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         }
     }
     // Families without series are not printed; the receiver's registry says which exist.
-    let registered = receiver::metrics::Metrics::new()
-        .family_names()
-        .iter()
-        .any(|n| *n == name || *n == family);
+    let registered = || {
+        receiver::metrics::Metrics::new()
+            .family_names()
+            .iter()
+            .any(|n| *n == name || *n == family)
+    };
     assert!(
-        declared || seen || registered,
+        declared || seen || registered(),
         "metric {name} is not on the page nor registered by the receiver; it was renamed"
     );
     sum
@@ -367,6 +387,23 @@ fn parse_sample(line: &str) -> Option<(&str, LabelPairs, f64)> {
     }
     let value = rest.split_whitespace().next()?.parse().ok()?;
     Some((metric, pairs, value))
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// A connected gRPC channel to a receiver's gRPC port on loopback.
+pub async fn grpc_channel(port: u16) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("connecting to the gRPC port")
 }
 
 /// Posts a snappy-compressed remote write 1.0 body.

@@ -6,10 +6,10 @@ use std::process::{Child, Command, Stdio};
 
 use crate::free_port;
 
-/// A Prometheus agent that scrapes itself (and extra targets) and remote-writes to a URL.
-pub struct PrometheusAgent {
+/// A Prometheus process on loopback: an agent that remote-writes, or a server that remote-reads.
+pub struct Prometheus {
     child: Child,
-    /// Web port (its own `/metrics`).
+    /// Web port (`/metrics`, the HTTP API).
     pub port: u16,
     /// Where stderr goes.
     pub log: PathBuf,
@@ -28,9 +28,9 @@ pub fn prometheus_bin() -> PathBuf {
     p
 }
 
-impl PrometheusAgent {
+impl Prometheus {
     /// Starts an agent in `dir` scraping itself and `targets` every second and remote-writing to `url`.
-    pub fn start(dir: &Path, url: &str, targets: &[String]) -> PrometheusAgent {
+    pub fn agent(dir: &Path, url: &str, targets: &[String]) -> Prometheus {
         let port = free_port();
         std::fs::create_dir_all(dir).expect("prometheus dir");
         let mut all_targets = vec![format!("'127.0.0.1:{port}'")];
@@ -52,22 +52,24 @@ remote_write:
 "#,
             targets = all_targets.join(", "),
         );
+        let agent_path = format!("--storage.agent.path={}", dir.join("agent").display());
+        Self::spawn(dir, port, &config, &["--enable-feature=agent", &agent_path])
+    }
+
+    /// Writes `config` into `dir` and runs Prometheus on `port` with it and `flags`.
+    fn spawn(dir: &Path, port: u16, config: &str, flags: &[&str]) -> Prometheus {
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config).expect("prometheus config");
         let log = dir.join("prometheus.log");
         let child = Command::new(prometheus_bin())
-            .arg("--enable-feature=agent")
+            .args(flags)
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.agent.path={}",
-                dir.join("agent").display()
-            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawning prometheus");
-        PrometheusAgent { child, port, log }
+        Prometheus { child, port, log }
     }
 
     /// Its own metrics page, once it is up.
@@ -80,34 +82,10 @@ remote_write:
         r.text().await.ok()
     }
 
-    /// Its log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for PrometheusAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A Prometheus server with an empty local TSDB that reads through `remote_read`, to answer
-/// PromQL over what a receiver stores.
-pub struct PrometheusReader {
-    child: Child,
-    /// Web port (HTTP API).
-    pub port: u16,
-    /// Where stderr goes.
-    pub log: PathBuf,
-}
-
-impl PrometheusReader {
-    /// Starts Prometheus in `dir` reading remotely from `url` (`read_recent`, since its own
+    /// Starts a Prometheus server with an empty TSDB in `dir`, reading remotely from `url` (`read_recent`, since its own
     /// storage holds nothing). Its `external_labels` become equality matchers of every remote
     /// read, which is how it names a tenant (`tenant_id`): 2.42 sends no custom read headers.
-    pub fn start(dir: &Path, url: &str, external_labels: &[(&str, &str)]) -> PrometheusReader {
+    pub fn reader(dir: &Path, url: &str, external_labels: &[(&str, &str)]) -> Prometheus {
         let port = free_port();
         std::fs::create_dir_all(dir).expect("prometheus dir");
         let external: String = external_labels
@@ -122,21 +100,8 @@ impl PrometheusReader {
         let config = format!(
             "global:\n  scrape_interval: 1m\n{external}remote_read:\n  - url: {url}\n    read_recent: true\n    remote_timeout: 30s\n"
         );
-        let config_path = dir.join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("prometheus config");
-        let log = dir.join("prometheus.log");
-        let child = Command::new(prometheus_bin())
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawning prometheus");
-        PrometheusReader { child, port, log }
+        let tsdb_path = format!("--storage.tsdb.path={}", dir.join("tsdb").display());
+        Self::spawn(dir, port, &config, &[&tsdb_path])
     }
 
     /// Waits until the HTTP API answers.
@@ -198,7 +163,7 @@ impl PrometheusReader {
     }
 }
 
-impl Drop for PrometheusReader {
+impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -23,11 +23,7 @@ fn value(series: usize, t: i64) -> f64 {
 }
 
 fn start_time() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    (now - (HOURS + 1) * H) / STEP_MS * STEP_MS
+    (e2e::now_ms() - (HOURS + 1) * H) / STEP_MS * STEP_MS
 }
 
 fn labels(i: usize) -> [(String, String); 3] {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{Receiver, post_v1};
+use e2e::{Receiver, now_ms, post_v1};
 use receiver::wire::messages::{snappy, v1};
 use tsdb_format::Block;
 
@@ -43,13 +43,6 @@ fn free_bytes(dir: &Path) -> u64 {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
     st.f_bavail as u64 * st.f_frsize as u64
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// Request `n`: every series gets 5 samples one second apart, starting at `t0 + 5 s * n`.

@@ -3,15 +3,8 @@
 
 use std::time::Duration;
 
-use e2e::{Receiver, free_port, post_v1};
+use e2e::{Receiver, free_port, now_ms, post_v1};
 use receiver::wire::messages::{snappy, v1};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn body(series: Vec<v1::TimeSeries>) -> Vec<u8> {
     snappy(&v1::WriteRequest {

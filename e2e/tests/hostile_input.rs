@@ -242,13 +242,7 @@ async fn oversized_grpc_messages_and_bad_tenants_are_refused() {
     let baseline = peak_rss(recv.child.id());
 
     // 200 MiB through the gRPC port: refused before it is buffered whole.
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", recv.grpc_port))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel)
+    let mut grpc = tonic::client::Grpc::new(e2e::grpc_channel(recv.grpc_port).await)
         .max_encoding_message_size(usize::MAX)
         .max_decoding_message_size(usize::MAX);
     grpc.ready().await.unwrap();

@@ -13,12 +13,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 async fn info(grpc_port: u16) -> Result<InfoResponse, tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(e2e::grpc_channel(grpc_port).await);
     grpc.ready().await.unwrap();
     let response = grpc
         .unary(
@@ -51,13 +46,7 @@ async fn info_and_health_describe_the_receiver() {
         &["--label=cluster=\"eu-1\"".into()],
     );
     recv.wait_ready(&client).await;
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", recv.grpc_port))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    let health = HealthClient::new(channel);
+    let health = HealthClient::new(e2e::grpc_channel(recv.grpc_port).await);
     e2e::eventually(
         std::time::Duration::from_secs(5),
         "gRPC health to follow readiness",

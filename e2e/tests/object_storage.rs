@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e::{Receiver, eventually, free_port, metric_sum, post_v1};
+use e2e::{Receiver, eventually, free_port, metric_sum, now_ms, post_v1};
 use object_store::ObjectStoreExt;
 use receiver::wire::messages::{snappy, v1};
 
@@ -81,13 +81,6 @@ fn local_blocks(tenant_dir: &Path) -> Vec<(String, i64)> {
         .collect();
     out.sort_by_key(|b| b.1);
     out
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// A receiver uploading to the S3 bucket `thanos` on `port` (whether or not a server runs there),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use e2e::prometheus::PrometheusAgent;
+use e2e::prometheus::Prometheus;
 use e2e::{Receiver, eventually, metric_sum};
 use receiver::tsdb::{Matcher, TenantDb, TsdbOptions};
 
@@ -14,7 +14,7 @@ async fn prometheus_agent_writes_without_failures() {
     recv.wait_ready(&client).await;
 
     let target = format!("127.0.0.1:{}", recv.http_port);
-    let prom = PrometheusAgent::start(&tmp.path().join("prom"), &recv.write_url(), &[target]);
+    let prom = Prometheus::agent(&tmp.path().join("prom"), &recv.write_url(), &[target]);
 
     // Let it scrape and ship for a bounded time, then require a steady flow of sent samples.
     let sent = eventually(

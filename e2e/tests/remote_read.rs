@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::prometheus::PrometheusReader;
+use e2e::prometheus::Prometheus;
 use e2e::{Receiver, eventually, post_v1};
 use receiver::wire::messages::{snappy, v1};
 
@@ -38,11 +38,7 @@ async fn prometheus_answers_promql_over_blocks_and_head_through_remote_read() {
     let data = tmp.path().join("data");
     let mut recv = Receiver::start(&data, &["--tsdb.head-compaction-interval=200ms".into()]);
     recv.wait_ready(&client).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let t0 = (now - STEPS * STEP - 60_000) / STEP * STEP;
+    let t0 = (e2e::now_ms() - STEPS * STEP - 60_000) / STEP * STEP;
     let t = |step: i64| t0 + step * STEP;
     for first in (0..STEPS).step_by(100) {
         let steps: Vec<i64> = (first..(first + 100).min(STEPS)).collect();
@@ -83,7 +79,7 @@ async fn prometheus_answers_promql_over_blocks_and_head_through_remote_read() {
         "{block_end}"
     );
 
-    let prom = PrometheusReader::start(
+    let prom = Prometheus::reader(
         &tmp.path().join("prom"),
         &format!("http://127.0.0.1:{}/api/v1/read", recv.rw_port),
         &[],
@@ -140,7 +136,7 @@ async fn prometheus_answers_promql_over_blocks_and_head_through_remote_read() {
     assert_eq!(regex[0].1, 1.0);
 
     // The other tenant's Prometheus names it with its `tenant_id` external label.
-    let theirs = PrometheusReader::start(
+    let theirs = Prometheus::reader(
         &tmp.path().join("prom-other"),
         &format!("http://127.0.0.1:{}/api/v1/read", recv.rw_port),
         &[("tenant_id", "other")],

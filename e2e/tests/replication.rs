@@ -2,24 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::prometheus::PrometheusAgent;
+use e2e::prometheus::Prometheus;
 use e2e::{
-    Cluster, eventually, head_series, metric_sum, post_v2, ring_hash, ring_json, signal,
+    Cluster, eventually, head_series, metric_sum, now_ms, post_v2, ring_hash, ring_json, signal,
     write_atomic, write_loop,
 };
-use receiver::tsdb::{Matcher, TenantDb, TsdbOptions};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-async fn prometheus_sent(
-    prom: &PrometheusAgent,
-    client: &reqwest::Client,
-) -> Option<(f64, f64, f64)> {
+async fn prometheus_sent(prom: &Prometheus, client: &reqwest::Client) -> Option<(f64, f64, f64)> {
     let text = prom.metrics(client).await?;
     Some((
         metric_sum(&text, "prometheus_remote_storage_samples_total", &[]),
@@ -38,7 +27,7 @@ async fn prometheus_writes_land_on_all_three_replicas() {
         .iter()
         .map(|r| format!("127.0.0.1:{}", r.http_port))
         .collect();
-    let prom = PrometheusAgent::start(
+    let prom = Prometheus::agent(
         &tmp.path().join("prom"),
         &cluster.receivers[0].write_url(),
         &targets,
@@ -113,7 +102,7 @@ async fn one_replica_down_is_tolerated_two_down_fail_then_recover_without_loss()
     let tmp = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let mut cluster = Cluster::start(tmp.path(), 3, 3, 3, "ketama", &client).await;
-    let prom = PrometheusAgent::start(
+    let prom = Prometheus::agent(
         &tmp.path().join("prom"),
         &cluster.receivers[0].write_url(),
         &[],
@@ -191,19 +180,7 @@ async fn one_replica_down_is_tolerated_two_down_fail_then_recover_without_loss()
     let mut per_replica = Vec::new();
     for r in cluster.receivers.iter_mut() {
         assert!(r.terminate().success(), "{}", r.log_text());
-        let (db, _) = TenantDb::open(
-            &r.data.join("default-tenant"),
-            "default-tenant",
-            TsdbOptions::default(),
-        )
-        .unwrap();
-        let up = db
-            .query(
-                &[Matcher::Equal("__name__".into(), "up".into())],
-                i64::MIN,
-                i64::MAX,
-            )
-            .unwrap();
+        let up = r.stored_series("default-tenant", "up");
         let times: std::collections::BTreeSet<i64> = up
             .iter()
             .flat_map(|s| s.samples.iter().map(|&(t, _)| t))

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -256,57 +257,24 @@ async fn tsdb_status(
 
 /// `POST /api/v1/read`: Prometheus remote read of the request's tenant, answered with samples.
 async fn remote_read(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    let fail = |code: StatusCode, msg: String| (code, format!("{msg}\n")).into_response();
-    let tenant = match tenant_of(&app, &headers) {
-        Ok(t) => t,
-        Err(Reject(code, msg)) => return fail(code, msg),
-    };
-    if let Err(e) = crate::tenant::validate(&tenant) {
-        return fail(StatusCode::BAD_REQUEST, format!("invalid tenant: {e}"));
-    }
-    if !app.handles.ingester.is_ready() {
-        return fail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "receiver is not ready: WAL replay in progress".into(),
-        );
-    }
-    let read = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        Limited::new(body, MAX_READ_REQUEST).collect(),
-    );
-    let compressed = match read.await {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return fail(
+    let answered = async {
+        let tenant = read_tenant(&app, &headers)?;
+        let too_large = || {
+            Reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("read request larger than {MAX_READ_REQUEST} bytes"),
-            );
-        }
-        Ok(Err(e)) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                format!("reading request body: {e}"),
-            );
-        }
-        Err(_) => {
-            return fail(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("request body not received within {BODY_READ_TIMEOUT:?}"),
-            );
-        }
+            )
+        };
+        let compressed = read_body(body, MAX_READ_REQUEST, too_large).await?;
+        let request = decode_request(&compressed)
+            .map_err(|e| Reject(StatusCode::BAD_REQUEST, e.to_string()))?;
+        answer_read(&app, move |tsdb, limits| {
+            crate::store::remote_read::remote_read(tsdb, &tenant, &request, limits)
+        })
+        .await
     };
-    let request = match decode_request(&compressed) {
-        Ok(r) => r,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let _permit = app.read_permits.acquire().await.expect("never closed");
-    let (tsdb, limits) = (Arc::clone(&app.handles.tsdb), app.read_limits);
-    let answered = tokio::task::spawn_blocking(move || {
-        crate::store::remote_read::remote_read(&tsdb, &tenant, &request, limits)
-    })
-    .await;
-    match answered {
-        Ok(Ok(response)) => (
+    match answered.await {
+        Ok(response) => (
             [
                 (header::CONTENT_TYPE, "application/x-protobuf"),
                 (header::CONTENT_ENCODING, "snappy"),
@@ -314,11 +282,7 @@ async fn remote_read(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
             encode_response(&response),
         )
             .into_response(),
-        Ok(Err(e)) => fail(
-            StatusCode::from_u16(e.http_status()).expect("valid status"),
-            e.to_string(),
-        ),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, format!("read: {e}")),
+        Err(Reject(code, msg)) => (code, format!("{msg}\n")).into_response(),
     }
 }
 
@@ -365,44 +329,85 @@ where
     T: serde::Serialize + Send + 'static,
     F: FnOnce(&MultiTsdb, &str, &Selection, ReadLimits) -> Result<T, ReadError> + Send + 'static,
 {
-    let fail = |code: StatusCode, kind: &str, msg: String| {
-        let body = serde_json::json!({"status": "error", "errorType": kind, "error": msg});
-        (code, axum::Json(body)).into_response()
+    let answered = async {
+        let tenant = read_tenant(&app, &headers)?;
+        let selection = selection_of(query.as_deref().unwrap_or(""))
+            .map_err(|e| Reject(StatusCode::BAD_REQUEST, e))?;
+        answer_read(&app, move |tsdb, limits| {
+            f(tsdb, &tenant, &selection, limits)
+        })
+        .await
     };
-    let tenant = match tenant_of(&app, &headers) {
-        Ok(t) => t,
-        Err(Reject(code, msg)) => return fail(code, "bad_data", msg),
-    };
-    if let Err(e) = crate::tenant::validate(&tenant) {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "bad_data",
-            format!("invalid tenant: {e}"),
-        );
-    }
-    if !app.handles.ingester.is_ready() {
-        return fail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "receiver is not ready: WAL replay in progress".into(),
-        );
-    }
-    let selection = match selection_of(query.as_deref().unwrap_or("")) {
-        Ok(s) => s,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, "bad_data", e),
-    };
-    let _permit = app.read_permits.acquire().await.expect("never closed");
-    let (tsdb, limits) = (Arc::clone(&app.handles.tsdb), app.read_limits);
-    let answered = tokio::task::spawn_blocking(move || f(&tsdb, &tenant, &selection, limits)).await;
-    match answered {
-        Ok(Ok(data)) => {
+    match answered.await {
+        Ok(data) => {
             axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
         }
-        Ok(Err(e)) => {
-            let code = StatusCode::from_u16(e.http_status()).expect("valid status");
-            fail(code, "execution", e.to_string())
+        Err(Reject(code, msg)) => {
+            // Prometheus' error types: the request's fault, a replaying receiver, or the query.
+            let kind = match code {
+                StatusCode::BAD_REQUEST => "bad_data",
+                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                _ => "execution",
+            };
+            let body = serde_json::json!({"status": "error", "errorType": kind, "error": msg});
+            (code, axum::Json(body)).into_response()
         }
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// The tenant a read is for, once the receiver has replayed its WAL (503 before).
+fn read_tenant(app: &App, headers: &HeaderMap) -> Result<String, Reject> {
+    let tenant = tenant_of(app, headers)?;
+    crate::tenant::validate(&tenant)
+        .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid tenant: {e}")))?;
+    if !app.handles.ingester.is_ready() {
+        return Err(Reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "receiver is not ready: WAL replay in progress".into(),
+        ));
+    }
+    Ok(tenant)
+}
+
+/// Runs a read off the request threads, at most [`MAX_CONCURRENT_READS`] at once.
+async fn answer_read<T, F>(app: &App, f: F) -> Result<T, Reject>
+where
+    T: Send + 'static,
+    F: FnOnce(&MultiTsdb, ReadLimits) -> Result<T, ReadError> + Send + 'static,
+{
+    let _permit = app.read_permits.acquire().await.expect("never closed");
+    let (tsdb, limits) = (Arc::clone(&app.handles.tsdb), app.read_limits);
+    match tokio::task::spawn_blocking(move || f(&tsdb, limits)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(Reject(
+            StatusCode::from_u16(e.http_status()).expect("valid status"),
+            e.to_string(),
+        )),
+        Err(e) => Err(Reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("read: {e}"),
+        )),
+    }
+}
+
+/// Reads a request body of at most `limit` bytes within [`BODY_READ_TIMEOUT`].
+async fn read_body(
+    body: Body,
+    limit: usize,
+    too_large: impl FnOnce() -> Reject,
+) -> Result<Bytes, Reject> {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
+    match read.await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(Reject(
+            StatusCode::BAD_REQUEST,
+            format!("reading request body: {e}"),
+        )),
+        Err(_) => Err(Reject(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {BODY_READ_TIMEOUT:?}"),
+        )),
     }
 }
 
@@ -574,25 +579,7 @@ async fn handle(
     {
         return Err(too_large(len.to_string()));
     }
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
-    let compressed = match read.await {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(too_large(format!("more than {limit}")));
-        }
-        Ok(Err(e)) => {
-            return Err(Reject(
-                StatusCode::BAD_REQUEST,
-                format!("reading request body: {e}"),
-            ));
-        }
-        Err(_) => {
-            return Err(Reject(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("request body not received within {BODY_READ_TIMEOUT:?}"),
-            ));
-        }
-    };
+    let compressed = read_body(body, limit, || too_large(format!("more than {limit}"))).await?;
     // Bounded after the body is in: slow senders must not hold the write slots.
     let _permit = match &app.concurrency {
         Some(s) => Some(s.acquire().await.expect("semaphore is never closed")),

@@ -95,10 +95,7 @@ impl Config {
         if block_ms < 60_000 {
             anyhow::bail!("--tsdb.min-block-duration must be at least 1m");
         }
-        let has_ring = args.hashrings_file.is_some()
-            || args.hashrings_configmap.is_some()
-            || args.hashrings.is_some();
-        if !has_ring && args.replication_factor > 1 {
+        if !has_ring(&args) && args.replication_factor > 1 {
             anyhow::bail!(
                 "--receive.replication-factor={} needs a hashring (--receive.hashrings-file, --receive.hashrings-configmap or --receive.hashrings)",
                 args.replication_factor
@@ -131,11 +128,13 @@ impl Config {
 
     /// A ring but no local endpoint: writes are only forwarded and no TSDB is opened.
     fn router_only(&self) -> bool {
-        self.args.local_endpoint.is_none()
-            && (self.args.hashrings_file.is_some()
-                || self.args.hashrings_configmap.is_some()
-                || self.args.hashrings.is_some())
+        self.args.local_endpoint.is_none() && has_ring(&self.args)
     }
+}
+
+/// Whether a ring source is configured (file, ConfigMap or inline).
+fn has_ring(args: &Args) -> bool {
+    args.hashrings_file.is_some() || args.hashrings_configmap.is_some() || args.hashrings.is_some()
 }
 
 /// The wired components of one receiver.
@@ -539,10 +538,7 @@ async fn start_ring_sources(
     args: &Args,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<Arc<RingHolder>>> {
-    if args.hashrings_file.is_none()
-        && args.hashrings_configmap.is_none()
-        && args.hashrings.is_none()
-    {
+    if !has_ring(args) {
         return Ok(None);
     }
     let holder = Arc::new(RingHolder::new(

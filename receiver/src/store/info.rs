@@ -48,29 +48,23 @@ impl UnaryMethod for InfoService {
 /// external labels and the tenant label), sorted, as Thanos Receive answers. No API section is
 /// announced until `thanos.Store` is served.
 pub fn info(tsdb: &MultiTsdb) -> InfoResponse {
-    let mut label_sets: Vec<ZLabelSet> = tsdb
+    let mut sets: Vec<_> = tsdb
         .tenants()
         .iter()
         .filter(|db| db.time_range().is_some())
-        .map(|db| ZLabelSet {
-            labels: tsdb
-                .external_labels(&db.name)
-                .into_iter()
-                .map(|(name, value)| Label { name, value })
-                .collect(),
-        })
+        .map(|db| tsdb.external_labels(&db.name))
         .collect();
-    label_sets.sort_by(|a, b| {
-        let key = |s: &ZLabelSet| {
-            s.labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect::<Vec<_>>()
-        };
-        key(a).cmp(&key(b))
-    });
+    sets.sort();
     InfoResponse {
-        label_sets,
+        label_sets: sets
+            .into_iter()
+            .map(|set| ZLabelSet {
+                labels: set
+                    .into_iter()
+                    .map(|(name, value)| Label { name, value })
+                    .collect(),
+            })
+            .collect(),
         component_type: "receive".into(),
     }
 }

@@ -23,16 +23,8 @@ pub struct ZLabelSet {
     pub labels: Vec<Label>,
 }
 
-/// `thanos.Label`.
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct Label {
-    /// Label name.
-    #[prost(string, tag = "1")]
-    pub name: String,
-    /// Label value.
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
+/// `thanos.Label`: the same message as `prometheus.Label` (`name = 1`, `value = 2`).
+pub use super::messages::v1::Label;
 
 #[cfg(test)]
 mod tests {
