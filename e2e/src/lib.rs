@@ -236,18 +236,15 @@ impl Receiver {
 
     /// The series named `name` that `tenant` holds, read back from the data directory of the
     /// stopped receiver (blocks and replayed WAL), as the receiver would on restart.
-    pub fn stored_series(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Vec<receiver::tsdb::query::SeriesData> {
-        use receiver::tsdb::{Matcher, TenantDb, TsdbOptions};
+    pub fn stored_series(&self, tenant: &str, name: &str) -> Vec<receiver::tsdb::SeriesData> {
+        use receiver::tsdb::{Budget, Matcher, TenantDb, TsdbOptions};
         let (db, _) = TenantDb::open(&self.data.join(tenant), tenant, TsdbOptions::default())
             .expect("opening the stopped receiver's storage");
         db.query(
             &[Matcher::Equal("__name__".into(), name.into())],
             i64::MIN,
             i64::MAX,
+            Budget::default(),
         )
         .expect("reading it back")
     }

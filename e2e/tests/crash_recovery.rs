@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::{Receiver, post_v1};
-use receiver::tsdb::{Matcher, TenantDb, TsdbOptions};
+use receiver::tsdb::{Budget, Matcher, TenantDb, TsdbOptions};
 use receiver::wire::messages::{snappy, v1};
 
 /// Requests the receiver answered 2xx: (writer, request number).
@@ -108,6 +108,7 @@ async fn kill_9_loses_no_acknowledged_sample() {
                 ],
                 i64::MIN,
                 i64::MAX,
+                Budget::default(),
             )
             .unwrap();
         assert_eq!(series.len(), SERIES_PER_WRITER, "writer {w}");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use e2e::prometheus::Prometheus;
 use e2e::{Receiver, eventually, metric_sum};
-use receiver::tsdb::{Matcher, TenantDb, TsdbOptions};
+use receiver::tsdb::{Budget, Matcher, TenantDb, TsdbOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_agent_writes_without_failures() {
@@ -109,7 +109,9 @@ async fn prometheus_agent_writes_without_failures() {
     )
     .unwrap();
     // SIGTERM cut the head into blocks; the query reads blocks and head alike.
-    let all = db.query(&[], i64::MIN, i64::MAX).unwrap();
+    let all = db
+        .query(&[], i64::MIN, i64::MAX, Budget::default())
+        .unwrap();
     assert_eq!(all.len() as u64, num_series);
     assert!(
         !db.blocks().is_empty(),
@@ -120,6 +122,7 @@ async fn prometheus_agent_writes_without_failures() {
             &[Matcher::Equal("__name__".into(), "up".into())],
             i64::MIN,
             i64::MAX,
+            Budget::default(),
         )
         .unwrap();
     assert_eq!(up.len(), 2, "one `up` series per scrape target");

@@ -2,12 +2,13 @@
 //!
 //! `cargo bench -p receiver --bench tsdb` (release profile). `TSDB_BENCH_SERIES` (default 100000)
 //! and `TSDB_BENCH_MINUTES` (default 120) size the run; samples are 15 s apart, labels are
-//! Kubernetes-like (12 per series). Prints one line per figure.
+//! Kubernetes-like (12 per series). Prints one line per figure, query latencies over the head
+//! included.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prost::Message;
-use receiver::tsdb::{TenantDb, TsdbOptions};
+use receiver::tsdb::{Budget, Matcher, TenantDb, TsdbOptions};
 use receiver::wire::messages::v1;
 use receiver::wire::{Protocol, WriteBatch};
 
@@ -95,6 +96,55 @@ fn append_step(
     spent
 }
 
+/// Median and worst of `runs` timings of `f`, which returns how many series it found.
+fn time_query(runs: usize, mut f: impl FnMut() -> usize) -> (Duration, Duration, usize) {
+    let mut took = Vec::with_capacity(runs);
+    let mut found = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        found = f();
+        took.push(start.elapsed());
+    }
+    took.sort();
+    (took[runs / 2], took[runs - 1], found)
+}
+
+/// Query latency over the head: one series by a unique label, and one metric name (1/20 of all).
+fn query_figures(db: &TenantDb, series: usize, end: i64) {
+    let pod = labels(series / 2)
+        .into_iter()
+        .find(|(n, _)| n == "pod")
+        .map(|(_, v)| v)
+        .expect("a pod label");
+    let selective = [
+        Matcher::Equal(
+            "__name__".into(),
+            format!("container_metric_{}", (series / 2) % 20),
+        ),
+        Matcher::Equal("pod".into(), pod),
+    ];
+    let (p50, max, found) = time_query(21, || {
+        db.select(&selective, i64::MIN, end, false, Budget::default())
+            .expect("query")
+            .len()
+    });
+    println!(
+        "selective query (1 of {series} series, whole head): p50 {p50:.2?}, max {max:.2?}, {found} series"
+    );
+    let broad = [Matcher::Equal(
+        "__name__".into(),
+        "container_metric_1".into(),
+    )];
+    let (p50, max, found) = time_query(5, || {
+        db.select(&broad, i64::MIN, end, false, Budget::default())
+            .expect("query")
+            .len()
+    });
+    println!(
+        "broad query (one metric name, whole head, chunks): p50 {p50:.2?}, max {max:.2?}, {found} series"
+    );
+}
+
 fn main() {
     let series: usize = std::env::var("TSDB_BENCH_SERIES")
         .ok()
@@ -134,6 +184,7 @@ fn main() {
         (full - base) as f64 / series as f64,
         (full - base) >> 20
     );
+    query_figures(&db, series, t0 + (steps - 1) * STEP_MS);
     let wal_bytes = db.wal_size();
     drop(db);
 

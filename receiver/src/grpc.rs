@@ -1,8 +1,9 @@
-//! gRPC transport on tonic: Thanos' `thanos.WriteableStore/RemoteWrite` between receivers and
-//! `thanos.info.Info/Info` for Thanos Query.
+//! gRPC transport on tonic: Thanos' `thanos.WriteableStore/RemoteWrite` between receivers, and
+//! `thanos.info.Info/Info` and `thanos.Store` for Thanos Query.
 //!
 //! Messages travel as raw bytes through a pass-through codec: the server hands them to a
-//! [`UnaryMethod`] (the replicator decodes forwards with [`crate::wire::forward`]), and the client
+//! [`UnaryMethod`] (the replicator decodes forwards with [`crate::wire::forward`]) or to the
+//! [`StoreMethods`] of the read path, and the client
 //! sends bytes that module encoded. The message is Thanos', so Thanos receivers and ours can share a
 //! ring (with `--receive.grpc-compression=none` on the Thanos side; tonic has no snappy codec).
 
@@ -19,6 +20,12 @@ use tonic::{Code, Status};
 pub const REMOTE_WRITE_PATH: &str = "/thanos.WriteableStore/RemoteWrite";
 /// Path of the Info method Thanos Query discovers endpoints with.
 pub const INFO_PATH: &str = "/thanos.info.Info/Info";
+/// Path of the Store API's streaming series method.
+pub const SERIES_PATH: &str = "/thanos.Store/Series";
+/// Path of the Store API's label names method.
+pub const LABEL_NAMES_PATH: &str = "/thanos.Store/LabelNames";
+/// Path of the Store API's label values method.
+pub const LABEL_VALUES_PATH: &str = "/thanos.Store/LabelValues";
 /// Largest gRPC message sent or accepted: twice the largest decompressed remote-write body, so
 /// any forward of an accepted HTTP request fits, and a hostile peer cannot send gigabytes.
 pub const MAX_MESSAGE_SIZE: usize = 2 * crate::wire::MAX_DECODED_SIZE;
@@ -141,6 +148,105 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
                         .into_http(),
                 )
             }
+        })
+    }
+}
+
+/// The methods of `thanos.Store`, raw message bytes in and out.
+pub trait StoreMethods: Send + Sync + 'static {
+    /// Answers `Series` with the frames of its stream.
+    fn series(self: &Arc<Self>, request: Bytes) -> BoxFuture<Vec<Bytes>, Status>;
+    /// Answers `LabelNames`.
+    fn label_names(self: &Arc<Self>, request: Bytes) -> BoxFuture<Bytes, Status>;
+    /// Answers `LabelValues`.
+    fn label_values(self: &Arc<Self>, request: Bytes) -> BoxFuture<Bytes, Status>;
+}
+
+/// The `thanos.Store` gRPC service over [`StoreMethods`].
+pub struct StoreServer<M> {
+    methods: Arc<M>,
+}
+
+impl<M> Clone for StoreServer<M> {
+    fn clone(&self) -> Self {
+        StoreServer {
+            methods: Arc::clone(&self.methods),
+        }
+    }
+}
+
+impl<M: StoreMethods> StoreServer<M> {
+    /// A service that hands requests to `methods`.
+    pub fn new(methods: Arc<M>) -> Self {
+        StoreServer { methods }
+    }
+}
+
+impl<M: StoreMethods> tonic::server::NamedService for StoreServer<M> {
+    const NAME: &'static str = "thanos.Store";
+}
+
+struct Streaming<M>(Arc<M>);
+
+impl<M: StoreMethods> tonic::server::ServerStreamingService<Bytes> for Streaming<M> {
+    type Response = Bytes;
+    type ResponseStream = futures::stream::Iter<
+        std::iter::Map<std::vec::IntoIter<Bytes>, fn(Bytes) -> Result<Bytes, Status>>,
+    >;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let methods = Arc::clone(&self.0);
+        Box::pin(async move {
+            let frames = methods.series(request.into_inner()).await?;
+            let ok: fn(Bytes) -> Result<Bytes, Status> = Ok;
+            Ok(tonic::Response::new(futures::stream::iter(
+                frames.into_iter().map(ok),
+            )))
+        })
+    }
+}
+
+struct Labels<M>(Arc<M>, bool);
+
+impl<M: StoreMethods> tonic::server::UnaryService<Bytes> for Labels<M> {
+    type Response = Bytes;
+    type Future = BoxFuture<tonic::Response<Bytes>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let (methods, names) = (Arc::clone(&self.0), self.1);
+        Box::pin(async move {
+            let request = request.into_inner();
+            let response = match names {
+                true => methods.label_names(request).await?,
+                false => methods.label_values(request).await?,
+            };
+            Ok(tonic::Response::new(response))
+        })
+    }
+}
+
+impl<M: StoreMethods> Service<http::Request<tonic::body::Body>> for StoreServer<M> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let methods = Arc::clone(&self.methods);
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE);
+            Ok(match req.uri().path() {
+                SERIES_PATH => grpc.server_streaming(Streaming(methods), req).await,
+                LABEL_NAMES_PATH => grpc.unary(Labels(methods, true), req).await,
+                LABEL_VALUES_PATH => grpc.unary(Labels(methods, false), req).await,
+                path => Status::unimplemented(format!("unknown method {path}")).into_http(),
+            })
         })
     }
 }

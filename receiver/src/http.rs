@@ -24,7 +24,7 @@ use crate::replicate::Replicator;
 use crate::ring::RingHolder;
 use crate::status;
 use crate::store::labels_api::{self, Selection};
-use crate::store::{ReadError, ReadLimits, selector};
+use crate::store::{ReadError, ReadLimits, Reads, selector};
 use crate::tsdb::MultiTsdb;
 use crate::wire::remote_read::{MAX_READ_REQUEST, decode_request, encode_response};
 use crate::wire::remote_write::protocol_of;
@@ -79,13 +79,8 @@ pub struct App {
     pool: Mutex<(Vec<WriteBatch>, usize)>,
     /// One status computation at a time: each walks a whole head.
     status_permit: Semaphore,
-    read_limits: ReadLimits,
-    /// Reads at once: each holds its whole answer in memory and takes a core while it selects.
-    read_permits: Semaphore,
+    reads: Arc<Reads>,
 }
-
-/// Remote reads served at once; more wait for a slot, so reads cannot starve writes of cores.
-const MAX_CONCURRENT_READS: usize = 2;
 
 impl App {
     /// Handler state over the write path.
@@ -94,7 +89,6 @@ impl App {
         config: HttpConfig,
     ) -> Result<Self, axum::http::header::InvalidHeaderName> {
         Ok(App {
-            handles,
             tenant_header: HeaderName::try_from(config.tenant_header)?,
             replica_header: HeaderName::try_from(config.replica_header)?,
             default_tenant: config.default_tenant,
@@ -102,9 +96,14 @@ impl App {
                 .then(|| Semaphore::new(config.max_concurrency as usize)),
             pool: Mutex::new((Vec::new(), 0)),
             status_permit: Semaphore::new(1),
-            read_limits: config.read_limits,
-            read_permits: Semaphore::new(MAX_CONCURRENT_READS),
+            reads: Arc::new(Reads::new(Arc::clone(&handles.tsdb), config.read_limits)),
+            handles,
         })
+    }
+
+    /// The read runner, shared with the Store API so both count against one bound.
+    pub fn reads(&self) -> Arc<Reads> {
+        Arc::clone(&self.reads)
     }
 
     fn take_batch(&self) -> WriteBatch {
@@ -369,25 +368,18 @@ fn read_tenant(app: &App, headers: &HeaderMap) -> Result<String, Reject> {
     Ok(tenant)
 }
 
-/// Runs a read off the request threads, at most [`MAX_CONCURRENT_READS`] at once.
+/// Runs a read through the shared [`Reads`] runner, its error as an HTTP answer.
 async fn answer_read<T, F>(app: &App, f: F) -> Result<T, Reject>
 where
     T: Send + 'static,
     F: FnOnce(&MultiTsdb, ReadLimits) -> Result<T, ReadError> + Send + 'static,
 {
-    let _permit = app.read_permits.acquire().await.expect("never closed");
-    let (tsdb, limits) = (Arc::clone(&app.handles.tsdb), app.read_limits);
-    match tokio::task::spawn_blocking(move || f(&tsdb, limits)).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(Reject(
+    app.reads.run(f).await.map_err(|e| {
+        Reject(
             StatusCode::from_u16(e.http_status()).expect("valid status"),
             e.to_string(),
-        )),
-        Err(e) => Err(Reject(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("read: {e}"),
-        )),
-    }
+        )
+    })
 }
 
 /// Reads a request body of at most `limit` bytes within [`BODY_READ_TIMEOUT`].

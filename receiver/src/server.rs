@@ -14,7 +14,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel};
-use crate::grpc::UnaryServer;
+use crate::grpc::{StoreServer, UnaryServer};
 use crate::http::{App, Handles, HttpConfig, ops_router, remote_write_router};
 use crate::ingest::Ingester;
 use crate::ingest::limits::LimitsConfig;
@@ -24,6 +24,7 @@ use crate::replicate::{ReplicationConfig, Replicator};
 use crate::ring::{self, RingHolder};
 use crate::shipper::{Shipper, objstore};
 use crate::store::info::InfoService;
+use crate::store::store_api::StoreService;
 use crate::tsdb::{MultiTsdb, TsdbOptions};
 
 /// Installs the global logger for `--log.level` and `--log.format`.
@@ -266,6 +267,10 @@ impl Receiver {
             .add_service(UnaryServer::new(Arc::clone(&self.replicator)))
             .add_service(UnaryServer::new(Arc::new(InfoService::new(
                 Arc::clone(&self.tsdb),
+                Arc::clone(&self.ingester),
+            ))))
+            .add_service(StoreServer::new(Arc::new(StoreService::new(
+                self.app.reads(),
                 Arc::clone(&self.ingester),
             ))))
             .serve_with_incoming_shutdown(

@@ -253,7 +253,7 @@ pub struct SeriesSamples {
     pub samples: Vec<(i64, f64)>,
 }
 
-/// A block opened for reading; index and chunks are held in memory.
+/// A block opened for reading: the index is held in memory, chunks are read on demand.
 #[derive(Debug)]
 pub struct Block {
     dir: PathBuf,
@@ -310,7 +310,7 @@ impl Block {
             if encoding != ENCODING_XOR {
                 return Err(corrupt(what(), format!("unsupported encoding {encoding}")));
             }
-            let mut it = iter_xor(data);
+            let mut it = iter_xor(&data);
             for (t, v) in it.by_ref() {
                 if t < c.min_time || t > c.max_time {
                     return Err(corrupt(

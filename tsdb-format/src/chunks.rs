@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::encoding::{Decoder, check_crc, put_uvarint};
+use crate::encoding::{Decoder, put_uvarint};
 use crate::error::{Error, Result, corrupt, io_err};
 use crate::fsutil::sync_dir;
 
@@ -180,14 +180,18 @@ impl ChunkWriter {
     }
 }
 
-/// Reads chunks from a block's `chunks/` directory, holding the segments in memory.
+/// Reads chunks from a block's `chunks/` directory with positional reads on open segment files,
+/// so a query touches only the chunks it needs and a block's chunks never sit in memory whole.
 #[derive(Debug)]
 pub struct ChunkReader {
-    segments: Vec<Vec<u8>>,
+    segments: Vec<(PathBuf, File, u64)>,
 }
 
+/// Bytes read ahead for a record's length prefix and encoding: the longest uvarint and one byte.
+const RECORD_HEAD: usize = 11;
+
 impl ChunkReader {
-    /// Loads every numerically named segment in `dir`, in numeric order, checking headers.
+    /// Opens every numerically named segment in `dir`, in numeric order, checking headers.
     pub fn open(dir: &Path) -> Result<Self> {
         let mut names = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
@@ -201,9 +205,12 @@ impl ChunkReader {
         names.sort();
         let mut segments = Vec::with_capacity(names.len());
         for (_, path) in names {
-            let data = fs::read(&path).map_err(io_err(&path))?;
+            let file = File::open(&path).map_err(io_err(&path))?;
+            let size = file.metadata().map_err(io_err(&path))?.len();
+            let mut header = [0u8; SEGMENT_HEADER_SIZE as usize];
+            let got = read_at(&file, &mut header, 0).map_err(io_err(&path))?;
             let what = path.display().to_string();
-            let mut d = Decoder::new(&data, &what);
+            let mut d = Decoder::new(&header[..got], &what);
             let magic = d.be_u32()?;
             if magic != SEGMENT_MAGIC {
                 return Err(corrupt(what, format!("bad magic {magic:#010x}")));
@@ -212,7 +219,7 @@ impl ChunkReader {
             if version != SEGMENT_VERSION {
                 return Err(corrupt(what, format!("unsupported version {version}")));
             }
-            segments.push(data);
+            segments.push((path, file, size));
         }
         Ok(Self { segments })
     }
@@ -223,25 +230,61 @@ impl ChunkReader {
     }
 
     /// Returns the encoding and data of the chunk at `chunk_ref`, CRC verified.
-    pub fn chunk(&self, chunk_ref: u64) -> Result<(u8, &[u8])> {
+    pub fn chunk(&self, chunk_ref: u64) -> Result<(u8, Vec<u8>)> {
         let what = format!("chunk {chunk_ref:#x}");
         let segment = (chunk_ref >> 32) as usize;
         let offset = chunk_ref & 0xffff_ffff;
-        let data = self
+        let (path, file, size) = self
             .segments
             .get(segment)
             .ok_or_else(|| corrupt(&what, format!("no segment {segment}")))?;
         if offset < SEGMENT_HEADER_SIZE {
             return Err(corrupt(&what, "offset inside segment header"));
         }
-        let mut d = Decoder::new(data, &what);
-        d.skip(offset)?;
+        let past_end = || corrupt(&what, "record runs past the end of its segment");
+        let mut head = [0u8; RECORD_HEAD];
+        let got = read_at(file, &mut head, offset).map_err(io_err(path))?;
+        let mut d = Decoder::new(&head[..got], &what);
         let len = d.uvarint()?;
-        let body = d.bytes(len.saturating_add(1))?;
-        let crc = d.be_u32()?;
-        check_crc(&what, body, crc)?;
-        Ok((body[0], &body[1..]))
+        let encoding = d.u8()?;
+        let start = offset + (got - d.remaining()) as u64;
+        // Data, then the CRC32C of encoding and data.
+        let with_crc = len.checked_add(4).ok_or_else(past_end)?;
+        if start.checked_add(with_crc).is_none_or(|end| end > *size) {
+            return Err(past_end());
+        }
+        let mut data = vec![0u8; with_crc as usize];
+        let got = read_at(file, &mut data, start).map_err(io_err(path))?;
+        if got != data.len() {
+            return Err(past_end());
+        }
+        let crc = data.split_off(len as usize);
+        let stored = u32::from_be_bytes(crc[..].try_into().expect("four bytes"));
+        let computed = crc32c::crc32c_append(crc32c::crc32c(&[encoding]), &data);
+        if computed != stored {
+            return Err(Error::Checksum {
+                what,
+                stored,
+                computed,
+            });
+        }
+        Ok((encoding, data))
     }
+}
+
+/// Fills as much of `buf` as the file holds from `offset` on; returns how much that was.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 #[cfg(test)]
@@ -283,8 +326,8 @@ mod tests {
         for (c, &cref) in chunks.iter().zip(&refs) {
             let (enc, data) = r.chunk(cref).unwrap();
             assert_eq!(enc, ENCODING_XOR);
-            assert_eq!(data, &**c);
-            assert!(iter_xor(data).count() > 0);
+            assert_eq!(&data[..], &**c);
+            assert!(iter_xor(&data).count() > 0);
         }
         let raw = fs::read(dir.join("000001")).unwrap();
         assert_eq!(&raw[..8], &[0x85, 0xBD, 0x40, 0xDD, 1, 0, 0, 0]);

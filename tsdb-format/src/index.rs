@@ -563,9 +563,11 @@ impl IndexReader {
 
     /// Values of label `name` in ascending order.
     pub fn label_values(&self, name: &str) -> Vec<&str> {
-        self.postings
+        // The table is sorted by name, then value.
+        let from = self.postings.partition_point(|(n, _, _)| n.as_str() < name);
+        self.postings[from..]
             .iter()
-            .filter(|(n, _, _)| n == name)
+            .take_while(|(n, _, _)| n == name)
             .map(|(_, v, _)| v.as_str())
             .collect()
     }

@@ -336,10 +336,10 @@ fn reads_promtool_written_block_and_matches_its_chunk_bytes() {
                 let (enc, bytes) = block.chunks().chunk(c.chunk_ref).unwrap();
                 assert_eq!(enc, ENCODING_XOR);
                 let mut app = XorAppender::new();
-                for (t, v) in tsdb_format::chunkenc::iter_xor(bytes) {
+                for (t, v) in tsdb_format::chunkenc::iter_xor(&bytes) {
                     app.append(t, v);
                 }
-                assert_eq!(app.bytes(), bytes, "chunk {:#x}", c.chunk_ref);
+                assert_eq!(app.bytes(), &bytes[..], "chunk {:#x}", c.chunk_ref);
                 compared_chunks += 1;
             }
             let s = block.read_series(id).unwrap();

@@ -9,7 +9,7 @@ use tonic::codegen::BoxFuture;
 use crate::grpc::{INFO_PATH, UnaryMethod};
 use crate::ingest::Ingester;
 use crate::tsdb::MultiTsdb;
-use crate::wire::info::{InfoResponse, Label, ZLabelSet};
+use crate::wire::info::{InfoResponse, Label, StoreInfo, TsdbInfo, ZLabelSet};
 
 /// The `thanos.info.Info` service over every tenant's storage.
 pub struct InfoService {
@@ -44,28 +44,40 @@ impl UnaryMethod for InfoService {
     }
 }
 
-/// The Info answer: component `receive` and one label set per tenant that holds data (its
-/// external labels and the tenant label), sorted, as Thanos Receive answers. No API section is
-/// announced until `thanos.Store` is served.
+/// The Info answer, as Thanos Receive gives it: component `receive`, one label set per tenant that
+/// holds data (its external labels and the tenant label), sorted, and the Store API: from the
+/// oldest sample on, with no upper bound (the head keeps growing), one TSDB entry per tenant.
 pub fn info(tsdb: &MultiTsdb) -> InfoResponse {
-    let mut sets: Vec<_> = tsdb
+    let mut tenants: Vec<_> = tsdb
         .tenants()
         .iter()
-        .filter(|db| db.time_range().is_some())
-        .map(|db| tsdb.external_labels(&db.name))
+        .filter_map(|db| Some((tsdb.external_labels(&db.name), db.time_range()?)))
         .collect();
-    sets.sort();
-    InfoResponse {
-        label_sets: sets
+    tenants.sort();
+    let set = |labels: std::collections::BTreeMap<String, String>| ZLabelSet {
+        labels: labels
             .into_iter()
-            .map(|set| ZLabelSet {
-                labels: set
-                    .into_iter()
-                    .map(|(name, value)| Label { name, value })
-                    .collect(),
-            })
+            .map(|(name, value)| Label { name, value })
             .collect(),
+    };
+    InfoResponse {
+        label_sets: tenants.iter().map(|(l, _)| set(l.clone())).collect(),
         component_type: "receive".into(),
+        store: Some(StoreInfo {
+            // Nothing stored yet: a range no query reaches until data arrives.
+            min_time: tenants.iter().map(|(_, r)| r.0).min().unwrap_or(i64::MAX),
+            max_time: i64::MAX,
+            supports_sharding: false,
+            supports_without_replica_labels: true,
+            tsdb_infos: tenants
+                .into_iter()
+                .map(|(labels, (min_time, max_time))| TsdbInfo {
+                    labels: Some(set(labels)),
+                    min_time,
+                    max_time,
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -110,5 +122,14 @@ mod tests {
             ],
             "a tenant with no data is not announced"
         );
+        let store = r.store.unwrap();
+        assert_eq!((store.min_time, store.max_time), (10, i64::MAX));
+        assert!(store.supports_without_replica_labels);
+        let ranges: Vec<_> = store
+            .tsdb_infos
+            .iter()
+            .map(|t| (t.min_time, t.max_time))
+            .collect();
+        assert_eq!(ranges, [(10, 15), (30, 35)]);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::tsdb::{Matcher, MultiTsdb};
 
-use super::{ReadError, ReadLimits};
+use super::{ReadError, ReadLimits, with_external};
 
 /// A time range and the selectors (any of which may match) of a metadata request.
 #[derive(Debug, Clone)]
@@ -38,13 +38,12 @@ pub fn series(
     let external = tsdb.external_labels(tenant);
     let mut out = BTreeSet::new();
     for matchers in selectors {
-        for s in db.query(matchers, selection.start, selection.end)? {
-            let mut labels: BTreeMap<String, String> = s
-                .labels
-                .iter()
+        let budget = limits.budget();
+        for s in db.select(matchers, selection.start, selection.end, true, budget)? {
+            let labels: BTreeMap<String, String> = with_external(&s.labels, &external)
+                .into_iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect();
-            labels.extend(external.clone());
             out.insert(labels);
             if limits.series > 0 && out.len() as u64 > limits.series {
                 return Err(ReadError::Limit(format!(

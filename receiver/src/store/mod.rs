@@ -5,14 +5,23 @@
 //! - [`labels_api`]: Prometheus' `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`,
 //!   with [`selector`] parsing their `match[]` series selectors.
 //!
-//! Thanos' `thanos.Store` API is to join here, over the same selection.
+//! - [`store_api`]: Thanos' `thanos.Store` (`Series`, `LabelNames`, `LabelValues`) for Thanos Query.
+//!
+//! Every read runs through [`Reads`]: off the async workers and a bounded number at once.
 
 pub mod info;
 pub mod labels_api;
 pub mod remote_read;
 pub mod selector;
+pub mod store_api;
 
-use crate::tsdb::Matcher;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use std::collections::BTreeMap;
+
+use crate::tsdb::{Budget, Labels, Matcher, MultiTsdb, QueryError};
 use crate::wire::remote_read::{LabelMatcher, MatchType};
 
 /// Most series and samples one read may return; 0 means no limit of that kind.
@@ -36,6 +45,55 @@ pub enum ReadError {
     /// Storage failed (500).
     #[error("storage: {0}")]
     Storage(#[from] crate::tsdb::TsdbError),
+    /// The read task failed (500).
+    #[error("read: {0}")]
+    Internal(String),
+}
+
+impl From<QueryError> for ReadError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Storage(e) => ReadError::Storage(e),
+            limit => ReadError::Limit(limit.to_string()),
+        }
+    }
+}
+
+impl ReadLimits {
+    /// The limits as a selection budget.
+    pub fn budget(self) -> Budget {
+        Budget {
+            series: self.series,
+            samples: self.samples,
+        }
+    }
+}
+
+/// The matchers left for a tenant's series once those on its external labels are applied, as
+/// Thanos' stores do: an external-label matcher selects or deselects the tenant's data as a
+/// whole (`None`: deselected).
+pub fn series_matchers(
+    matchers: Vec<Matcher>,
+    external: &BTreeMap<String, String>,
+) -> Option<Vec<Matcher>> {
+    let (on_external, on_series): (Vec<Matcher>, Vec<Matcher>) = matchers
+        .into_iter()
+        .partition(|m| external.contains_key(m.name()));
+    on_external
+        .iter()
+        .all(|m| m.matches_value(&external[m.name()]))
+        .then_some(on_series)
+}
+
+/// A series' labels with the external labels attached (they win over series labels of the same
+/// name, as in Thanos), sorted by name.
+pub fn with_external<'a>(
+    labels: &'a Labels,
+    external: &'a BTreeMap<String, String>,
+) -> BTreeMap<&'a str, &'a str> {
+    let mut out: BTreeMap<&str, &str> = labels.iter().collect();
+    out.extend(external.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    out
 }
 
 impl ReadError {
@@ -44,8 +102,54 @@ impl ReadError {
         match self {
             ReadError::BadRequest(_) => 400,
             ReadError::Limit(_) => 422,
-            ReadError::Storage(_) => 500,
+            ReadError::Storage(_) | ReadError::Internal(_) => 500,
         }
+    }
+
+    /// The gRPC status of the error.
+    pub fn grpc_status(&self) -> tonic::Status {
+        match self {
+            ReadError::BadRequest(m) => tonic::Status::invalid_argument(m),
+            ReadError::Limit(m) => tonic::Status::resource_exhausted(m),
+            ReadError::Storage(_) | ReadError::Internal(_) => {
+                tonic::Status::internal(self.to_string())
+            }
+        }
+    }
+}
+
+/// Reads served at once; more wait for a slot, so reads cannot starve writes of cores (each
+/// holds its whole answer in memory and takes a core while it selects).
+pub const MAX_CONCURRENT_READS: usize = 2;
+
+/// Runs reads over every tenant's storage, shared by the HTTP read endpoints and the Store API.
+pub struct Reads {
+    tsdb: Arc<MultiTsdb>,
+    limits: ReadLimits,
+    permits: Semaphore,
+}
+
+impl Reads {
+    /// Reads over `tsdb` within `limits`.
+    pub fn new(tsdb: Arc<MultiTsdb>, limits: ReadLimits) -> Self {
+        Reads {
+            tsdb,
+            limits,
+            permits: Semaphore::new(MAX_CONCURRENT_READS),
+        }
+    }
+
+    /// Runs `f` on a blocking thread once one of [`MAX_CONCURRENT_READS`] slots is free.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ReadError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&MultiTsdb, ReadLimits) -> Result<T, ReadError> + Send + 'static,
+    {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        let (tsdb, limits) = (Arc::clone(&self.tsdb), self.limits);
+        tokio::task::spawn_blocking(move || f(&tsdb, limits))
+            .await
+            .map_err(|e| ReadError::Internal(e.to_string()))?
     }
 }
 

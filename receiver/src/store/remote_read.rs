@@ -1,12 +1,10 @@
 //! Prometheus remote read over a tenant's head and blocks, answered with samples.
 
-use std::collections::BTreeMap;
-
-use crate::tsdb::{Matcher, MultiTsdb};
+use crate::tsdb::{Budget, Matcher, MultiTsdb};
 use crate::wire::messages::v1;
 use crate::wire::remote_read::{QueryResult, ReadRequest, ReadResponse};
 
-use super::{ReadError, ReadLimits, to_matcher};
+use super::{ReadError, ReadLimits, series_matchers, to_matcher, with_external};
 
 /// Samples one read may return when no limit is configured: Prometheus' own remote-read default
 /// (`--storage.remote.read-sample-limit`), which bounds a response to a few hundred megabytes.
@@ -45,21 +43,23 @@ pub fn remote_read(
         crate::tenant::validate(&tenant)
             .map_err(|e| ReadError::BadRequest(format!("invalid tenant {tenant:?}: {e}")))?;
         let external = tsdb.external_labels(&tenant);
-        let (on_external, on_series): (Vec<Matcher>, Vec<Matcher>) = matchers
-            .into_iter()
-            .partition(|m| external.contains_key(m.name()));
-        if on_series.is_empty() {
+        let on_series = series_matchers(matchers, &external);
+        if on_series.as_ref().is_some_and(Vec::is_empty) {
             return Err(ReadError::BadRequest(
                 "a query needs at least one matcher on series labels".into(),
             ));
         }
-        let selected = on_external
-            .iter()
-            .all(|m| m.matches_value(&external[m.name()]));
-        let found = match tsdb.get(&tenant) {
-            Some(db) if selected => {
-                db.query(&on_series, query.start_timestamp_ms, query.end_timestamp_ms)?
-            }
+        let budget = Budget {
+            series: limits.series,
+            samples: sample_limit,
+        };
+        let found = match (tsdb.get(&tenant), on_series) {
+            (Some(db), Some(on_series)) => db.query(
+                &on_series,
+                query.start_timestamp_ms,
+                query.end_timestamp_ms,
+                budget,
+            )?,
             _ => Vec::new(),
         };
         series += found.len() as u64;
@@ -78,9 +78,7 @@ pub fn remote_read(
         let timeseries = found
             .into_iter()
             .map(|s| {
-                // External labels win over series labels of the same name, as in Thanos.
-                let mut labels: BTreeMap<&str, &str> = s.labels.iter().collect();
-                labels.extend(external.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+                let labels = with_external(&s.labels, &external);
                 v1::TimeSeries {
                     labels: labels
                         .into_iter()

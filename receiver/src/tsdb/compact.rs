@@ -3,8 +3,8 @@
 //!
 //! A cut raises the head's lower bound first (under the WAL lock), so no sample can land in the
 //! range being written; then it writes the block (temp dir, fsync, rename: a crash leaves either
-//! no block or a whole one). Only once the block is durable does it truncate the head, roll the
-//! WAL and fold the older segments into a checkpoint. A failed write leaves the range in the head
+//! no block or a whole one). Only once the block is durable does it publish the block to queries,
+//! truncate the head, roll the WAL and fold the older segments into a checkpoint. A failed write leaves the range in the head
 //! and the WAL, and the next cut retries it: cuts start at the head's oldest sample, not at its
 //! lower bound. On restart the lower bound is set from the blocks, so nothing is cut twice.
 //!
@@ -22,7 +22,7 @@ use tsdb_format::{BlockWriter, Error as FormatError};
 use ulid::Ulid;
 
 use super::head::boundary_after;
-use super::{MemSeries, TenantDb, TsdbError, now_ms, wal};
+use super::{LocalBlock, MemSeries, TenantDb, TsdbError, now_ms, wal};
 
 /// Suffix of a block directory being written.
 pub const TMP_SUFFIX: &str = ".tmp-for-creation";
@@ -31,7 +31,11 @@ pub const TMP_SUFFIX: &str = ".tmp-for-creation";
 type RangeChunk = (i64, i64, Box<[u8]>);
 
 /// The chunks of `data` that fall in `[mint, maxt)`; a chunk crossing an edge is re-encoded to fit.
-fn chunks_in_range(data: &super::head::SeriesData, mint: i64, maxt: i64) -> Vec<RangeChunk> {
+pub(super) fn chunks_in_range(
+    data: &super::head::SeriesData,
+    mint: i64,
+    maxt: i64,
+) -> Vec<RangeChunk> {
     let mut out = Vec::new();
     let all = data
         .closed
@@ -142,13 +146,21 @@ impl TenantDb {
             Some(meta)
         };
 
-        // The block is durable: drop its range from the head and the WAL.
-        let (live, upto, wal_dir) = {
+        // The block is durable: queries read it from now on, then its range leaves the head and
+        // the WAL (the truncation waits for queries that still read the range from the head).
+        self.publish_block(
+            meta.clone().map(|meta| LocalBlock {
+                dir: self.dir.join(meta.ulid.to_string()),
+                meta,
+            }),
+            maxt,
+        );
+        let (live, upto, wal_dir) = self.exclusive(|| {
             let mut state = self.wal.lock();
             let live = self.head.truncate(maxt);
             let upto = state.wal.roll()?;
-            (live, upto, state.wal.dir().to_path_buf())
-        };
+            Ok::<_, TsdbError>((live, upto, state.wal.dir().to_path_buf()))
+        })?;
         let stats = wal::checkpoint(&wal_dir, upto, maxt, |id| live.contains(&id))?;
         self.wal.lock().wal.refresh_size();
         tracing::debug!(tenant = self.name, ?stats, "WAL checkpointed");
@@ -252,6 +264,7 @@ impl TenantDb {
         let mut deleted = Vec::new();
         for (dir, meta) in self.blocks() {
             if meta.max_time < now_ms.saturating_sub(retention_ms) && may_delete(&meta) {
+                self.unpublish_block(meta.ulid);
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => deleted.push(meta.ulid),
                     Err(e) => {
@@ -305,7 +318,7 @@ pub fn remove_partial_blocks(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tsdb::{Conflict, Matcher, SeriesVec, TsdbOptions};
+    use crate::tsdb::{Budget, Conflict, Matcher, SeriesVec, TsdbOptions};
     use tsdb_format::Block;
 
     const H: i64 = 3_600_000;
@@ -400,6 +413,7 @@ mod tests {
                 &[Matcher::Equal("s".into(), "3".into())],
                 i64::MIN,
                 i64::MAX,
+                Budget::default(),
             )
             .unwrap();
         assert_eq!(read.len(), 1);
@@ -439,6 +453,7 @@ mod tests {
             &[Matcher::Equal("__name__".into(), name.into())],
             i64::MIN,
             i64::MAX,
+            Budget::default(),
         )
         .unwrap()
         .into_iter()

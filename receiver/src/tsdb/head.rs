@@ -1,7 +1,7 @@
 //! The in-memory head: active series and their recent samples in XOR chunks.
 //!
 //! Series live in a striped hash table keyed by a precomputed label hash, so lookups from
-//! concurrent requests rarely contend. Each series keeps closed chunks as compact byte slices and
+//! concurrent requests rarely contend; [`MemPostings`] indexes them by label pair for queries. Each series keeps closed chunks as compact byte slices and
 //! one open [`XorAppender`]; a chunk is closed at 120 samples, at ~1 KiB, or when a sample crosses
 //! a chunk-range boundary, so no chunk straddles a 2-hour block.
 
@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tsdb_format::chunkenc::{XorAppender, iter_xor};
 
+use super::postings::{self, MemPostings};
 use super::{Labels, Matcher};
 
 const STRIPES: usize = 64;
@@ -155,6 +156,8 @@ pub struct MemSeries {
 /// The head of one tenant.
 pub struct Head {
     stripes: Box<[RwLock<HashTable<Arc<MemSeries>>>]>,
+    /// Taken after a stripe's lock, never before, so the index changes with the stripe.
+    postings: RwLock<MemPostings>,
     next_id: AtomicU64,
     num_series: AtomicU64,
     min_time: AtomicI64,
@@ -172,6 +175,7 @@ impl Head {
             stripes: (0..STRIPES)
                 .map(|_| RwLock::new(HashTable::new()))
                 .collect(),
+            postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU64::new(1),
             num_series: AtomicU64::new(0),
             min_time: AtomicI64::new(i64::MAX),
@@ -214,11 +218,13 @@ impl Head {
             data: Mutex::new(SeriesData::default()),
         });
         stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
+        self.postings.write().add(&series);
         self.num_series.fetch_add(1, Ordering::Relaxed);
         (series, true)
     }
 
-    /// Recreates a series read from the WAL under its logged reference.
+    /// Recreates a series read from the WAL under its logged reference; [`Head::index_all`]
+    /// indexes the restored series once the replay is done.
     pub fn restore_series(&self, id: u64, hash: u64, labels: Labels) -> Arc<MemSeries> {
         self.next_id.fetch_max(id + 1, Ordering::Relaxed);
         let mut stripe = self.stripe(hash).write();
@@ -236,6 +242,22 @@ impl Head {
         stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
         self.num_series.fetch_add(1, Ordering::Relaxed);
         series
+    }
+
+    /// Rebuilds the postings from every series in ID order, so the lists fill by pushes.
+    pub fn index_all(&self) {
+        let mut all = self.all_series();
+        all.sort_unstable_by_key(|s| s.id);
+        let mut index = MemPostings::default();
+        for s in &all {
+            index.add(s);
+        }
+        *self.postings.write() = index;
+    }
+
+    /// The postings, read-locked: series creation and removal wait while a guard is held.
+    pub fn postings(&self) -> RwLockReadGuard<'_, MemPostings> {
+        self.postings.read()
     }
 
     /// Appends one sample that the caller checked is newer than the series' last one.
@@ -303,6 +325,7 @@ impl Head {
     pub fn truncate(&self, mint: i64) -> std::collections::HashSet<u64> {
         self.set_min_valid_time(mint);
         let mut live = std::collections::HashSet::new();
+        let mut removed = Vec::new();
         let mut new_min = i64::MAX;
         for stripe in self.stripes.iter() {
             let mut table = stripe.write();
@@ -322,11 +345,13 @@ impl Head {
                     }
                     None => {
                         s.removed.store(true, Ordering::Relaxed);
+                        removed.push(Arc::clone(s));
                         false
                     }
                 }
             });
         }
+        self.postings.write().remove(&removed);
         self.num_series.store(live.len() as u64, Ordering::Relaxed);
         self.min_time.store(new_min, Ordering::Relaxed);
         if new_min == i64::MAX {
@@ -368,6 +393,7 @@ impl Head {
         if let Ok(entry) = stripe.find_entry(series.hash, |s| Arc::ptr_eq(s, series)) {
             entry.remove();
             series.removed.store(true, Ordering::Relaxed);
+            self.postings.write().remove(std::slice::from_ref(series));
             self.num_series.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -381,13 +407,13 @@ impl Head {
         out
     }
 
-    /// Series whose labels satisfy every matcher, sorted by labels.
+    /// Series whose labels satisfy every matcher, sorted by labels, found through the postings.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
-        let mut out: Vec<_> = self
-            .all_series()
-            .into_iter()
-            .filter(|s| matchers.iter().all(|m| m.matches(&s.labels)))
-            .collect();
+        let mut out = {
+            let index = self.postings.read();
+            let Ok(ids) = postings::select(&*index, matchers);
+            index.series(&ids)
+        };
         out.sort_by(|a, b| a.labels.compare(&b.labels));
         out
     }

@@ -102,20 +102,19 @@ impl Labels {
     }
 
     /// Orders label sets as Prometheus' `labels.Compare`: pairwise by name, then value; a prefix sorts first.
+    ///
+    /// Compares the keys bytewise: up to their first difference both keys hold the same pairs, so
+    /// the bytes that differ belong to the same name (or value); a separator there ends the
+    /// shorter string, which sorts first, and UTF-8 byte order is code point order, as in Go.
     pub fn compare(&self, other: &Labels) -> Ordering {
-        let (mut a, mut b) = (self.iter(), other.iter());
-        loop {
-            match (a.next(), b.next()) {
-                (None, None) => return Ordering::Equal,
-                (None, Some(_)) => return Ordering::Less,
-                (Some(_), None) => return Ordering::Greater,
-                (Some((an, av)), Some((bn, bv))) => {
-                    let o = an.cmp(bn).then_with(|| av.cmp(bv));
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
-            }
+        let (a, b) = (&self.0, &other.0);
+        match a.iter().zip(b.iter()).position(|(x, y)| x != y) {
+            None => a.len().cmp(&b.len()),
+            Some(i) => match (a[i], b[i]) {
+                (SEP, _) => Ordering::Less,
+                (_, SEP) => Ordering::Greater,
+                (x, y) => x.cmp(&y),
+            },
         }
     }
 }
@@ -195,6 +194,33 @@ mod tests {
             Ordering::Less,
             "a shorter name sorts first"
         );
+    }
+
+    #[test]
+    fn bytewise_order_is_pairwise_order() {
+        let sets: Vec<Labels> = [
+            &[][..],
+            &[("a", "")],
+            &[("a", "1")],
+            &[("a", "1"), ("b", "")],
+            &[("a", "1"), ("b", "2")],
+            &[("a", "10")],
+            &[("a", "1\u{e9}")],
+            &[("a", "\u{10348}")],
+            &[("aa", "1")],
+            &[("ab", "0")],
+            &[("b", "")],
+            &[("A", "z")],
+        ]
+        .iter()
+        .map(|s| Labels::from_strs(s))
+        .collect();
+        let pairwise = |a: &Labels, b: &Labels| a.iter().cmp(b.iter());
+        for a in &sets {
+            for b in &sets {
+                assert_eq!(a.compare(b), pairwise(a, b), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod head;
 pub mod input;
 pub mod labels;
 pub mod matcher;
+pub mod postings;
 pub mod query;
 pub mod wal;
 
@@ -26,6 +27,7 @@ pub use head::{Head, MemSeries};
 pub use input::{Sample, SeriesSource, SeriesVec};
 pub use labels::Labels;
 pub use matcher::Matcher;
+pub use query::{Budget, ChunkSeries, LocalBlock, QueryError, ReadView, SeriesData, StoredChunk};
 use wal::{Record, RecordEncoder, ReplayStats, Wal, WalError};
 
 /// Storage settings shared by every tenant.
@@ -192,6 +194,8 @@ pub struct TenantDb {
     /// Ranges `[min, max)` of blocks at or above the head's lower bound, oldest first: blocks a
     /// shutdown flush cut ahead of the clock. The head refuses samples from the first one on.
     future_blocks: Mutex<Vec<(i64, i64)>>,
+    /// The blocks queries read and where the head takes over; see [`query`].
+    view: RwLock<ReadView>,
     opts: TsdbOptions,
 }
 
@@ -254,7 +258,8 @@ impl TenantDb {
         })?;
         compact::remove_partial_blocks(dir);
         let head = Head::new(opts.block_duration_ms);
-        let ranges: Vec<(i64, i64)> = compact::list_blocks(dir)
+        let blocks = compact::list_blocks(dir);
+        let ranges: Vec<(i64, i64)> = blocks
             .iter()
             .map(|(_, m)| (m.min_time, m.max_time))
             .collect();
@@ -302,11 +307,20 @@ impl TenantDb {
         if head.min_valid_time() > i64::MIN {
             head.truncate(head.min_valid_time());
         }
+        head.index_all();
         let db = TenantDb {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             cutting: Mutex::new(()),
             future_blocks: Mutex::new(future),
+            view: RwLock::new(ReadView {
+                blocks: blocks
+                    .into_iter()
+                    .map(|(dir, meta)| Arc::new(LocalBlock { dir, meta }))
+                    .collect(),
+                // The replay kept no sample below the lower bound.
+                head_floor: head.min_valid_time(),
+            }),
             head,
             wal: Mutex::new(WalState {
                 wal,

@@ -1,8 +1,8 @@
 //! Thanos' `thanos.info.Info/Info` messages, with the field numbers of Thanos v0.42's
 //! `pkg/info/infopb/rpc.proto` and `pkg/store/labelpb/types.proto`. Thanos Query calls Info on
-//! every endpoint to learn its label sets, time range and APIs before it sends queries. The API
-//! sections (field 3 on: store, rules, exemplars...) stay empty until those APIs are served, so
-//! Thanos Query sends no request a receiver cannot answer.
+//! every endpoint to learn its label sets, time range and APIs before it sends queries. Only the
+//! store section is filled (field 4 on: rules, exemplars... stay empty until those APIs are
+//! served), so Thanos Query sends no request a receiver cannot answer.
 
 /// `thanos.info.InfoResponse`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -13,6 +13,43 @@ pub struct InfoResponse {
     /// `receive`, as Thanos names the component.
     #[prost(string, tag = "2")]
     pub component_type: String,
+    /// The Store API's time range and capabilities.
+    #[prost(message, optional, tag = "3")]
+    pub store: Option<StoreInfo>,
+}
+
+/// `thanos.info.StoreInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoreInfo {
+    /// Oldest sample stored, in milliseconds.
+    #[prost(int64, tag = "1")]
+    pub min_time: i64,
+    /// Newest time served: `i64::MAX` for a receiver, whose head keeps growing.
+    #[prost(int64, tag = "2")]
+    pub max_time: i64,
+    /// Whether `Series` honours `shard_info`.
+    #[prost(bool, tag = "3")]
+    pub supports_sharding: bool,
+    /// Whether `Series` honours `without_replica_labels`.
+    #[prost(bool, tag = "5")]
+    pub supports_without_replica_labels: bool,
+    /// One entry per tenant: its external labels and time range.
+    #[prost(message, repeated, tag = "6")]
+    pub tsdb_infos: Vec<TsdbInfo>,
+}
+
+/// `thanos.info.TSDBInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TsdbInfo {
+    /// The tenant's external labels.
+    #[prost(message, optional, tag = "1")]
+    pub labels: Option<ZLabelSet>,
+    /// Oldest sample, in milliseconds.
+    #[prost(int64, tag = "2")]
+    pub min_time: i64,
+    /// Newest sample, in milliseconds.
+    #[prost(int64, tag = "3")]
+    pub max_time: i64,
 }
 
 /// `thanos.ZLabelSet`.
@@ -43,15 +80,31 @@ mod tests {
                 }],
             }],
             component_type: "receive".into(),
+            store: Some(StoreInfo {
+                min_time: 5,
+                max_time: 0,
+                supports_sharding: false,
+                supports_without_replica_labels: true,
+                tsdb_infos: vec![TsdbInfo {
+                    labels: None,
+                    min_time: 5,
+                    max_time: 6,
+                }],
+            }),
         };
         // label_sets(1) { labels(1) { name(1) "t" value(2) "a" } } ComponentType(2) "receive"
+        // store(3) { min_time(1) 5, supports_without_replica_labels(5) true,
+        //            tsdb_infos(6) { min_time(2) 5, max_time(3) 6 } }
         let mut want = vec![0x0a, 0x08, 0x0a, 0x06, 0x0a, 0x01, b't', 0x12, 0x01, b'a'];
         want.extend_from_slice(&[0x12, 0x07]);
         want.extend_from_slice(b"receive");
+        want.extend_from_slice(&[
+            0x1a, 0x0a, 0x08, 0x05, 0x28, 0x01, 0x32, 0x04, 0x10, 0x05, 0x18, 0x06,
+        ]);
         assert_eq!(response.encode_to_vec(), want);
-        // A Thanos answer with a store section decodes too: unknown fields are skipped.
+        // A Thanos answer with sections we do not fill (rules(4), exemplars(7)) decodes too.
         let mut thanos = want.clone();
-        thanos.extend_from_slice(&[0x1a, 0x04, 0x08, 0x05, 0x18, 0x01]);
+        thanos.extend_from_slice(&[0x22, 0x00, 0x3a, 0x00]);
         assert_eq!(InfoResponse::decode(&thanos[..]).unwrap(), response);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`forward`]: Thanos' `thanos.WriteRequest`, the message receivers forward to each other.
 //! - [`remote_read`]: Prometheus remote read requests and responses.
 //! - [`info`]: Thanos' `thanos.info.Info` messages.
+//! - [`store`]: Thanos' `thanos.Store` messages (`Series`, `LabelNames`, `LabelValues`).
 //! - [`messages`]: prost types of those messages, for senders (tests, the load generator).
 //!
 //! Validation of what a request says (label rules, sample order) is ingestion's job
@@ -18,6 +19,7 @@ pub mod messages;
 pub mod protobuf;
 pub mod remote_read;
 pub mod remote_write;
+pub mod store;
 
 pub use batch::{
     LabelRef, MAX_DECODED_MEMORY, MAX_DECODED_SIZE, MAX_LABELS_PER_SERIES, SeriesEntry, Span,

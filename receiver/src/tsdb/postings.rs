@@ -1,0 +1,433 @@
+//! Postings: for each label pair, the sorted IDs of the series that carry it, so a query selects
+//! its series by merging a few lists instead of testing every series (Prometheus' `MemPostings`
+//! for the head, the index's postings section for a block).
+//!
+//! [`select`] turns matchers into IDs the way Prometheus' `PostingsForMatchers` does: a matcher
+//! that rejects the empty value intersects the union of the lists of the values it accepts; one
+//! that accepts it (a label may be absent) subtracts the lists of the values it rejects.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use roaring::RoaringTreemap;
+use tsdb_format::index::IndexReader;
+
+use super::{Matcher, MemSeries};
+
+/// An inverted index that [`select`] can query.
+pub trait PostingsIndex {
+    /// Why a list could not be read.
+    type Error;
+    /// The values label `name` takes.
+    fn label_values(&self, name: &str) -> Vec<&str>;
+    /// IDs of the series with `name="value"`, ascending.
+    fn postings(&self, name: &str, value: &str) -> Result<Cow<'_, [u64]>, Self::Error>;
+    /// IDs of every series, ascending.
+    fn all(&self) -> Result<Cow<'_, [u64]>, Self::Error>;
+}
+
+/// IDs of the series that satisfy every matcher, ascending.
+pub fn select<I: PostingsIndex>(index: &I, matchers: &[Matcher]) -> Result<Vec<u64>, I::Error> {
+    let mut positive: Vec<Cow<'_, [u64]>> = Vec::new();
+    let mut negative: Vec<Cow<'_, [u64]>> = Vec::new();
+    for m in matchers {
+        match m {
+            Matcher::Equal(n, v) if !v.is_empty() => positive.push(index.postings(n, v)?),
+            Matcher::NotEqual(n, v) if !v.is_empty() => negative.push(index.postings(n, v)?),
+            _ => {
+                // A series without the label has the value "".
+                let takes_empty = m.matches_value("");
+                let values: Vec<&str> = index
+                    .label_values(m.name())
+                    .into_iter()
+                    .filter(|v| m.matches_value(v) != takes_empty)
+                    .collect();
+                let list = union(index, m.name(), &values)?;
+                match takes_empty {
+                    true if !list.is_empty() => negative.push(Cow::Owned(list)),
+                    true => {}
+                    false => positive.push(Cow::Owned(list)),
+                }
+            }
+        }
+    }
+    positive.sort_by_key(|l| l.len());
+    let mut ids = match positive.split_first() {
+        Some((first, rest)) => {
+            let mut ids = first.to_vec();
+            for list in rest {
+                retain_sorted(&mut ids, list, true);
+            }
+            ids
+        }
+        None => index.all()?.into_owned(),
+    };
+    for list in &negative {
+        retain_sorted(&mut ids, list, false);
+    }
+    Ok(ids)
+}
+
+/// The IDs carrying any of `values` for `name`, ascending.
+fn union<I: PostingsIndex>(index: &I, name: &str, values: &[&str]) -> Result<Vec<u64>, I::Error> {
+    let mut ids = Vec::new();
+    for v in values {
+        ids.extend_from_slice(&index.postings(name, v)?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Keeps the IDs of `ids` that are (`present`) or are not in the ascending `list`.
+fn retain_sorted(ids: &mut Vec<u64>, list: &[u64], present: bool) {
+    let mut from = 0;
+    ids.retain(|id| {
+        let found = match list[from..].binary_search(id) {
+            Ok(i) => {
+                from += i;
+                true
+            }
+            Err(i) => {
+                from += i;
+                false
+            }
+        };
+        found == present
+    });
+}
+
+/// The IDs of one label pair, sized to the list: a value of a high-cardinality label usually has
+/// one series (kept inline), a few series share a sorted vector, and long lists are compressed
+/// bitmaps (about 2 bytes per ID, far less when IDs are dense, as series created together are).
+#[derive(Debug)]
+enum Ids {
+    One(u64),
+    Few(Vec<u64>),
+    Many(Box<RoaringTreemap>),
+}
+
+/// Longest list kept as a vector: past it, a bitmap is smaller.
+const FEW: usize = 256;
+
+impl Ids {
+    fn insert(&mut self, id: u64) {
+        match self {
+            Ids::One(first) if *first == id => {}
+            Ids::One(first) => {
+                let mut few = vec![*first, id];
+                few.sort_unstable();
+                *self = Ids::Few(few);
+            }
+            Ids::Few(few) => {
+                // IDs come nearly in order, so this is nearly a push.
+                let at = few.iter().rposition(|&x| x < id).map_or(0, |i| i + 1);
+                if few.get(at) != Some(&id) {
+                    few.insert(at, id);
+                }
+                if few.len() > FEW {
+                    *self = Ids::Many(Box::new(few.iter().copied().collect()));
+                }
+            }
+            Ids::Many(many) => {
+                many.insert(id);
+            }
+        }
+    }
+
+    /// Removes the sorted `gone` IDs; `true` when none is left.
+    fn remove(&mut self, gone: &[u64]) -> bool {
+        match self {
+            Ids::One(id) => gone.binary_search(id).is_ok(),
+            Ids::Few(few) => {
+                few.retain(|id| gone.binary_search(id).is_err());
+                if let [one] = few[..] {
+                    *self = Ids::One(one);
+                }
+                matches!(self, Ids::Few(few) if few.is_empty())
+            }
+            Ids::Many(many) => {
+                for id in gone {
+                    many.remove(*id);
+                }
+                if many.len() <= FEW as u64 / 2 {
+                    *self = Ids::Few(many.iter().collect());
+                    return self.remove(&[]);
+                }
+                false
+            }
+        }
+    }
+
+    fn as_slice(&self) -> Cow<'_, [u64]> {
+        match self {
+            Ids::One(id) => Cow::Owned(vec![*id]),
+            Ids::Few(few) => Cow::Borrowed(few),
+            Ids::Many(many) => Cow::Owned(many.iter().collect()),
+        }
+    }
+}
+
+/// The head's inverted index, and its series by ID.
+#[derive(Default)]
+pub struct MemPostings {
+    labels: HashMap<Box<str>, HashMap<Box<str>, Ids>>,
+    /// Every series, ascending by ID.
+    series: Vec<(u64, Arc<MemSeries>)>,
+}
+
+/// The entry for `key`, created empty when missing; the key is copied only then.
+fn get_or_insert<'a, V>(
+    map: &'a mut HashMap<Box<str>, V>,
+    key: &str,
+    new: impl FnOnce() -> V,
+) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.into(), new());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+impl MemPostings {
+    /// Adds a series under each of its label pairs.
+    pub fn add(&mut self, series: &Arc<MemSeries>) {
+        let id = series.id;
+        for (n, v) in series.labels.iter() {
+            let values = get_or_insert(&mut self.labels, n, HashMap::new);
+            get_or_insert(values, v, || Ids::One(id)).insert(id);
+        }
+        let at = self
+            .series
+            .iter()
+            .rposition(|(x, _)| *x < id)
+            .map_or(0, |i| i + 1);
+        if self.series.get(at).is_none_or(|(x, _)| *x != id) {
+            self.series.insert(at, (id, Arc::clone(series)));
+        }
+    }
+
+    /// Removes series from every list in one pass per list touched.
+    pub fn remove(&mut self, removed: &[Arc<MemSeries>]) {
+        if removed.is_empty() {
+            return;
+        }
+        let mut by_pair: std::collections::HashMap<(&str, &str), Vec<u64>> =
+            std::collections::HashMap::new();
+        for s in removed {
+            for pair in s.labels.iter() {
+                by_pair.entry(pair).or_default().push(s.id);
+            }
+        }
+        for ((n, v), mut ids) in by_pair {
+            ids.sort_unstable();
+            let Some(values) = self.labels.get_mut(n) else {
+                continue;
+            };
+            if values.get_mut(v).is_some_and(|list| list.remove(&ids)) {
+                values.remove(v);
+            }
+            if values.is_empty() {
+                self.labels.remove(n);
+            }
+        }
+        let mut gone: Vec<u64> = removed.iter().map(|s| s.id).collect();
+        gone.sort_unstable();
+        self.series
+            .retain(|(id, _)| gone.binary_search(id).is_err());
+    }
+
+    /// The series of ascending `ids` that are still indexed.
+    pub fn series(&self, ids: &[u64]) -> Vec<Arc<MemSeries>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut from = 0;
+        for id in ids {
+            match self.series[from..].binary_search_by_key(id, |(x, _)| *x) {
+                Ok(i) => {
+                    from += i;
+                    out.push(Arc::clone(&self.series[from].1));
+                }
+                Err(i) => from += i,
+            }
+        }
+        out
+    }
+
+    /// Label names present in the head, in no particular order.
+    pub fn label_names(&self) -> Vec<&str> {
+        self.labels.keys().map(|n| &**n).collect()
+    }
+}
+
+impl PostingsIndex for MemPostings {
+    type Error = std::convert::Infallible;
+
+    fn label_values(&self, name: &str) -> Vec<&str> {
+        self.labels
+            .get(name)
+            .map(|values| values.keys().map(|v| &**v).collect())
+            .unwrap_or_default()
+    }
+
+    fn postings(&self, name: &str, value: &str) -> Result<Cow<'_, [u64]>, Self::Error> {
+        Ok(self
+            .labels
+            .get(name)
+            .and_then(|values| values.get(value))
+            .map_or(Cow::Borrowed(&[][..]), Ids::as_slice))
+    }
+
+    fn all(&self) -> Result<Cow<'_, [u64]>, Self::Error> {
+        Ok(Cow::Owned(self.series.iter().map(|(id, _)| *id).collect()))
+    }
+}
+
+impl PostingsIndex for IndexReader {
+    type Error = tsdb_format::Error;
+
+    fn label_values(&self, name: &str) -> Vec<&str> {
+        IndexReader::label_values(self, name)
+    }
+
+    fn postings(&self, name: &str, value: &str) -> Result<Cow<'_, [u64]>, Self::Error> {
+        let ids = IndexReader::postings(self, name, value)?;
+        Ok(Cow::Owned(ids.into_iter().map(u64::from).collect()))
+    }
+
+    fn all(&self) -> Result<Cow<'_, [u64]>, Self::Error> {
+        let ids = self.all_postings()?;
+        Ok(Cow::Owned(ids.into_iter().map(u64::from).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::{Head, Labels};
+
+    fn head_with(sets: &[&[(&str, &str)]]) -> Head {
+        let head = Head::new(7_200_000);
+        for (i, set) in sets.iter().enumerate() {
+            let labels = Labels::from_strs(set);
+            head.get_or_create(i as u64, labels.key());
+        }
+        head
+    }
+
+    fn jobs(head: &Head, matchers: &[Matcher]) -> Vec<String> {
+        head.select(matchers)
+            .iter()
+            .map(|s| s.labels.get("job").unwrap_or("-").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn matchers_select_as_promql() {
+        let head = head_with(&[
+            &[("__name__", "up"), ("job", "api")],
+            &[("__name__", "up"), ("job", "web")],
+            &[("__name__", "up")],
+            &[("__name__", "down"), ("job", "api")],
+        ]);
+        let up = Matcher::Equal("__name__".into(), "up".into());
+        let cases: Vec<(Vec<Matcher>, Vec<&str>)> = vec![
+            (vec![up.clone()], vec!["-", "api", "web"]),
+            (
+                vec![up.clone(), Matcher::NotEqual("job".into(), "api".into())],
+                vec!["-", "web"],
+            ),
+            (
+                vec![up.clone(), Matcher::Equal("job".into(), String::new())],
+                vec!["-"],
+            ),
+            (
+                vec![up.clone(), Matcher::NotEqual("job".into(), String::new())],
+                vec!["api", "web"],
+            ),
+            (
+                vec![up.clone(), Matcher::regex("job", "a.*|w.*").unwrap()],
+                vec!["api", "web"],
+            ),
+            (
+                vec![up.clone(), Matcher::not_regex("job", "a.*").unwrap()],
+                vec!["-", "web"],
+            ),
+            (
+                vec![up.clone(), Matcher::regex("job", ".*").unwrap()],
+                vec!["-", "api", "web"],
+            ),
+            (
+                vec![Matcher::regex("job", ".+").unwrap()],
+                vec!["api", "api", "web"],
+            ),
+            (
+                vec![Matcher::NotEqual("job".into(), "api".into())],
+                vec!["-", "web"],
+            ),
+            (vec![Matcher::Equal("job".into(), "none".into())], vec![]),
+            (vec![], vec!["-", "api", "api", "web"]),
+        ];
+        for (matchers, want) in cases {
+            let mut got = jobs(&head, &matchers);
+            got.sort();
+            assert_eq!(got, want, "{matchers:?}");
+            // The index agrees with testing every series.
+            let scanned = head
+                .all_series()
+                .iter()
+                .filter(|s| matchers.iter().all(|m| m.matches(&s.labels)))
+                .count();
+            assert_eq!(scanned, want.len(), "{matchers:?}");
+        }
+    }
+
+    #[test]
+    fn removed_series_leave_the_index() {
+        let head = head_with(&[
+            &[("__name__", "up"), ("pod", "a")],
+            &[("__name__", "up"), ("pod", "b")],
+        ]);
+        let gone = head.select(&[Matcher::Equal("pod".into(), "a".into())]);
+        assert_eq!(gone.len(), 1);
+        head.remove_if_empty(&gone[0]);
+        assert!(
+            head.select(&[Matcher::Equal("pod".into(), "a".into())])
+                .is_empty()
+        );
+        assert_eq!(
+            head.select(&[Matcher::Equal("__name__".into(), "up".into())])
+                .len(),
+            1
+        );
+        let index = head.postings();
+        assert!(index.label_values("pod") == ["b"]);
+    }
+
+    #[test]
+    fn sorted_list_operations() {
+        let mut ids = vec![1, 3, 5, 7, 9];
+        retain_sorted(&mut ids, &[3, 4, 9], true);
+        assert_eq!(ids, [3, 9]);
+        let mut ids = vec![1, 3, 5, 7, 9];
+        retain_sorted(&mut ids, &[3, 4, 9], false);
+        assert_eq!(ids, [1, 5, 7]);
+        let mut list = Ids::One(5);
+        for id in [1, 9, 5, 7] {
+            list.insert(id);
+        }
+        assert_eq!(&list.as_slice()[..], [1, 5, 7, 9]);
+        assert!(!list.remove(&[1, 5, 9]));
+        assert!(matches!(list, Ids::One(7)));
+        assert!(list.remove(&[7]));
+        // A long list becomes a bitmap and a short one again as series leave.
+        let mut list = Ids::One(0);
+        for id in (1..=2 * FEW as u64).rev() {
+            list.insert(id);
+        }
+        assert!(matches!(list, Ids::Many(_)));
+        assert_eq!(list.as_slice().len(), 2 * FEW + 1);
+        let gone: Vec<u64> = (0..2 * FEW as u64).collect();
+        assert!(!list.remove(&gone));
+        assert!(matches!(list, Ids::One(id) if id == 2 * FEW as u64));
+    }
+}
