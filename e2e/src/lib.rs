@@ -124,10 +124,13 @@ impl Receiver {
             .arg(format!("--http-address=127.0.0.1:{http_port}"))
             .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
             .arg(format!("--tsdb.path={}", data.display()))
-            .arg("--label=replica=\"e2e\"")
             .args(extra)
             .stdout(Stdio::null())
             .stderr(stderr);
+        // Every receiver has a replica label, as in a Thanos deployment; tests may name their own.
+        if !extra.iter().any(|a| a.starts_with("--label=replica=")) {
+            cmd.arg("--label=replica=\"e2e\"");
+        }
         if let Some(nofile) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe setrlimit(2) runs between fork and exec.
@@ -514,6 +517,7 @@ impl Cluster {
                 format!("--receive.replication-factor={}", self.rf),
                 format!("--receive.local-endpoint={}", self.endpoints[i]),
                 "--label=receive=\"true\"".to_string(),
+                format!("--label=replica=\"r{i}\""),
             ],
         )
     }

@@ -93,7 +93,22 @@ impl TenantDb {
             self.head.set_min_valid_time(maxt);
             self.pass_future_blocks();
         }
+        let meta = self.write_block(mint, maxt)?;
+        // The block is durable: queries read it from now on, then its range leaves the head and
+        // the WAL (the truncation waits for queries that still read the range from the head).
+        self.publish_block(
+            meta.clone().map(|meta| LocalBlock {
+                dir: self.dir.join(meta.ulid.to_string()),
+                meta,
+            }),
+            maxt,
+        );
+        self.drop_cut_range(maxt)?;
+        Ok(meta)
+    }
 
+    /// Writes the head's samples in `[mint, maxt)` as a durable block; `None` when there are none.
+    fn write_block(&self, mint: i64, maxt: i64) -> Result<Option<BlockMeta>, TsdbError> {
         let mut series: Vec<Arc<MemSeries>> = self
             .head
             .all_series()
@@ -145,16 +160,11 @@ impl TenantDb {
             );
             Some(meta)
         };
+        Ok(meta)
+    }
 
-        // The block is durable: queries read it from now on, then its range leaves the head and
-        // the WAL (the truncation waits for queries that still read the range from the head).
-        self.publish_block(
-            meta.clone().map(|meta| LocalBlock {
-                dir: self.dir.join(meta.ulid.to_string()),
-                meta,
-            }),
-            maxt,
-        );
+    /// Drops what is older than `maxt` from the head, then folds the WAL into a checkpoint.
+    fn drop_cut_range(&self, maxt: i64) -> Result<(), TsdbError> {
         let (live, upto, wal_dir) = self.exclusive(|| {
             let mut state = self.wal.lock();
             let live = self.head.truncate(maxt);
@@ -164,7 +174,7 @@ impl TenantDb {
         let stats = wal::checkpoint(&wal_dir, upto, maxt, |id| live.contains(&id))?;
         self.wal.lock().wal.refresh_size();
         tracing::debug!(tenant = self.name, ?stats, "WAL checkpointed");
-        Ok(meta)
+        Ok(())
     }
 
     /// Cuts the oldest block-aligned ranges while the head spans more than 1.5 block widths up
@@ -423,6 +433,50 @@ mod tests {
                 .samples
                 .windows(2)
                 .all(|w| w[1].0 - w[0].0 == 30_000)
+        );
+    }
+
+    #[test]
+    fn queries_read_each_sample_once_at_every_step_of_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        write(&db, 3, 0, 3 * H, 60_000);
+        let matcher = [Matcher::Equal("s".into(), "1".into())];
+        let read = |step: &str| {
+            let found = db
+                .select(&matcher, i64::MIN, i64::MAX, false, Budget::default())
+                .unwrap();
+            assert_eq!(found.len(), 1, "{step}");
+            let samples: Vec<i64> = found[0]
+                .chunks
+                .iter()
+                .flat_map(|c| iter_xor(&c.data).map(|(t, _)| t))
+                .collect();
+            let want: Vec<i64> = (0..3 * H).step_by(60_000).collect();
+            assert_eq!(samples, want, "{step}: every sample once, in order");
+        };
+        read("before the cut");
+        db.head.set_min_valid_time(2 * H);
+        let meta = db.write_block(0, 2 * H).unwrap().unwrap();
+        read("block written, not yet published");
+        db.publish_block(
+            Some(LocalBlock {
+                dir: dir.path().join(meta.ulid.to_string()),
+                meta,
+            }),
+            2 * H,
+        );
+        read("block published, head not yet truncated");
+        db.drop_cut_range(2 * H).unwrap();
+        read("head truncated");
+        assert!(db.apply_retention(10 * H, 0, |_| true).len() == 1);
+        let left = db
+            .select(&matcher, i64::MIN, i64::MAX, false, Budget::default())
+            .unwrap();
+        assert_eq!(
+            left[0].chunks[0].min_time,
+            2 * H,
+            "the deleted block is not read"
         );
     }
 
