@@ -1,6 +1,7 @@
 //! Prometheus 2.42 with `remote_read` pointed at a receiver answers PromQL with exactly the values
 //! written: over blocks only, the head only, and a range that spans both; one tenant's reads never
-//! see another's series, and a tenant is named by the `tenant_id` external label.
+//! see another's series, and a tenant is named by the `tenant_id` external label. A client that
+//! accepts STREAMED_XOR_CHUNKS gets the chunks as stored, each sample once across blocks and head.
 
 use std::path::Path;
 use std::time::Duration;
@@ -147,4 +148,113 @@ async fn prometheus_answers_promql_over_blocks_and_head_through_remote_read() {
     assert_eq!(seen[0].0["job"], "c");
     assert_eq!(seen[0].1, 7.0);
     assert!(recv.terminate().success(), "{}", recv.log_text());
+}
+
+/// Posts a remote-read request that accepts streamed chunks first; returns the content type and
+/// the samples of each series, decoded from the frames as Prometheus' client reads them.
+async fn read_streamed(
+    client: &reqwest::Client,
+    recv: &Receiver,
+    query: receiver::wire::remote_read::Query,
+) -> (String, Vec<(String, Vec<(i64, f64)>)>) {
+    use prost::Message;
+    use receiver::wire::remote_read::{ChunkedReadResponse, ReadRequest, ResponseType};
+    let request = ReadRequest {
+        queries: vec![query],
+        accepted_response_types: vec![
+            ResponseType::StreamedXorChunks as i32,
+            ResponseType::Samples as i32,
+        ],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap();
+    let r = client
+        .post(format!("http://127.0.0.1:{}/api/v1/read", recv.rw_port))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+    let bytes = r.bytes().await.unwrap();
+    let mut rest = &bytes[..];
+    let mut series: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
+    while !rest.is_empty() {
+        let (len, n) = tsdb_format::encoding::uvarint(rest).unwrap();
+        let crc = u32::from_be_bytes(rest[n..n + 4].try_into().unwrap());
+        let message = &rest[n + 4..n + 4 + len as usize];
+        assert_eq!(crc32c::crc32c(message), crc, "frame CRC32C");
+        for s in ChunkedReadResponse::decode(message).unwrap().chunked_series {
+            let name = s
+                .labels
+                .iter()
+                .map(|l| format!("{}={}", l.name, l.value))
+                .collect::<Vec<_>>()
+                .join(",");
+            let samples = s
+                .chunks
+                .iter()
+                .flat_map(|c| tsdb_format::chunkenc::iter_xor(&c.data))
+                .collect::<Vec<_>>();
+            match series.last_mut() {
+                Some((last, more)) if *last == name => more.extend(samples),
+                _ => series.push((name, samples)),
+            }
+        }
+        rest = &rest[n + 4 + len as usize..];
+    }
+    (content_type, series)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_chunks_cover_blocks_and_head_each_sample_once() {
+    use receiver::wire::remote_read::{LabelMatcher, MatchType, Query};
+    let tmp = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let data = tmp.path().join("data");
+    let t0 = (e2e::now_ms() - 3 * H) / (2 * H) * (2 * H);
+    let write = |from: i64, to: i64| {
+        let samples: Vec<(i64, f64)> = (from..to).map(|k| (t0 + k * STEP, k as f64)).collect();
+        snappy(&v1::WriteRequest {
+            timeseries: vec![v1::series(
+                &[("__name__", "streamed"), ("job", "a")],
+                &samples,
+            )],
+            metadata: vec![],
+        })
+    };
+    let mut recv = Receiver::start(&data, &[]);
+    recv.wait_ready(&client).await;
+    let (status, reason) = post_v1(&client, &recv.write_url(), write(0, 600), None).await;
+    assert_eq!(status, 200, "{reason}");
+    // A graceful stop cuts the head into blocks; the next samples go to a fresh head.
+    assert!(recv.terminate().success());
+    let mut recv = Receiver::start(&data, &[]);
+    recv.wait_ready(&client).await;
+    let (status, reason) = post_v1(&client, &recv.write_url(), write(600, 700), None).await;
+    assert_eq!(status, 200, "{reason}");
+
+    let query = Query {
+        start_timestamp_ms: t0,
+        end_timestamp_ms: t0 + 700 * STEP,
+        matchers: vec![LabelMatcher {
+            r#type: MatchType::Eq as i32,
+            name: "__name__".into(),
+            value: "streamed".into(),
+        }],
+    };
+    let (content_type, series) = read_streamed(&client, &recv, query).await;
+    assert_eq!(
+        content_type,
+        "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+    );
+    assert_eq!(series.len(), 1);
+    let want: Vec<(i64, f64)> = (0..700).map(|k| (t0 + k * STEP, k as f64)).collect();
+    assert_eq!(series[0].1, want, "blocks then head, each sample once");
+    assert!(series[0].0.contains("tenant_id=default-tenant"));
+    assert!(recv.terminate().success());
 }

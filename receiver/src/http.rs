@@ -24,9 +24,12 @@ use crate::replicate::Replicator;
 use crate::ring::RingHolder;
 use crate::status;
 use crate::store::labels_api::{self, Selection};
+use crate::store::remote_read::Answer;
 use crate::store::{ReadError, ReadLimits, Reads, selector};
 use crate::tsdb::MultiTsdb;
-use crate::wire::remote_read::{MAX_READ_REQUEST, decode_request, encode_response};
+use crate::wire::remote_read::{
+    CHUNKED_CONTENT_TYPE, MAX_READ_REQUEST, decode_request, encode_response,
+};
 use crate::wire::remote_write::protocol_of;
 use crate::wire::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
 use crate::write_error::WriteError;
@@ -254,7 +257,8 @@ async fn tsdb_status(
     axum::Json(body).into_response()
 }
 
-/// `POST /api/v1/read`: Prometheus remote read of the request's tenant, answered with samples.
+/// `POST /api/v1/read`: Prometheus remote read of the request's tenant, answered with samples or
+/// streamed chunks.
 async fn remote_read(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let answered = async {
         let tenant = read_tenant(&app, &headers)?;
@@ -273,7 +277,7 @@ async fn remote_read(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         .await
     };
     match answered.await {
-        Ok(response) => (
+        Ok(Answer::Samples(response)) => (
             [
                 (header::CONTENT_TYPE, "application/x-protobuf"),
                 (header::CONTENT_ENCODING, "snappy"),
@@ -281,6 +285,9 @@ async fn remote_read(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
             encode_response(&response),
         )
             .into_response(),
+        Ok(Answer::Chunks(frames)) => {
+            ([(header::CONTENT_TYPE, CHUNKED_CONTENT_TYPE)], frames).into_response()
+        }
         Err(Reject(code, msg)) => (code, format!("{msg}\n")).into_response(),
     }
 }

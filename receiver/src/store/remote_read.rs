@@ -1,8 +1,16 @@
-//! Prometheus remote read over a tenant's head and blocks, answered with samples.
+//! Prometheus remote read over a tenant's head and blocks, answered with samples or, when the
+//! client accepts them first, with the chunks as stored (STREAMED_XOR_CHUNKS).
 
-use crate::tsdb::{Budget, Matcher, MultiTsdb};
+use std::collections::BTreeMap;
+
+use tsdb_format::chunkenc::iter_xor;
+
+use crate::tsdb::{Budget, ChunkSeries, Matcher, MultiTsdb};
 use crate::wire::messages::v1;
-use crate::wire::remote_read::{QueryResult, ReadRequest, ReadResponse};
+use crate::wire::remote_read::{
+    CHUNK_XOR, Chunk, ChunkedReadResponse, ChunkedSeries, MAX_BYTES_IN_FRAME, Query, QueryResult,
+    ReadRequest, ReadResponse, ResponseType, put_frame,
+};
 
 use super::{ReadError, ReadLimits, series_matchers, to_matcher, with_external};
 
@@ -10,60 +18,48 @@ use super::{ReadError, ReadLimits, series_matchers, to_matcher, with_external};
 /// (`--storage.remote.read-sample-limit`), which bounds a response to a few hundred megabytes.
 pub const DEFAULT_SAMPLE_LIMIT: u64 = 50_000_000;
 
+/// A remote-read answer in the response type the client asked for.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    /// One `ReadResponse` with every sample in range.
+    Samples(ReadResponse),
+    /// The frames of a STREAMED_XOR_CHUNKS answer, already framed.
+    Chunks(Vec<u8>),
+}
+
 /// Answers every query of `request`, each from one tenant's storage: the tenant a query's
 /// equality matcher on the tenant label names (as a Prometheus with that external label sends),
 /// else `tenant` (the request's header). As Thanos' stores do, matchers on external labels
 /// select or deselect the tenant's data as a whole, and every series is returned with the
-/// external labels attached. An unknown tenant has no series.
+/// external labels attached. An unknown tenant has no series. The answer is streamed chunks when
+/// the client lists STREAMED_XOR_CHUNKS first, as Prometheus negotiates, else samples.
 pub fn remote_read(
     tsdb: &MultiTsdb,
     tenant: &str,
     request: &ReadRequest,
     limits: ReadLimits,
-) -> Result<ReadResponse, ReadError> {
+) -> Result<Answer, ReadError> {
     let sample_limit = match limits.samples {
         0 => DEFAULT_SAMPLE_LIMIT,
         n => n,
     };
+    let streamed =
+        request.accepted_response_types.first() == Some(&(ResponseType::StreamedXorChunks as i32));
     let (mut series, mut samples) = (0u64, 0u64);
     let mut results = Vec::with_capacity(request.queries.len());
-    for query in &request.queries {
-        let matchers = query
-            .matchers
-            .iter()
-            .map(to_matcher)
-            .collect::<Result<Vec<_>, _>>()?;
-        let tenant = matchers
-            .iter()
-            .find_map(|m| match m {
-                Matcher::Equal(n, v) if n == tsdb.tenant_label_name() => Some(v.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| tenant.to_string());
-        crate::tenant::validate(&tenant)
-            .map_err(|e| ReadError::BadRequest(format!("invalid tenant {tenant:?}: {e}")))?;
-        let external = tsdb.external_labels(&tenant);
-        let on_series = series_matchers(matchers, &external);
-        if on_series.as_ref().is_some_and(Vec::is_empty) {
-            return Err(ReadError::BadRequest(
-                "a query needs at least one matcher on series labels".into(),
-            ));
-        }
+    let mut frames = Vec::new();
+    for (index, query) in request.queries.iter().enumerate() {
         let budget = Budget {
             series: limits.series,
             samples: sample_limit,
         };
-        let found = match (tsdb.get(&tenant), on_series) {
-            (Some(db), Some(on_series)) => db.query(
-                &on_series,
-                query.start_timestamp_ms,
-                query.end_timestamp_ms,
-                budget,
-            )?,
-            _ => Vec::new(),
-        };
+        let (found, external) = select(tsdb, tenant, query, budget)?;
         series += found.len() as u64;
-        samples += found.iter().map(|s| s.samples.len() as u64).sum::<u64>();
+        samples += found
+            .iter()
+            .flat_map(|s| &s.chunks)
+            .map(|c| c.num_samples())
+            .sum::<u64>();
         if limits.series > 0 && series > limits.series {
             return Err(ReadError::Limit(format!(
                 "read would return {series} series, more than the limit of {}",
@@ -75,37 +71,143 @@ pub fn remote_read(
                 "read would return {samples} samples, more than the limit of {sample_limit}"
             )));
         }
-        let timeseries = found
-            .into_iter()
-            .map(|s| {
-                let labels = with_external(&s.labels, &external);
-                v1::TimeSeries {
-                    labels: labels
-                        .into_iter()
-                        .map(|(name, value)| v1::Label {
-                            name: name.to_string(),
-                            value: value.to_string(),
-                        })
-                        .collect(),
-                    samples: s
-                        .samples
-                        .iter()
-                        .map(|&(timestamp, value)| v1::Sample { value, timestamp })
-                        .collect(),
-                    ..Default::default()
-                }
-            })
-            .collect();
-        results.push(QueryResult { timeseries });
+        if streamed {
+            put_chunked(&found, &external, index as i64, &mut frames);
+        } else {
+            results.push(samples_result(&found, &external, query));
+        }
     }
-    Ok(ReadResponse { results })
+    Ok(match streamed {
+        true => Answer::Chunks(frames),
+        false => Answer::Samples(ReadResponse { results }),
+    })
+}
+
+/// The series one query selects, with the external labels of the tenant it reads.
+fn select(
+    tsdb: &MultiTsdb,
+    tenant: &str,
+    query: &Query,
+    budget: Budget,
+) -> Result<(Vec<ChunkSeries>, BTreeMap<String, String>), ReadError> {
+    let matchers = query
+        .matchers
+        .iter()
+        .map(to_matcher)
+        .collect::<Result<Vec<_>, _>>()?;
+    let tenant = matchers
+        .iter()
+        .find_map(|m| match m {
+            Matcher::Equal(n, v) if n == tsdb.tenant_label_name() => Some(v.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| tenant.to_string());
+    crate::tenant::validate(&tenant)
+        .map_err(|e| ReadError::BadRequest(format!("invalid tenant {tenant:?}: {e}")))?;
+    let external = tsdb.external_labels(&tenant);
+    let on_series = series_matchers(matchers, &external);
+    if on_series.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ReadError::BadRequest(
+            "a query needs at least one matcher on series labels".into(),
+        ));
+    }
+    let found = match (tsdb.get(&tenant), on_series) {
+        (Some(db), Some(on_series)) => db.select(
+            &on_series,
+            query.start_timestamp_ms,
+            query.end_timestamp_ms,
+            false,
+            budget,
+        )?,
+        _ => Vec::new(),
+    };
+    Ok((found, external))
+}
+
+fn labels(s: &ChunkSeries, external: &BTreeMap<String, String>) -> Vec<v1::Label> {
+    with_external(&s.labels, external)
+        .into_iter()
+        .map(|(name, value)| v1::Label {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
+        .collect()
+}
+
+/// The samples of `found` inside the query's range, series without any left out.
+fn samples_result(
+    found: &[ChunkSeries],
+    external: &BTreeMap<String, String>,
+    query: &Query,
+) -> QueryResult {
+    let (start, end) = (query.start_timestamp_ms, query.end_timestamp_ms);
+    let timeseries = found
+        .iter()
+        .filter_map(|s| {
+            let samples: Vec<v1::Sample> = s
+                .chunks
+                .iter()
+                .flat_map(|c| iter_xor(&c.data))
+                .filter(|&(t, _)| t >= start && t <= end)
+                .map(|(timestamp, value)| v1::Sample { value, timestamp })
+                .collect();
+            (!samples.is_empty()).then(|| v1::TimeSeries {
+                labels: labels(s, external),
+                samples,
+                ..Default::default()
+            })
+        })
+        .collect();
+    QueryResult { timeseries }
+}
+
+/// Frames `found` for query `index`: one frame per series, a series with more than
+/// [`MAX_BYTES_IN_FRAME`] of chunks split over several frames, as Prometheus streams them.
+fn put_chunked(
+    found: &[ChunkSeries],
+    external: &BTreeMap<String, String>,
+    index: i64,
+    out: &mut Vec<u8>,
+) {
+    for s in found {
+        let labels = labels(s, external);
+        let mut chunks: Vec<Chunk> = Vec::new();
+        let mut bytes = 0;
+        for c in &s.chunks {
+            if !chunks.is_empty() && bytes + c.data.len() > MAX_BYTES_IN_FRAME {
+                put_series_frame(&labels, std::mem::take(&mut chunks), index, out);
+                bytes = 0;
+            }
+            bytes += c.data.len();
+            chunks.push(Chunk {
+                min_time_ms: c.min_time,
+                max_time_ms: c.max_time,
+                r#type: CHUNK_XOR,
+                data: c.data.to_vec(),
+            });
+        }
+        if !chunks.is_empty() {
+            put_series_frame(&labels, chunks, index, out);
+        }
+    }
+}
+
+fn put_series_frame(labels: &[v1::Label], chunks: Vec<Chunk>, index: i64, out: &mut Vec<u8>) {
+    let frame = ChunkedReadResponse {
+        chunked_series: vec![ChunkedSeries {
+            labels: labels.to_vec(),
+            chunks,
+        }],
+        query_index: index,
+    };
+    put_frame(&frame, out);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tsdb::{SeriesVec, TsdbOptions};
-    use crate::wire::remote_read::{LabelMatcher, MatchType, Query};
+    use crate::wire::remote_read::{LabelMatcher, MatchType};
 
     fn matcher(t: MatchType, name: &str, value: &str) -> LabelMatcher {
         LabelMatcher {
@@ -129,7 +231,10 @@ mod tests {
             }],
             accepted_response_types: vec![],
         };
-        remote_read(tsdb, tenant, &request, limits)
+        match remote_read(tsdb, tenant, &request, limits)? {
+            Answer::Samples(r) => Ok(r),
+            Answer::Chunks(_) => panic!("samples were asked for"),
+        }
     }
 
     #[test]
@@ -216,6 +321,78 @@ mod tests {
         assert!(matches!(
             read(&tsdb, "a", vec![], ReadLimits::default()),
             Err(ReadError::BadRequest(_))
+        ));
+    }
+
+    /// Reads back the frames of a chunked answer as a client does, checking each CRC.
+    fn unframe(mut body: &[u8]) -> Vec<ChunkedReadResponse> {
+        use prost::Message;
+        let mut frames = Vec::new();
+        while !body.is_empty() {
+            let (len, n) = tsdb_format::encoding::uvarint(body).unwrap();
+            let crc = u32::from_be_bytes(body[n..n + 4].try_into().unwrap());
+            let message = &body[n + 4..n + 4 + len as usize];
+            assert_eq!(crc32c::crc32c(message), crc);
+            frames.push(ChunkedReadResponse::decode(message).unwrap());
+            body = &body[n + 4 + len as usize..];
+        }
+        frames
+    }
+
+    #[test]
+    fn streams_chunks_when_the_client_accepts_them_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsdb = MultiTsdb::new(dir.path(), TsdbOptions::default());
+        let db = tsdb.tenant("a").unwrap();
+        for job in ["api", "web"] {
+            let samples: Vec<(i64, f64)> = (0..150).map(|i| (i, i as f64)).collect();
+            let src = SeriesVec::new().with(&[("__name__", "up"), ("job", job)], &samples);
+            let resolved = db.resolve(&src, &[0], 0).unwrap();
+            db.append(&src, &[0], &resolved.refs).unwrap();
+        }
+        let query = |job: &str| Query {
+            start_timestamp_ms: 0,
+            end_timestamp_ms: 100,
+            matchers: vec![matcher(MatchType::Eq, "job", job)],
+        };
+        let request = ReadRequest {
+            queries: vec![query("api"), query("web")],
+            accepted_response_types: vec![
+                ResponseType::StreamedXorChunks as i32,
+                ResponseType::Samples as i32,
+            ],
+        };
+        let Answer::Chunks(body) =
+            remote_read(&tsdb, "a", &request, ReadLimits::default()).unwrap()
+        else {
+            panic!("chunks were asked for first");
+        };
+        let frames = unframe(&body);
+        assert_eq!(frames.len(), 2, "one frame per series");
+        for (index, frame) in frames.iter().enumerate() {
+            assert_eq!(frame.query_index, index as i64);
+            let series = &frame.chunked_series[0];
+            assert_eq!(series.labels.last().unwrap().value, "a", "tenant label");
+            // Whole chunks as stored: the first chunk (120 samples) overlaps [0, 100], the
+            // second (30) does not; the client trims to the range.
+            let samples: Vec<(i64, f64)> = series
+                .chunks
+                .iter()
+                .inspect(|c| assert_eq!(c.r#type, CHUNK_XOR))
+                .flat_map(|c| iter_xor(&c.data))
+                .collect();
+            assert_eq!(samples.len(), 120);
+        }
+        let samples_first = ReadRequest {
+            accepted_response_types: vec![
+                ResponseType::Samples as i32,
+                ResponseType::StreamedXorChunks as i32,
+            ],
+            ..request
+        };
+        assert!(matches!(
+            remote_read(&tsdb, "a", &samples_first, ReadLimits::default()),
+            Ok(Answer::Samples(_))
         ));
     }
 }

@@ -1,5 +1,8 @@
-//! Prometheus remote read 1.0: `prometheus.ReadRequest` in, `prometheus.ReadResponse` out
-//! (the SAMPLES response type), both snappy block-compressed protobuf.
+//! Prometheus remote read 1.0: `prometheus.ReadRequest` in (snappy block-compressed protobuf),
+//! and out either one snappy `prometheus.ReadResponse` (SAMPLES) or, when the client accepts it
+//! first, a stream of `prometheus.ChunkedReadResponse` frames (STREAMED_XOR_CHUNKS): each
+//! `uvarint length | CRC32C (big endian) | message`, uncompressed, as Prometheus'
+//! `ChunkedWriter` writes them.
 //!
 //! Reads are rare and small next to writes, so these are prost types rather than a borrowing
 //! decoder. Field numbers are those of Prometheus' `prompb/remote.proto` and `types.proto`.
@@ -90,6 +93,63 @@ pub struct QueryResult {
     pub timeseries: Vec<v1::TimeSeries>,
 }
 
+/// Content type of a STREAMED_XOR_CHUNKS answer.
+pub const CHUNKED_CONTENT_TYPE: &str =
+    "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+
+/// Largest frame of chunks, as Prometheus' `--storage.remote.read-max-bytes-in-frame` default.
+pub const MAX_BYTES_IN_FRAME: usize = 1 << 20;
+
+/// `prometheus.ChunkedReadResponse`: one frame of a STREAMED_XOR_CHUNKS answer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChunkedReadResponse {
+    /// Series (or parts of one series' chunks) of one query.
+    #[prost(message, repeated, tag = "1")]
+    pub chunked_series: Vec<ChunkedSeries>,
+    /// The query these series answer, by position in the request.
+    #[prost(int64, tag = "2")]
+    pub query_index: i64,
+}
+
+/// `prometheus.ChunkedSeries`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChunkedSeries {
+    /// Labels sorted by name.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<v1::Label>,
+    /// Chunks in time order.
+    #[prost(message, repeated, tag = "2")]
+    pub chunks: Vec<Chunk>,
+}
+
+/// `prometheus.Chunk`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Chunk {
+    /// First sample's timestamp.
+    #[prost(int64, tag = "1")]
+    pub min_time_ms: i64,
+    /// Last sample's timestamp.
+    #[prost(int64, tag = "2")]
+    pub max_time_ms: i64,
+    /// `XOR` is 1 (`UNKNOWN` 0): the TSDB encoding.
+    #[prost(int32, tag = "3")]
+    pub r#type: i32,
+    /// The chunk bytes.
+    #[prost(bytes = "vec", tag = "4")]
+    pub data: Vec<u8>,
+}
+
+/// `prometheus.Chunk.Encoding.XOR`.
+pub const CHUNK_XOR: i32 = 1;
+
+/// Appends one frame of a chunked answer: `uvarint length | CRC32C big endian | message`.
+pub fn put_frame(frame: &ChunkedReadResponse, out: &mut Vec<u8>) {
+    let message = frame.encode_to_vec();
+    tsdb_format::encoding::put_uvarint(out, message.len() as u64);
+    out.extend_from_slice(&crc32c::crc32c(&message).to_be_bytes());
+    out.extend_from_slice(&message);
+}
+
 /// Why a read request body is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadDecodeError {
@@ -126,6 +186,40 @@ pub fn encode_response(response: &ReadResponse) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame as Prometheus' client reads it, spelled out from `prompb/remote.proto`,
+    /// `types.proto` and `storage/remote/chunked.go`.
+    #[test]
+    fn frames_a_chunked_response() {
+        let frame = ChunkedReadResponse {
+            chunked_series: vec![ChunkedSeries {
+                labels: vec![v1::Label {
+                    name: "a".into(),
+                    value: "b".into(),
+                }],
+                chunks: vec![Chunk {
+                    min_time_ms: 1,
+                    max_time_ms: 2,
+                    r#type: CHUNK_XOR,
+                    data: vec![0, 0],
+                }],
+            }],
+            query_index: 1,
+        };
+        // chunked_series(1) { labels(1) { name(1) "a" value(2) "b" }
+        //   chunks(2) { min_time_ms(1) 1 max_time_ms(2) 2 type(3) XOR data(4) [0 0] } }
+        // query_index(2) 1
+        let message = [
+            0x0a, 0x14, 0x0a, 0x06, 0x0a, 0x01, b'a', 0x12, 0x01, b'b', 0x12, 0x0a, 0x08, 0x01,
+            0x10, 0x02, 0x18, 0x01, 0x22, 0x02, 0x00, 0x00, 0x10, 0x01,
+        ];
+        let mut want = vec![message.len() as u8];
+        want.extend_from_slice(&crc32c::crc32c(&message).to_be_bytes());
+        want.extend_from_slice(&message);
+        let mut out = Vec::new();
+        put_frame(&frame, &mut out);
+        assert_eq!(out, want);
+    }
 
     /// A request as Prometheus 2.42's remote-read client encodes it, written out field by field
     /// from `prompb/remote.proto`, so the field numbers do not rest on these types alone.
