@@ -7,6 +7,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::ops::Range;
 
 use tsdb_format::encoding::{put_uvarint, uvarint};
 
@@ -84,6 +85,28 @@ impl Labels {
     /// Iterates `(name, value)` pairs in name order.
     pub fn iter(&self) -> LabelsIter<'_> {
         LabelsIter { rest: &self.0 }
+    }
+
+    /// Byte ranges of each pair's name and value in [`Labels::key`], in name order.
+    pub fn spans(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let key = &self.0;
+            if at >= key.len() {
+                return None;
+            }
+            let mut next = || {
+                let start = at;
+                let end = key[start..]
+                    .iter()
+                    .position(|&b| b == SEP)
+                    .map_or(key.len(), |i| start + i);
+                at = end + 1;
+                start..end
+            };
+            let name = next();
+            Some((name, next()))
+        })
     }
 
     /// Number of label pairs.
@@ -194,6 +217,14 @@ mod tests {
             Ordering::Less,
             "a shorter name sorts first"
         );
+    }
+
+    #[test]
+    fn spans_point_at_names_and_values() {
+        let l = Labels::from_strs(&[("job", "x"), ("a", "")]);
+        let pairs: Vec<(&[u8], &[u8])> =
+            l.spans().map(|(n, v)| (&l.key()[n], &l.key()[v])).collect();
+        assert_eq!(pairs, [(&b"a"[..], &b""[..]), (b"job", b"x")]);
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! that accepts it (a label may be absent) subtracts the lists of the values it rejects.
 
 use std::borrow::Cow;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use roaring::RoaringTreemap;
 use tsdb_format::index::IndexReader;
 
@@ -98,12 +99,11 @@ fn retain_sorted(ids: &mut Vec<u64>, list: &[u64], present: bool) {
     });
 }
 
-/// The IDs of one label pair, sized to the list: a value of a high-cardinality label usually has
-/// one series (kept inline), a few series share a sorted vector, and long lists are compressed
-/// bitmaps (about 2 bytes per ID, far less when IDs are dense, as series created together are).
+/// The IDs of a label pair that more than one series carries: a sorted vector while short,
+/// a compressed bitmap past [`FEW`] (about 2 bytes per ID, far less when IDs are dense, as series
+/// created together are).
 #[derive(Debug)]
 enum Ids {
-    One(u64),
     Few(Vec<u64>),
     Many(Box<RoaringTreemap>),
 }
@@ -114,12 +114,6 @@ const FEW: usize = 256;
 impl Ids {
     fn insert(&mut self, id: u64) {
         match self {
-            Ids::One(first) if *first == id => {}
-            Ids::One(first) => {
-                let mut few = vec![*first, id];
-                few.sort_unstable();
-                *self = Ids::Few(few);
-            }
             Ids::Few(few) => {
                 // IDs come nearly in order, so this is nearly a push.
                 let at = few.iter().rposition(|&x| x < id).map_or(0, |i| i + 1);
@@ -136,66 +130,152 @@ impl Ids {
         }
     }
 
-    /// Removes the sorted `gone` IDs; `true` when none is left.
-    fn remove(&mut self, gone: &[u64]) -> bool {
+    /// Removes the sorted `gone` IDs.
+    fn remove(&mut self, gone: &[u64]) {
         match self {
-            Ids::One(id) => gone.binary_search(id).is_ok(),
-            Ids::Few(few) => {
-                few.retain(|id| gone.binary_search(id).is_err());
-                if let [one] = few[..] {
-                    *self = Ids::One(one);
-                }
-                matches!(self, Ids::Few(few) if few.is_empty())
-            }
+            Ids::Few(few) => few.retain(|id| gone.binary_search(id).is_err()),
             Ids::Many(many) => {
                 for id in gone {
                     many.remove(*id);
                 }
                 if many.len() <= FEW as u64 / 2 {
                     *self = Ids::Few(many.iter().collect());
-                    return self.remove(&[]);
                 }
-                false
             }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Ids::Few(few) => few.len() as u64,
+            Ids::Many(many) => many.len(),
+        }
+    }
+
+    fn first(&self) -> Option<u64> {
+        match self {
+            Ids::Few(few) => few.first().copied(),
+            Ids::Many(many) => many.min(),
         }
     }
 
     fn as_slice(&self) -> Cow<'_, [u64]> {
         match self {
-            Ids::One(id) => Cow::Owned(vec![*id]),
             Ids::Few(few) => Cow::Borrowed(few),
             Ids::Many(many) => Cow::Owned(many.iter().collect()),
         }
     }
 }
 
+/// A label value and the series carrying it. The value's bytes are not copied: they are read from
+/// the key of one series that carries it (the owner). A value of a high-cardinality label usually
+/// has only its owner, and then costs one 24-byte table entry and no allocation.
+struct Value {
+    owner: Arc<MemSeries>,
+    at: u32,
+    len: u32,
+    /// Every ID, owner's included, once another series shares the value.
+    shared: Option<Box<Ids>>,
+}
+
+impl Value {
+    fn new(owner: &Arc<MemSeries>, span: std::ops::Range<usize>) -> Self {
+        Value {
+            owner: Arc::clone(owner),
+            at: span.start as u32,
+            len: span.len() as u32,
+            shared: None,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let at = self.at as usize;
+        &self.owner.labels.key()[at..at + self.len as usize]
+    }
+
+    fn ids(&self) -> Cow<'_, [u64]> {
+        match &self.shared {
+            None => Cow::Owned(vec![self.owner.id]),
+            Some(ids) => ids.as_slice(),
+        }
+    }
+
+    fn insert(&mut self, id: u64) {
+        match &mut self.shared {
+            None if id == self.owner.id => {}
+            None => {
+                let mut few = vec![self.owner.id, id];
+                few.sort_unstable();
+                self.shared = Some(Box::new(Ids::Few(few)));
+            }
+            Some(ids) => ids.insert(id),
+        }
+    }
+
+    /// Removes the sorted `gone` IDs, handing the bytes to a series that stays when the owner
+    /// leaves (`series` finds it by ID); `false` when no series is left.
+    fn remove(&mut self, gone: &[u64], name: &[u8], series: &[(u64, Arc<MemSeries>)]) -> bool {
+        let Some(ids) = &mut self.shared else {
+            return gone.binary_search(&self.owner.id).is_err();
+        };
+        ids.remove(gone);
+        let (Some(first), len) = (ids.first(), ids.len()) else {
+            return false;
+        };
+        if gone.binary_search(&self.owner.id).is_ok() {
+            let i = series
+                .binary_search_by_key(&first, |(x, _)| *x)
+                .expect("indexed IDs are in the series list");
+            let owner = &series[i].1;
+            let key = owner.labels.key();
+            let (_, span) = owner
+                .labels
+                .spans()
+                .find(|(n, _)| &key[n.clone()] == name)
+                .expect("the series carries the label");
+            let shared = self.shared.take();
+            *self = Value::new(owner, span);
+            self.shared = shared;
+        }
+        if len == 1 {
+            self.shared = None;
+        }
+        true
+    }
+}
+
+/// The values of one label name.
+type Values = HashTable<Value>;
+
 /// The head's inverted index, and its series by ID.
 #[derive(Default)]
 pub struct MemPostings {
-    labels: HashMap<Box<str>, HashMap<Box<str>, Ids>>,
+    hasher: DefaultHashBuilder,
+    labels: HashMap<Box<[u8]>, Values>,
     /// Every series, ascending by ID.
     series: Vec<(u64, Arc<MemSeries>)>,
-}
-
-/// The entry for `key`, created empty when missing; the key is copied only then.
-fn get_or_insert<'a, V>(
-    map: &'a mut HashMap<Box<str>, V>,
-    key: &str,
-    new: impl FnOnce() -> V,
-) -> &'a mut V {
-    if !map.contains_key(key) {
-        map.insert(key.into(), new());
-    }
-    map.get_mut(key).expect("inserted above")
 }
 
 impl MemPostings {
     /// Adds a series under each of its label pairs.
     pub fn add(&mut self, series: &Arc<MemSeries>) {
         let id = series.id;
-        for (n, v) in series.labels.iter() {
-            let values = get_or_insert(&mut self.labels, n, HashMap::new);
-            get_or_insert(values, v, || Ids::One(id)).insert(id);
+        let key = series.labels.key();
+        let hasher = &self.hasher;
+        for (n, v) in series.labels.spans() {
+            let (name, value) = (&key[n], &key[v.clone()]);
+            if !self.labels.contains_key(name) {
+                self.labels.insert(name.into(), Values::new());
+            }
+            let values = self.labels.get_mut(name).expect("inserted above");
+            let hash = hasher.hash_one(value);
+            match values.find_mut(hash, |e| e.bytes() == value) {
+                Some(e) => e.insert(id),
+                None => {
+                    values
+                        .insert_unique(hash, Value::new(series, v), |e| hasher.hash_one(e.bytes()));
+                }
+            }
         }
         let at = self
             .series
@@ -219,20 +299,24 @@ impl MemPostings {
                 by_pair.entry(pair).or_default().push(s.id);
             }
         }
-        for ((n, v), mut ids) in by_pair {
-            ids.sort_unstable();
-            let Some(values) = self.labels.get_mut(n) else {
-                continue;
-            };
-            if values.get_mut(v).is_some_and(|list| list.remove(&ids)) {
-                values.remove(v);
-            }
-            if values.is_empty() {
-                self.labels.remove(n);
-            }
-        }
         let mut gone: Vec<u64> = removed.iter().map(|s| s.id).collect();
         gone.sort_unstable();
+        let (hasher, labels, series) = (&self.hasher, &mut self.labels, &self.series);
+        for ((n, v), mut ids) in by_pair {
+            ids.sort_unstable();
+            let Some(values) = labels.get_mut(n.as_bytes()) else {
+                continue;
+            };
+            let hash = hasher.hash_one(v.as_bytes());
+            if let Ok(mut entry) = values.find_entry(hash, |e| e.bytes() == v.as_bytes())
+                && !entry.get_mut().remove(&ids, n.as_bytes(), series)
+            {
+                entry.remove();
+            }
+            if values.is_empty() {
+                labels.remove(n.as_bytes());
+            }
+        }
         self.series
             .retain(|(id, _)| gone.binary_search(id).is_err());
     }
@@ -255,7 +339,14 @@ impl MemPostings {
 
     /// Label names present in the head, in no particular order.
     pub fn label_names(&self) -> Vec<&str> {
-        self.labels.keys().map(|n| &**n).collect()
+        self.labels
+            .keys()
+            .filter_map(|n| std::str::from_utf8(n).ok())
+            .collect()
+    }
+
+    fn values(&self, name: &str) -> Option<&Values> {
+        self.labels.get(name.as_bytes())
     }
 }
 
@@ -263,18 +354,22 @@ impl PostingsIndex for MemPostings {
     type Error = std::convert::Infallible;
 
     fn label_values(&self, name: &str) -> Vec<&str> {
-        self.labels
-            .get(name)
-            .map(|values| values.keys().map(|v| &**v).collect())
+        self.values(name)
+            .map(|values| {
+                values
+                    .iter()
+                    .filter_map(|v| std::str::from_utf8(v.bytes()).ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     fn postings(&self, name: &str, value: &str) -> Result<Cow<'_, [u64]>, Self::Error> {
+        let hash = self.hasher.hash_one(value.as_bytes());
         Ok(self
-            .labels
-            .get(name)
-            .and_then(|values| values.get(value))
-            .map_or(Cow::Borrowed(&[][..]), Ids::as_slice))
+            .values(name)
+            .and_then(|values| values.find(hash, |e| e.bytes() == value.as_bytes()))
+            .map_or(Cow::Borrowed(&[][..]), Value::ids))
     }
 
     fn all(&self) -> Result<Cow<'_, [u64]>, Self::Error> {
@@ -401,6 +496,11 @@ mod tests {
         );
         let index = head.postings();
         assert!(index.label_values("pod") == ["b"]);
+        // `up` was read from the removed series' key; it now reads from the one left, and the
+        // index holds no reference to the removed series.
+        assert!(index.label_values("__name__") == ["up"]);
+        assert_eq!(index.postings("__name__", "up").unwrap().len(), 1);
+        assert_eq!(Arc::strong_count(&gone[0]), 1);
     }
 
     #[test]
@@ -411,23 +511,22 @@ mod tests {
         let mut ids = vec![1, 3, 5, 7, 9];
         retain_sorted(&mut ids, &[3, 4, 9], false);
         assert_eq!(ids, [1, 5, 7]);
-        let mut list = Ids::One(5);
+        let mut list = Ids::Few(vec![5]);
         for id in [1, 9, 5, 7] {
             list.insert(id);
         }
         assert_eq!(&list.as_slice()[..], [1, 5, 7, 9]);
-        assert!(!list.remove(&[1, 5, 9]));
-        assert!(matches!(list, Ids::One(7)));
-        assert!(list.remove(&[7]));
+        list.remove(&[1, 5, 9]);
+        assert_eq!((list.first(), list.len()), (Some(7), 1));
         // A long list becomes a bitmap and a short one again as series leave.
-        let mut list = Ids::One(0);
+        let mut list = Ids::Few(vec![0]);
         for id in (1..=2 * FEW as u64).rev() {
             list.insert(id);
         }
         assert!(matches!(list, Ids::Many(_)));
         assert_eq!(list.as_slice().len(), 2 * FEW + 1);
         let gone: Vec<u64> = (0..2 * FEW as u64).collect();
-        assert!(!list.remove(&gone));
-        assert!(matches!(list, Ids::One(id) if id == 2 * FEW as u64));
+        list.remove(&gone);
+        assert!(matches!(&list, Ids::Few(few) if few[..] == [2 * FEW as u64]));
     }
 }
