@@ -2,6 +2,8 @@
 # What `make bench` runs: on loopback, with the same pre-encoded remote-write load from
 # thanos-loadgen, (a) one receiver (RF=1), (b) three receivers with RF=3 sharing a hashring file,
 # (c) VictoriaMetrics single-node, the peer to beat; then the decode-only criterion benchmark.
+# Reads (thanos-readgen) run against (a) and (c) on the same data: one series, one metric name,
+# and the write latency while broad reads run.
 # Writes the comparison between the markers of BENCHMARKS.md (text outside them is kept).
 #
 #   BENCH_QUICK=1    smaller series counts and shorter runs: a smoke test of a few minutes
@@ -18,9 +20,9 @@ for c in victoria-metrics python3 curl; do
 done
 
 if [ "$QUICK" = 1 ]; then
-  SMALL=20000 BIG=100000 RUN=8s PROFILE_SECONDS=5 DISK_STEPS=40
+  SMALL=20000 BIG=100000 RUN=8s PROFILE_SECONDS=5 DISK_STEPS=40 SELECTIVE_RUNS=50 BROAD_RUNS=5
 else
-  SMALL=100000 BIG=1000000 RUN=30s PROFILE_SECONDS=15 DISK_STEPS=480
+  SMALL=100000 BIG=1000000 RUN=30s PROFILE_SECONDS=15 DISK_STEPS=480 SELECTIVE_RUNS=300 BROAD_RUNS=15
 fi
 SPR=10000          # samples per request: the field's max_samples_per_send
 LABELS=12          # labels per series, __name__ included
@@ -42,7 +44,7 @@ cargo build --release -p receiver -p loadgen --bins
 cargo bench -p receiver --bench decode --no-run
 # Run copies, so that a rebuild in the shared target directory cannot swap binaries mid-run.
 mkdir -p "$WORK/bin"
-cp -p "$BIN/thanos-receiver" "$BIN/thanos-loadgen" "$WORK/bin/"
+cp -p "$BIN/thanos-receiver" "$BIN/thanos-loadgen" "$BIN/thanos-readgen" "$WORK/bin/"
 BIN="$WORK/bin"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -82,6 +84,7 @@ start_receivers() { # $1 = receivers, $2 = replication factor
     PIDS+=("$!") SERVER_PIDS+=("$!") URLS+=(--url "http://127.0.0.1:${rw[$i]}/api/v1/receive")
     DATA_DIRS+=("$WORK/$SYS/data-$i")
   done
+  READ=(--system receiver --url "http://127.0.0.1:${rw[0]}")
   for ((i = 0; i < n; i++)); do wait_http "http://127.0.0.1:${http[$i]}/-/ready"; done
 }
 
@@ -92,6 +95,7 @@ start_vm() {
   PIDS+=("$!") SERVER_PIDS=("$!") URLS=(--url "http://127.0.0.1:$VM_PORT/api/v1/write")
   # Data and index only: the cache/ directory VictoriaMetrics persists at shutdown is not data.
   DATA_DIRS=("$WORK/$SYS/data/data" "$WORK/$SYS/data/indexdb")
+  READ=(--system vm --url "http://127.0.0.1:$VM_PORT")
   wait_http "http://127.0.0.1:$VM_PORT/health"
 }
 
@@ -131,6 +135,27 @@ run_loadgen() { # $1 = phase name, then loadgen flags
     - $(jget "$WORK/$SYS/$phase.json" loadgen_total_cpu_seconds)) / ($(nproc) * ($(date +%s.%N) - $t0)))" \
     >"$WORK/$SYS/$phase.foreign"
   log "$SYS $phase: $(jget "$WORK/$SYS/$phase.json" samples_per_second) samples/s, p99 $(jget "$WORK/$SYS/$phase.json" latency_ms_p99) ms, statuses $(jget "$WORK/$SYS/$phase.json" statuses)"
+}
+
+run_readgen() { # $1 = phase name, then readgen flags
+  local phase=$1; shift
+  # The client decodes at the lowest priority: on a shared 2-CPU machine its own work would
+  # otherwise count against the server's write latency.
+  if ! nice -n 19 "$BIN/thanos-readgen" "${READ[@]}" --series "$BIG" --labels-per-series "$LABELS" --json "$@" \
+    >"$WORK/$SYS/$phase.json" 2>"$WORK/$SYS/$phase.err"; then
+    echo "readgen $SYS/$phase failed:" >&2; cat "$WORK/$SYS/$phase.err" >&2; exit 1
+  fi
+  log "$SYS $phase: p50 $(jget "$WORK/$SYS/$phase.json" latency_ms_p50) ms, p99 $(jget "$WORK/$SYS/$phase.json" latency_ms_p99) ms, $(jget "$WORK/$SYS/$phase.json" series_per_query) series, $(jget "$WORK/$SYS/$phase.json" failed) failed"
+}
+
+# Read latency on the data just written, then writes at 70 % while broad reads run back to back.
+read_system() { # $1 = write rate
+  run_readgen read-selective --query selective --runs "$SELECTIVE_RUNS"
+  run_readgen read-broad --query broad --runs "$BROAD_RUNS"
+  run_readgen read-during-writes --query broad --duration "$RUN" &
+  local reader=$!
+  run_loadgen p70-reads --series "$BIG" --concurrency "$(shards "$BIG")" --duration "$RUN" --rate "$1"
+  wait "$reader"
 }
 
 start_system() { # $1 = rf1 | rf3 | vm, $2 = work subdirectory
@@ -178,6 +203,7 @@ bench_system() { # $1 = rf1 | rf3 | vm
     perf report -i "$WORK/perf.data" --no-children --stdio -g none --sort dso 2>/dev/null \
       | grep -v '^#' | grep -v '^$' | head -8 >"$WORK/profile-dso.txt" || true
   fi
+  if [ "$KIND" != rf3 ]; then read_system "$rate"; fi
   stop_servers
   cat >"$WORK/$SYS/server.json" <<JSON
 {"servers": ${#SERVER_PIDS[@]}, "rss_small_kb": $rss_small, "rss_big_kb": $rss_big, "rss_end_kb": $rss_end,
@@ -244,7 +270,10 @@ for sys_ in names:
     cpu_load = s["cpu_load_ticks"] / s["clk_tck"]
     # Every receiver of the RF=3 cluster holds every series: RSS is per receiver, disk per copy.
     copies = 3 if sys_ == "rf3" else 1
+    reads = {p: j(f"{work}/{sys_}/{p}.json") for p in ("read-selective", "read-broad", "read-during-writes", "p70-reads")
+             if os.path.exists(f"{work}/{sys_}/{p}.json")}
     r[sys_] = dict(
+        reads=reads,
         sps=d["max"]["samples_per_second"],
         cpu_per_m=cpu_max * 1e6 / max(d["max"]["samples_ok"], 1),
         sps_per_cpu=d["max"]["samples_ok"] / max(cpu_max, 1e-9),
@@ -309,6 +338,23 @@ rows = [
     ("highest 1-min load average at a run's start (includes the bench's own processes)", lambda x: f"{x['load']:.2f}"),
     ("machine CPU used by other jobs during the saturated and 70 % runs, at most", lambda x: f"{x['foreign']:.0%}"),
 ]
+def read(x, phase, fmt):
+    p = x["reads"].get(phase)
+    return fmt(p) if p else "—"
+
+broad_series = rf1["reads"]["read-broad"]["series_per_query"]
+rows += [
+    (f"read one series of {rf1['big']:,} by its labels (receiver: remote read; VictoriaMetrics: /api/v1/export), p50 / p99 ms",
+     lambda x: read(x, "read-selective", lambda p: f"{p['latency_ms_p50']:.2f} / {p['latency_ms_p99']:.2f}")),
+    (f"read one metric name, {broad_series:,} series × all their samples, p50 / p99 ms",
+     lambda x: read(x, "read-broad", lambda p: f"{p['latency_ms_p50']:.0f} / {p['latency_ms_p99']:.0f}")),
+    ("… the same reads back to back while writes run at 70 %",
+     lambda x: read(x, "read-during-writes", lambda p: f"{p['queries']} reads, p99 {p['latency_ms_p99']:.0f}")),
+    ("write p99 at 70 %: idle → while those reads run, ms",
+     lambda x: read(x, "p70-reads", lambda p: f"{x['p99']:.0f} → {p['latency_ms_p99']:.0f}")),
+    ("reads failed",
+     lambda x: read(x, "read-broad", lambda p: f(sum(q["failed"] for q in x["reads"].values() if "failed" in q)))),
+]
 table = ["| | " + " | ".join(names.values()) + " |", "|---|---:|---:|---:|"]
 for label, fn in rows:
     table.append(f"| {label} | " + " | ".join(fn(r[k]) for k in names) + " |")
@@ -325,6 +371,10 @@ tr = rf3["sps"] / rf1["sps"]
 targets.append(f"| RF=3 cluster throughput ≥ 80 % of one RF=1 receiver | {tr:.0%} | {verdict(tr >= 0.8)} |")
 overhead = rf3["cpu_per_m"] / (3 * rf1["cpu_per_m"])
 targets.append(f"| (context) RF=3 CPU per client sample ÷ (3 × RF=1's) | {overhead:.2f} × | — |")
+sel = rf1["reads"]["read-selective"]["latency_ms_p50"]
+targets.append(f"| selective read (one series of {rf1['big']:,}) under 10 ms | p50 {sel:.2f} ms | {verdict(sel < 10)} |")
+during = rf1["reads"]["p70-reads"]["latency_ms_p99"]
+targets.append(f"| write p99 while broad reads run ≤ 1.5 × idle | {during:.0f} vs {rf1['p99']:.0f} ms ({during / max(rf1['p99'], 1e-9):.2f} ×) | {verdict(during <= 1.5 * rf1['p99'])} |")
 if limit:
     e2e = rf1["sps_per_cpu"] / limit
     targets.append(f"| end-to-end ≥ 40 % of the decode-only limit (per CPU-second vs per core) | {e2e:.0%} of {limit:,.0f} samples/s/core | {verdict(e2e >= 0.4)} |")

@@ -271,21 +271,27 @@ async fn remote_read(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         let compressed = read_body(body, MAX_READ_REQUEST, too_large).await?;
         let request = decode_request(&compressed)
             .map_err(|e| Reject(StatusCode::BAD_REQUEST, e.to_string()))?;
+        // Encoding and compression run on the read thread too, at its low priority.
         answer_read(&app, move |tsdb, limits| {
-            crate::store::remote_read::remote_read(tsdb, &tenant, &request, limits)
+            Ok(
+                match crate::store::remote_read::remote_read(tsdb, &tenant, &request, limits)? {
+                    Answer::Samples(response) => (true, encode_response(&response)),
+                    Answer::Chunks(frames) => (false, frames),
+                },
+            )
         })
         .await
     };
     match answered.await {
-        Ok(Answer::Samples(response)) => (
+        Ok((true, body)) => (
             [
                 (header::CONTENT_TYPE, "application/x-protobuf"),
                 (header::CONTENT_ENCODING, "snappy"),
             ],
-            encode_response(&response),
+            body,
         )
             .into_response(),
-        Ok(Answer::Chunks(frames)) => {
+        Ok((false, frames)) => {
             ([(header::CONTENT_TYPE, CHUNKED_CONTENT_TYPE)], frames).into_response()
         }
         Err(Reject(code, msg)) => (code, format!("{msg}\n")).into_response(),

@@ -7,7 +7,8 @@
 //!
 //! - [`store_api`]: Thanos' `thanos.Store` (`Series`, `LabelNames`, `LabelValues`) for Thanos Query.
 //!
-//! Every read runs through [`Reads`]: off the async workers and a bounded number at once.
+//! Every read runs through [`Reads`]: on its own threads, a bounded number at once, at the lowest
+//! CPU priority, so reads take what writes leave of the cores and never starve them (Thanos #8885).
 
 pub mod info;
 pub mod labels_api;
@@ -15,9 +16,7 @@ pub mod remote_read;
 pub mod selector;
 pub mod store_api;
 
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, mpsc};
 
 use std::collections::BTreeMap;
 
@@ -118,38 +117,75 @@ impl ReadError {
     }
 }
 
-/// Reads served at once; more wait for a slot, so reads cannot starve writes of cores (each
-/// holds its whole answer in memory and takes a core while it selects).
+/// Reads served at once (threads of the read pool); more wait in line. Each holds its whole
+/// answer in memory and takes a core while it selects.
 pub const MAX_CONCURRENT_READS: usize = 2;
 
-/// Runs reads over every tenant's storage, shared by the HTTP read endpoints and the Store API.
+/// Nice value of the read threads: the lowest priority, so under contention the kernel gives the
+/// write path's threads (nice 0) about 98 % of the CPU, while idle cores still serve reads fully.
+const READ_NICE: i32 = 19;
+
+type Job = Box<dyn FnOnce(&MultiTsdb, ReadLimits) + Send>;
+
+/// Runs reads over every tenant's storage on a pool of low-priority threads, shared by the HTTP
+/// read endpoints and the Store API.
 pub struct Reads {
-    tsdb: Arc<MultiTsdb>,
-    limits: ReadLimits,
-    permits: Semaphore,
+    jobs: Mutex<mpsc::Sender<Job>>,
 }
 
 impl Reads {
-    /// Reads over `tsdb` within `limits`.
+    /// Reads over `tsdb` within `limits`, on [`MAX_CONCURRENT_READS`] threads.
     pub fn new(tsdb: Arc<MultiTsdb>, limits: ReadLimits) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..MAX_CONCURRENT_READS {
+            let (rx, tsdb) = (Arc::clone(&rx), Arc::clone(&tsdb));
+            std::thread::Builder::new()
+                .name(format!("read-{i}"))
+                .spawn(move || read_thread(&rx, &tsdb, limits))
+                .expect("spawning a read thread");
+        }
         Reads {
-            tsdb,
-            limits,
-            permits: Semaphore::new(MAX_CONCURRENT_READS),
+            jobs: Mutex::new(tx),
         }
     }
 
-    /// Runs `f` on a blocking thread once one of [`MAX_CONCURRENT_READS`] slots is free.
+    /// Runs `f` on a read thread once one is free.
     pub async fn run<T, F>(&self, f: F) -> Result<T, ReadError>
     where
         T: Send + 'static,
         F: FnOnce(&MultiTsdb, ReadLimits) -> Result<T, ReadError> + Send + 'static,
     {
-        let _permit = self.permits.acquire().await.expect("never closed");
-        let (tsdb, limits) = (Arc::clone(&self.tsdb), self.limits);
-        tokio::task::spawn_blocking(move || f(&tsdb, limits))
-            .await
-            .map_err(|e| ReadError::Internal(e.to_string()))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |tsdb, limits| {
+            // A panicking read fails its request, not the thread.
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tsdb, limits)))
+                .unwrap_or_else(|_| Err(ReadError::Internal("the read panicked".into())));
+            let _ = tx.send(answer);
+        });
+        self.jobs
+            .lock()
+            .expect("never poisoned")
+            .send(job)
+            .map_err(|_| ReadError::Internal("no read thread".into()))?;
+        rx.await
+            .map_err(|_| ReadError::Internal("the read thread stopped".into()))?
+    }
+}
+
+/// A read thread: lowers its own priority, then runs jobs until the pool is dropped.
+fn read_thread(jobs: &Mutex<mpsc::Receiver<Job>>, tsdb: &MultiTsdb, limits: ReadLimits) {
+    // On Linux a thread ID names one thread, so this leaves the write path's threads alone.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), READ_NICE)
+    {
+        tracing::warn!(error = %e, "cannot lower the priority of a read thread");
+    }
+    loop {
+        let job = jobs.lock().expect("never poisoned").recv();
+        match job {
+            Ok(job) => job(tsdb, limits),
+            Err(_) => return,
+        }
     }
 }
 
@@ -166,5 +202,33 @@ pub fn to_matcher(m: &LabelMatcher) -> Result<Matcher, ReadError> {
             "unknown matcher type {}",
             m.r#type
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::TsdbOptions;
+
+    #[tokio::test]
+    async fn reads_run_at_the_lowest_priority_and_survive_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsdb = Arc::new(MultiTsdb::new(dir.path(), TsdbOptions::default()));
+        let reads = Reads::new(tsdb, ReadLimits::default());
+        let nice = reads
+            .run(|_, _| {
+                Ok(rustix::process::getpriority_process(Some(
+                    rustix::thread::gettid(),
+                )))
+            })
+            .await
+            .unwrap();
+        assert_eq!(nice.unwrap(), READ_NICE);
+        let panicked = reads.run(|_, _| -> Result<(), ReadError> { panic!("boom") });
+        assert!(matches!(panicked.await, Err(ReadError::Internal(_))));
+        // Both threads still serve.
+        for _ in 0..4 {
+            assert!(reads.run(|_, limits| Ok(limits)).await.is_ok());
+        }
     }
 }

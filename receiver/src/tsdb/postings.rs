@@ -16,22 +16,62 @@ use tsdb_format::index::IndexReader;
 
 use super::{Matcher, MemSeries};
 
+/// A postings list: sorted IDs, or a bitmap the index holds (tested in place, never expanded
+/// unless it is the shortest list of an intersection).
+pub enum List<'a> {
+    /// Ascending IDs.
+    Sorted(Cow<'a, [u64]>),
+    /// A compressed bitmap.
+    Bitmap(&'a RoaringTreemap),
+}
+
+impl List<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            List::Sorted(ids) => ids.len() as u64,
+            List::Bitmap(b) => b.len(),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u64> {
+        match self {
+            List::Sorted(ids) => ids.to_vec(),
+            List::Bitmap(b) => b.iter().collect(),
+        }
+    }
+
+    fn extend_into(&self, out: &mut Vec<u64>) {
+        match self {
+            List::Sorted(ids) => out.extend_from_slice(ids),
+            List::Bitmap(b) => out.extend(b.iter()),
+        }
+    }
+
+    /// Keeps the IDs of the ascending `ids` that are (`present`) or are not in the list.
+    fn retain(&self, ids: &mut Vec<u64>, present: bool) {
+        match self {
+            List::Sorted(list) => retain_sorted(ids, list, present),
+            List::Bitmap(b) => ids.retain(|id| b.contains(*id) == present),
+        }
+    }
+}
+
 /// An inverted index that [`select`] can query.
 pub trait PostingsIndex {
     /// Why a list could not be read.
     type Error;
     /// The values label `name` takes.
     fn label_values(&self, name: &str) -> Vec<&str>;
-    /// IDs of the series with `name="value"`, ascending.
-    fn postings(&self, name: &str, value: &str) -> Result<Cow<'_, [u64]>, Self::Error>;
+    /// IDs of the series with `name="value"`.
+    fn postings(&self, name: &str, value: &str) -> Result<List<'_>, Self::Error>;
     /// IDs of every series, ascending.
     fn all(&self) -> Result<Cow<'_, [u64]>, Self::Error>;
 }
 
 /// IDs of the series that satisfy every matcher, ascending.
 pub fn select<I: PostingsIndex>(index: &I, matchers: &[Matcher]) -> Result<Vec<u64>, I::Error> {
-    let mut positive: Vec<Cow<'_, [u64]>> = Vec::new();
-    let mut negative: Vec<Cow<'_, [u64]>> = Vec::new();
+    let mut positive: Vec<List<'_>> = Vec::new();
+    let mut negative: Vec<List<'_>> = Vec::new();
     for m in matchers {
         match m {
             Matcher::Equal(n, v) if !v.is_empty() => positive.push(index.postings(n, v)?),
@@ -46,26 +86,27 @@ pub fn select<I: PostingsIndex>(index: &I, matchers: &[Matcher]) -> Result<Vec<u
                     .collect();
                 let list = union(index, m.name(), &values)?;
                 match takes_empty {
-                    true if !list.is_empty() => negative.push(Cow::Owned(list)),
+                    true if !list.is_empty() => negative.push(List::Sorted(Cow::Owned(list))),
                     true => {}
-                    false => positive.push(Cow::Owned(list)),
+                    false => positive.push(List::Sorted(Cow::Owned(list))),
                 }
             }
         }
     }
-    positive.sort_by_key(|l| l.len());
+    // The shortest list is expanded; the others only test its IDs.
+    positive.sort_by_key(List::len);
     let mut ids = match positive.split_first() {
         Some((first, rest)) => {
             let mut ids = first.to_vec();
             for list in rest {
-                retain_sorted(&mut ids, list, true);
+                list.retain(&mut ids, true);
             }
             ids
         }
         None => index.all()?.into_owned(),
     };
     for list in &negative {
-        retain_sorted(&mut ids, list, false);
+        list.retain(&mut ids, false);
     }
     Ok(ids)
 }
@@ -74,7 +115,7 @@ pub fn select<I: PostingsIndex>(index: &I, matchers: &[Matcher]) -> Result<Vec<u
 fn union<I: PostingsIndex>(index: &I, name: &str, values: &[&str]) -> Result<Vec<u64>, I::Error> {
     let mut ids = Vec::new();
     for v in values {
-        ids.extend_from_slice(&index.postings(name, v)?);
+        index.postings(name, v)?.extend_into(&mut ids);
     }
     ids.sort_unstable();
     ids.dedup();
@@ -159,10 +200,10 @@ impl Ids {
         }
     }
 
-    fn as_slice(&self) -> Cow<'_, [u64]> {
+    fn as_list(&self) -> List<'_> {
         match self {
-            Ids::Few(few) => Cow::Borrowed(few),
-            Ids::Many(many) => Cow::Owned(many.iter().collect()),
+            Ids::Few(few) => List::Sorted(Cow::Borrowed(few)),
+            Ids::Many(many) => List::Bitmap(many),
         }
     }
 }
@@ -193,10 +234,10 @@ impl Value {
         &self.owner.labels.key()[at..at + self.len as usize]
     }
 
-    fn ids(&self) -> Cow<'_, [u64]> {
+    fn ids(&self) -> List<'_> {
         match &self.shared {
-            None => Cow::Owned(vec![self.owner.id]),
-            Some(ids) => ids.as_slice(),
+            None => List::Sorted(Cow::Owned(vec![self.owner.id])),
+            Some(ids) => ids.as_list(),
         }
     }
 
@@ -364,12 +405,12 @@ impl PostingsIndex for MemPostings {
             .unwrap_or_default()
     }
 
-    fn postings(&self, name: &str, value: &str) -> Result<Cow<'_, [u64]>, Self::Error> {
+    fn postings(&self, name: &str, value: &str) -> Result<List<'_>, Self::Error> {
         let hash = self.hasher.hash_one(value.as_bytes());
         Ok(self
             .values(name)
             .and_then(|values| values.find(hash, |e| e.bytes() == value.as_bytes()))
-            .map_or(Cow::Borrowed(&[][..]), Value::ids))
+            .map_or(List::Sorted(Cow::Borrowed(&[])), Value::ids))
     }
 
     fn all(&self) -> Result<Cow<'_, [u64]>, Self::Error> {
@@ -384,9 +425,11 @@ impl PostingsIndex for IndexReader {
         IndexReader::label_values(self, name)
     }
 
-    fn postings(&self, name: &str, value: &str) -> Result<Cow<'_, [u64]>, Self::Error> {
+    fn postings(&self, name: &str, value: &str) -> Result<List<'_>, Self::Error> {
         let ids = IndexReader::postings(self, name, value)?;
-        Ok(Cow::Owned(ids.into_iter().map(u64::from).collect()))
+        Ok(List::Sorted(Cow::Owned(
+            ids.into_iter().map(u64::from).collect(),
+        )))
     }
 
     fn all(&self) -> Result<Cow<'_, [u64]>, Self::Error> {
@@ -477,6 +520,29 @@ mod tests {
     }
 
     #[test]
+    fn bitmap_lists_intersect_and_subtract_in_place() {
+        let head = Head::new(7_200_000);
+        for i in 0..3 * FEW {
+            let (i, parity) = (i.to_string(), ["even", "odd"][i % 2]);
+            let labels = Labels::from_strs(&[("job", "big"), ("i", &i), ("parity", parity)]);
+            head.get_or_create(i.parse().unwrap(), labels.key());
+        }
+        assert!(matches!(
+            head.postings().postings("job", "big").unwrap(),
+            List::Bitmap(_)
+        ));
+        let count = |m: &[Matcher]| head.select(m).len();
+        let big = Matcher::Equal("job".into(), "big".into());
+        let one = Matcher::Equal("i".into(), "7".into());
+        assert_eq!(count(&[big.clone(), one.clone()]), 1);
+        let even = Matcher::Equal("parity".into(), "even".into());
+        assert_eq!(count(&[big.clone(), even.clone()]), 3 * FEW / 2);
+        assert_eq!(count(&[one, even.clone()]), 0);
+        let not_even = Matcher::NotEqual("parity".into(), "even".into());
+        assert_eq!(count(&[big, not_even]), 3 * FEW / 2);
+    }
+
+    #[test]
     fn removed_series_leave_the_index() {
         let head = head_with(&[
             &[("__name__", "up"), ("pod", "a")],
@@ -515,7 +581,7 @@ mod tests {
         for id in [1, 9, 5, 7] {
             list.insert(id);
         }
-        assert_eq!(&list.as_slice()[..], [1, 5, 7, 9]);
+        assert_eq!(list.as_list().to_vec(), [1, 5, 7, 9]);
         list.remove(&[1, 5, 9]);
         assert_eq!((list.first(), list.len()), (Some(7), 1));
         // A long list becomes a bitmap and a short one again as series leave.
@@ -524,7 +590,7 @@ mod tests {
             list.insert(id);
         }
         assert!(matches!(list, Ids::Many(_)));
-        assert_eq!(list.as_slice().len(), 2 * FEW + 1);
+        assert_eq!(list.as_list().len(), 2 * FEW as u64 + 1);
         let gone: Vec<u64> = (0..2 * FEW as u64).collect();
         list.remove(&gone);
         assert!(matches!(&list, Ids::Few(few) if few[..] == [2 * FEW as u64]));
