@@ -109,6 +109,7 @@ impl Config {
                 .then_some(args.too_far_in_future.as_millis() as i64),
             external_labels: args.labels.iter().cloned().collect(),
             tenant_label_name: args.tenant_label_name.clone(),
+            index_cache: Arc::default(),
         };
         let bucket = match &args.objstore_config_file {
             Some(path) => Some(objstore::load(path).context("--objstore.config-file")?),

@@ -452,6 +452,11 @@ impl IndexReader {
         })
     }
 
+    /// Bytes of the index held in memory.
+    pub fn size_bytes(&self) -> usize {
+        self.data.len()
+    }
+
     /// Format version from the header.
     pub fn version(&self) -> u8 {
         self.version

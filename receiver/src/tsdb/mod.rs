@@ -7,6 +7,7 @@
 
 pub mod compact;
 pub mod head;
+pub mod index_cache;
 pub mod input;
 pub mod labels;
 pub mod matcher;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 pub use head::{Head, MemSeries};
+pub use index_cache::IndexCache;
 pub use input::{Sample, SeriesSource, SeriesVec};
 pub use labels::Labels;
 pub use matcher::Matcher;
@@ -43,6 +45,8 @@ pub struct TsdbOptions {
     pub external_labels: BTreeMap<String, String>,
     /// Name of the external label that carries the tenant.
     pub tenant_label_name: String,
+    /// Block indexes kept for queries, shared by every tenant.
+    pub index_cache: Arc<IndexCache>,
 }
 
 impl Default for TsdbOptions {
@@ -53,6 +57,7 @@ impl Default for TsdbOptions {
             too_far_in_future_ms: None,
             external_labels: BTreeMap::new(),
             tenant_label_name: "tenant_id".into(),
+            index_cache: Arc::default(),
         }
     }
 }

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use tsdb_format::block::{CHUNKS_DIR, INDEX_FILENAME};
 use tsdb_format::chunkenc::{ENCODING_XOR, iter_xor, num_samples};
 use tsdb_format::chunks::ChunkReader;
-use tsdb_format::index::IndexReader;
 use tsdb_format::meta::BlockMeta;
 
 use super::compact::chunks_in_range;
-use super::{Labels, Matcher, TenantDb, TsdbError, postings};
+use super::{IndexCache, Labels, Matcher, TenantDb, TsdbError, postings};
 
 /// A block on local disk that queries read.
 #[derive(Debug, Clone)]
@@ -166,7 +165,14 @@ impl TenantDb {
             if block.meta.max_time <= mint || block.meta.min_time > maxt {
                 continue;
             }
-            select_block(block, matchers, mint, maxt, skip_chunks, &mut gather)?;
+            select_block(
+                block,
+                &self.opts.index_cache,
+                matchers,
+                (mint, maxt),
+                skip_chunks,
+                &mut gather,
+            )?;
         }
         let overlaps = |c: &StoredChunk| c.max_time >= mint && c.min_time <= maxt;
         for s in self.head.select(matchers) {
@@ -230,7 +236,11 @@ impl TenantDb {
 
     /// Takes a block out of what queries read, before its directory is deleted.
     pub(super) fn unpublish_block(&self, ulid: ulid::Ulid) {
-        self.view.write().blocks.retain(|b| b.meta.ulid != ulid);
+        let mut view = self.view.write();
+        for b in view.blocks.iter().filter(|b| b.meta.ulid == ulid) {
+            self.opts.index_cache.forget(&b.dir);
+        }
+        view.blocks.retain(|b| b.meta.ulid != ulid);
     }
 
     /// Waits until no query holds the view, then runs `f` (the head truncation after a cut)
@@ -244,9 +254,9 @@ impl TenantDb {
 /// Adds the series of one block that match and hold chunks overlapping `[mint, maxt]`.
 fn select_block(
     block: &LocalBlock,
+    cache: &IndexCache,
     matchers: &[Matcher],
-    mint: i64,
-    maxt: i64,
+    (mint, maxt): (i64, i64),
     skip_chunks: bool,
     gather: &mut Gather,
 ) -> Result<(), QueryError> {
@@ -254,8 +264,8 @@ fn select_block(
         path: block.dir.clone(),
         message: e.to_string(),
     };
-    let index = IndexReader::open(&block.dir.join(INDEX_FILENAME)).map_err(err)?;
-    let ids = postings::select(&index, matchers).map_err(err)?;
+    let index = cache.get(&block.dir.join(INDEX_FILENAME)).map_err(err)?;
+    let ids = postings::select(&*index, matchers).map_err(err)?;
     let mut chunk_reader = None;
     for id in ids {
         let id = u32::try_from(id).expect("block series IDs are u32");
