@@ -185,6 +185,8 @@ impl TenantDb {
 
     /// [`TenantDb::compact`] with the wall clock at `now`.
     pub fn compact_at(&self, now: i64) -> Result<Vec<BlockMeta>, TsdbError> {
+        // New series wait for their postings until a query or this periodic pass indexes them.
+        self.head.index_pending();
         let range = self.head.chunk_range();
         let mut out = Vec::new();
         while let Some((min, _)) = self.head.time_range() {

@@ -158,6 +158,9 @@ pub struct Head {
     stripes: Box<[RwLock<HashTable<Arc<MemSeries>>>]>,
     /// Taken after a stripe's lock, never before, so the index changes with the stripe.
     postings: RwLock<MemPostings>,
+    /// Series created since the postings were last brought up to date: indexing them is left to
+    /// the next query or compaction, off the write path.
+    unindexed: Mutex<Vec<Arc<MemSeries>>>,
     next_id: AtomicU64,
     num_series: AtomicU64,
     min_time: AtomicI64,
@@ -176,6 +179,7 @@ impl Head {
                 .map(|_| RwLock::new(HashTable::new()))
                 .collect(),
             postings: RwLock::new(MemPostings::default()),
+            unindexed: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             num_series: AtomicU64::new(0),
             min_time: AtomicI64::new(i64::MAX),
@@ -218,7 +222,7 @@ impl Head {
             data: Mutex::new(SeriesData::default()),
         });
         stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
-        self.postings.write().add(&series);
+        self.unindexed.lock().push(Arc::clone(&series));
         self.num_series.fetch_add(1, Ordering::Relaxed);
         (series, true)
     }
@@ -255,8 +259,26 @@ impl Head {
         *self.postings.write() = index;
     }
 
-    /// The postings, read-locked: series creation and removal wait while a guard is held.
+    /// Indexes the series created since the last call, in ID order; series already removed
+    /// again are skipped (their removal found nothing to take out of the index).
+    pub fn index_pending(&self) {
+        let mut pending = std::mem::take(&mut *self.unindexed.lock());
+        if pending.is_empty() {
+            return;
+        }
+        pending.sort_unstable_by_key(|s| s.id);
+        let mut index = self.postings.write();
+        for s in pending {
+            // Under the index lock: a removal either ran before (flag set) or runs after.
+            if !s.removed.load(Ordering::Relaxed) {
+                index.add(&s);
+            }
+        }
+    }
+
+    /// The postings, up to date and read-locked: series removal waits while a guard is held.
     pub fn postings(&self) -> RwLockReadGuard<'_, MemPostings> {
+        self.index_pending();
         self.postings.read()
     }
 
@@ -410,7 +432,7 @@ impl Head {
     /// Series whose labels satisfy every matcher, sorted by labels, found through the postings.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
         let mut out = {
-            let index = self.postings.read();
+            let index = self.postings();
             let Ok(ids) = postings::select(&*index, matchers);
             index.series(&ids)
         };
