@@ -67,7 +67,11 @@ impl IndexCache {
 
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
-        self.entries.lock().iter().map(|(_, i)| i.size_bytes()).sum()
+        self.entries
+            .lock()
+            .iter()
+            .map(|(_, i)| i.size_bytes())
+            .sum()
     }
 }
 
@@ -110,6 +114,10 @@ mod tests {
         assert_eq!(cache.size_bytes(), one);
         let tiny = IndexCache::new(one - 1);
         tiny.get(&paths[0]).unwrap();
-        assert_eq!(tiny.size_bytes(), 0, "an index over the budget is read, not kept");
+        assert_eq!(
+            tiny.size_bytes(),
+            0,
+            "an index over the budget is read, not kept"
+        );
     }
 }
