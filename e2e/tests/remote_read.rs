@@ -157,8 +157,7 @@ async fn read_streamed(
     recv: &Receiver,
     query: receiver::wire::remote_read::Query,
 ) -> (String, Vec<(String, Vec<(i64, f64)>)>) {
-    use prost::Message;
-    use receiver::wire::remote_read::{ChunkedReadResponse, ReadRequest, ResponseType};
+    use receiver::wire::remote_read::{ReadRequest, ResponseType, encode_request, read_frames};
     let request = ReadRequest {
         queries: vec![query],
         accepted_response_types: vec![
@@ -166,9 +165,7 @@ async fn read_streamed(
             ResponseType::Samples as i32,
         ],
     };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&request.encode_to_vec())
-        .unwrap();
+    let body = encode_request(&request);
     let r = client
         .post(format!("http://127.0.0.1:{}/api/v1/read", recv.rw_port))
         .header("Content-Type", "application/x-protobuf")
@@ -181,14 +178,10 @@ async fn read_streamed(
     assert_eq!(r.status(), 200);
     let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
     let bytes = r.bytes().await.unwrap();
-    let mut rest = &bytes[..];
     let mut series: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
-    while !rest.is_empty() {
-        let (len, n) = tsdb_format::encoding::uvarint(rest).unwrap();
-        let crc = u32::from_be_bytes(rest[n..n + 4].try_into().unwrap());
-        let message = &rest[n + 4..n + 4 + len as usize];
-        assert_eq!(crc32c::crc32c(message), crc, "frame CRC32C");
-        for s in ChunkedReadResponse::decode(message).unwrap().chunked_series {
+    // Each frame's CRC32C is checked as Prometheus' client checks it.
+    for frame in read_frames(&bytes).expect("well-formed frames") {
+        for s in frame.chunked_series {
             let name = s
                 .labels
                 .iter()
@@ -205,7 +198,6 @@ async fn read_streamed(
                 _ => series.push((name, samples)),
             }
         }
-        rest = &rest[n + 4 + len as usize..];
     }
     (content_type, series)
 }

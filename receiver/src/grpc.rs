@@ -76,6 +76,13 @@ impl Decoder for RawDecoder {
     }
 }
 
+/// The server side of a raw-bytes call, messages bounded by [`MAX_MESSAGE_SIZE`] both ways.
+fn raw_server() -> tonic::server::Grpc<RawCodec> {
+    tonic::server::Grpc::new(RawCodec)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
 /// One unary gRPC method whose messages its implementor decodes and encodes itself.
 pub trait UnaryMethod: Send + Sync + 'static {
     /// The service's full name, e.g. `thanos.WriteableStore`.
@@ -138,10 +145,7 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
         let method = Arc::clone(&self.method);
         Box::pin(async move {
             if req.uri().path() == M::PATH {
-                let mut grpc = tonic::server::Grpc::new(RawCodec)
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                    .max_encoding_message_size(MAX_MESSAGE_SIZE);
-                Ok(grpc.unary(Unary(method), req).await)
+                Ok(raw_server().unary(Unary(method), req).await)
             } else {
                 Ok(
                     Status::unimplemented(format!("unknown method {}", req.uri().path()))
@@ -238,9 +242,7 @@ impl<M: StoreMethods> Service<http::Request<tonic::body::Body>> for StoreServer<
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let methods = Arc::clone(&self.methods);
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec)
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE);
+            let mut grpc = raw_server();
             Ok(match req.uri().path() {
                 SERIES_PATH => grpc.server_streaming(Streaming(methods), req).await,
                 LABEL_NAMES_PATH => grpc.unary(Labels(methods, true), req).await,

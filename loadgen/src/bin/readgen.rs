@@ -11,9 +11,10 @@ use anyhow::{Context, bail, ensure};
 use clap::{Parser, ValueEnum};
 use loadgen::series::{SeriesId, labels};
 use loadgen::stats::Stats;
-use prost::Message;
 use receiver::cli::parse_duration;
-use receiver::wire::remote_read::{LabelMatcher, MatchType, Query, ReadRequest, ReadResponse};
+use receiver::wire::remote_read::{
+    LabelMatcher, MatchType, Query, ReadRequest, decode_response, encode_request,
+};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -138,7 +139,7 @@ async fn query(
                 }],
                 accepted_response_types: vec![],
             };
-            let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
+            let body = encode_request(&request);
             let r = client
                 .post(format!("{}/api/v1/read", args.url))
                 .header("Content-Type", "application/x-protobuf")
@@ -154,8 +155,7 @@ async fn query(
                 "{status}: {}",
                 String::from_utf8_lossy(&bytes)
             );
-            let raw = snap::raw::Decoder::new().decompress_vec(&bytes)?;
-            let response = ReadResponse::decode(&raw[..])?;
+            let response = decode_response(&bytes)?;
             let series = &response.results.first().context("no result")?.timeseries;
             Ok((
                 series.len() as u64,

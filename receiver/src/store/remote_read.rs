@@ -324,21 +324,6 @@ mod tests {
         ));
     }
 
-    /// Reads back the frames of a chunked answer as a client does, checking each CRC.
-    fn unframe(mut body: &[u8]) -> Vec<ChunkedReadResponse> {
-        use prost::Message;
-        let mut frames = Vec::new();
-        while !body.is_empty() {
-            let (len, n) = tsdb_format::encoding::uvarint(body).unwrap();
-            let crc = u32::from_be_bytes(body[n..n + 4].try_into().unwrap());
-            let message = &body[n + 4..n + 4 + len as usize];
-            assert_eq!(crc32c::crc32c(message), crc);
-            frames.push(ChunkedReadResponse::decode(message).unwrap());
-            body = &body[n + 4 + len as usize..];
-        }
-        frames
-    }
-
     #[test]
     fn streams_chunks_when_the_client_accepts_them_first() {
         let dir = tempfile::tempdir().unwrap();
@@ -367,7 +352,7 @@ mod tests {
         else {
             panic!("chunks were asked for first");
         };
-        let frames = unframe(&body);
+        let frames = crate::wire::remote_read::read_frames(&body).unwrap();
         assert_eq!(frames.len(), 2, "one frame per series");
         for (index, frame) in frames.iter().enumerate() {
             assert_eq!(frame.query_index, index as i64);

@@ -324,14 +324,18 @@ fn label_sets(
     Ok((sets, warnings))
 }
 
-/// Truncates a sorted answer to a request's `limit` (0: none).
-fn limited(mut values: Vec<String>, limit: i64) -> Vec<String> {
+/// The distinct strings, sorted, at most a request's `limit` of them (0: no limit).
+fn sorted_distinct(strings: impl Iterator<Item = String>, limit: i64) -> Vec<String> {
+    let mut out: Vec<String> = strings
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if let Ok(limit) = usize::try_from(limit)
         && limit > 0
     {
-        values.truncate(limit);
+        out.truncate(limit);
     }
-    values
+    out
 }
 
 /// Answers `LabelNames`: names of the matching series' labels, external ones included, sorted;
@@ -341,19 +345,16 @@ pub fn label_names(
     request: &LabelNamesRequest,
     limits: ReadLimits,
 ) -> Result<(Vec<String>, Vec<String>), ReadError> {
+    let range = (request.start, request.end);
     let (sets, warnings) = label_sets(
         tsdb,
         &request.matchers,
         &request.without_replica_labels,
-        (request.start, request.end),
+        range,
         limits,
     )?;
-    let names: std::collections::BTreeSet<String> =
-        sets.into_iter().flatten().map(|l| l.name).collect();
-    Ok((
-        limited(names.into_iter().collect(), request.limit),
-        warnings,
-    ))
+    let names = sets.into_iter().flatten().map(|l| l.name);
+    Ok((sorted_distinct(names, request.limit), warnings))
 }
 
 /// Answers `LabelValues`: values of one label over the matching series, sorted; with warnings.
@@ -362,23 +363,20 @@ pub fn label_values(
     request: &LabelValuesRequest,
     limits: ReadLimits,
 ) -> Result<(Vec<String>, Vec<String>), ReadError> {
+    let range = (request.start, request.end);
     let (sets, warnings) = label_sets(
         tsdb,
         &request.matchers,
         &request.without_replica_labels,
-        (request.start, request.end),
+        range,
         limits,
     )?;
-    let values: std::collections::BTreeSet<String> = sets
+    let values = sets
         .into_iter()
         .flatten()
         .filter(|l| l.name == request.label)
-        .map(|l| l.value)
-        .collect();
-    Ok((
-        limited(values.into_iter().collect(), request.limit),
-        warnings,
-    ))
+        .map(|l| l.value);
+    Ok((sorted_distinct(values, request.limit), warnings))
 }
 
 #[cfg(test)]

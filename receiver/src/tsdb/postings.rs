@@ -378,14 +378,6 @@ impl MemPostings {
         out
     }
 
-    /// Label names present in the head, in no particular order.
-    pub fn label_names(&self) -> Vec<&str> {
-        self.labels
-            .keys()
-            .filter_map(|n| std::str::from_utf8(n).ok())
-            .collect()
-    }
-
     fn values(&self, name: &str) -> Option<&Values> {
         self.labels.get(name.as_bytes())
     }

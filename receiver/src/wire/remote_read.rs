@@ -156,9 +156,12 @@ pub enum ReadDecodeError {
     /// Not snappy block format, or larger than [`MAX_READ_REQUEST`] once decompressed.
     #[error("snappy: {0}")]
     Snappy(String),
-    /// Not a `prometheus.ReadRequest`.
+    /// Not a `prometheus.ReadRequest` (or, for a client, not its response).
     #[error("protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    /// A chunked answer's frame is cut short or fails its CRC32C.
+    #[error("frame: {0}")]
+    Frame(String),
 }
 
 /// Decodes a snappy-compressed `ReadRequest`.
@@ -181,6 +184,43 @@ pub fn encode_response(response: &ReadResponse) -> Vec<u8> {
     snap::raw::Encoder::new()
         .compress_vec(&response.encode_to_vec())
         .expect("snappy compression of an in-memory buffer cannot fail")
+}
+
+/// Encodes a `ReadRequest`, snappy-compressed, as a client sends it.
+pub fn encode_request(request: &ReadRequest) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .expect("snappy compression of an in-memory buffer cannot fail")
+}
+
+/// Decodes a snappy-compressed `ReadResponse`, as a client reads it.
+pub fn decode_response(body: &[u8]) -> Result<ReadResponse, ReadDecodeError> {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| ReadDecodeError::Snappy(e.to_string()))?;
+    Ok(ReadResponse::decode(&raw[..])?)
+}
+
+/// The frames of a chunked answer, each CRC32C checked, as a client reads them.
+pub fn read_frames(mut body: &[u8]) -> Result<Vec<ChunkedReadResponse>, ReadDecodeError> {
+    let cut = || ReadDecodeError::Frame("cut short".into());
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        let (len, n) = tsdb_format::encoding::uvarint(body).ok_or_else(cut)?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| (n + 4).checked_add(len))
+            .filter(|&end| end <= body.len())
+            .ok_or_else(cut)?;
+        let crc = u32::from_be_bytes(body[n..n + 4].try_into().expect("four bytes"));
+        let message = &body[n + 4..end];
+        if crc32c::crc32c(message) != crc {
+            return Err(ReadDecodeError::Frame("CRC32C mismatch".into()));
+        }
+        frames.push(ChunkedReadResponse::decode(message)?);
+        body = &body[end..];
+    }
+    Ok(frames)
 }
 
 #[cfg(test)]
@@ -219,6 +259,17 @@ mod tests {
         let mut out = Vec::new();
         put_frame(&frame, &mut out);
         assert_eq!(out, want);
+        assert_eq!(read_frames(&out).unwrap(), [frame]);
+        let mut corrupt = out.clone();
+        *corrupt.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            read_frames(&corrupt),
+            Err(ReadDecodeError::Frame(_))
+        ));
+        assert!(matches!(
+            read_frames(&out[..out.len() - 1]),
+            Err(ReadDecodeError::Frame(_))
+        ));
     }
 
     /// A request as Prometheus 2.42's remote-read client encodes it, written out field by field
