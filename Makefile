@@ -3,15 +3,21 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/thanos-receiver/target
 CARGO ?= cargo
 
 CRD := crds/thanosreceivers.receiver.thanos-rs.io.yaml
+CHART_CRD := charts/thanos-receiver/crds/thanosreceivers.receiver.thanos-rs.io.yaml
+# Written by scripts/setup.sh: PATH to the tools it installed (helm, moto, ...) and KUBE_APISERVER.
+ENV := $(HOME)/.cache/thanos-receiver/env.sh
 
-.PHONY: build test test-unit lint fmt demo bench fuzz crds crds-check
+.PHONY: build test test-unit lint fmt demo bench fuzz crds crds-check images
 
 build:
 	$(CARGO) build --workspace --bins
 
-# Every test: unit tests and the end-to-end tests against real Prometheus/promtool on loopback.
-test: build
-	$(CARGO) nextest run --workspace --no-fail-fast
+# Every test: unit tests and the end-to-end tests against real Prometheus/promtool, an S3 server,
+# kube-apiserver, helm and the images, on loopback. Installs what is missing first.
+test:
+	bash scripts/setup.sh test
+	$(CARGO) build --workspace --bins
+	. $(ENV) && $(CARGO) nextest run --workspace --no-fail-fast
 
 # Unit tests only: no Prometheus, S3 server, API server or built binaries needed.
 test-unit:
@@ -24,9 +30,11 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# The main job, locally: receivers on loopback, fed by a real Prometheus, with a summary.
+# The main job, locally: receivers on loopback, fed by a real Prometheus, with a summary. It uses
+# the same (debug) build as the tests, so running both compiles once.
 demo:
-	$(CARGO) build --release --workspace --bins
+	bash scripts/setup.sh demo
+	$(CARGO) build --workspace --bins
 	bash scripts/demo.sh
 
 # Side-by-side benchmarks on loopback (receiver RF=1, 3 receivers RF=3, VictoriaMetrics), the
@@ -39,10 +47,12 @@ bench:
 fuzz:
 	$(CARGO) run --release -q -p fuzz --bin thanos-fuzz -- --iterations $${FUZZ_ITERATIONS:-1000000}
 
-# Regenerates the committed CRD manifests from the Rust types.
+# Regenerates the committed CRD manifests from the Rust types (top-level and the chart's copy).
 crds:
 	$(CARGO) run -q -p operator --bin crdgen > $(CRD)
+	cp $(CRD) $(CHART_CRD)
 
-# Fails when crds/ differs from what the types generate.
+# Fails when crds/ or the chart's crds/ differ from what the types generate.
 crds-check:
 	$(CARGO) run -q -p operator --bin crdgen | diff -u $(CRD) - || { echo "crds/ is stale: run make crds" >&2; exit 1; }
+	diff -u $(CRD) $(CHART_CRD) || { echo "the chart's crds/ is stale: run make crds" >&2; exit 1; }

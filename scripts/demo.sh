@@ -1,30 +1,24 @@
 #!/usr/bin/env bash
 # The main job on loopback: three receivers (RF=3, ketama ring) ingesting remote write from a real
-# Prometheus (agent mode) for DEMO_SECONDS, then a summary; on shutdown each receiver cuts its head
-# into blocks and uploads them to a local S3 bucket (moto; a filesystem bucket if moto is missing).
+# Prometheus (agent mode) for DEMO_SECONDS, a query through the read path, then shutdown: each
+# receiver cuts its head into blocks and uploads them to a filesystem bucket in .demo/bucket, which
+# stays there to look at (`make demo` runs scripts/setup.sh demo and the build first).
 set -euo pipefail
-BIN="${CARGO_TARGET_DIR:-$HOME/.cache/thanos-receiver/target}/release"
+BIN="${CARGO_TARGET_DIR:-$HOME/.cache/thanos-receiver/target}/debug"
 DEMO_SECONDS="${DEMO_SECONDS:-30}"
 DIR="$(pwd)/.demo"
-rm -rf "$DIR" && mkdir -p "$DIR/prom"
-PROM=19090 S3=19000
+rm -rf "$DIR" && mkdir -p "$DIR/prom" "$DIR/bucket"
+PROM=19090
 
-command -v prometheus >/dev/null || { echo "install Debian's prometheus package first" >&2; exit 1; }
+command -v prometheus >/dev/null || { echo "Debian's prometheus package is missing: run scripts/setup.sh demo" >&2; exit 1; }
+[ -x "$BIN/thanos-receiver" ] || { echo "$BIN/thanos-receiver is missing: run make demo" >&2; exit 1; }
 PIDS=()
 cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-if command -v moto_server >/dev/null; then
-  moto_server -H 127.0.0.1 -p $S3 >"$DIR/s3.log" 2>&1 & PIDS+=("$!")
-  until curl -sf -X PUT "http://127.0.0.1:$S3/thanos" >/dev/null; do sleep 0.2; done
-  printf 'type: S3\nconfig:\n  bucket: thanos\n  endpoint: 127.0.0.1:%s\n  insecure: true\n  access_key: demo\n  secret_key: demo\n' $S3 > "$DIR/objstore.yml"
-  BUCKET="s3://127.0.0.1:$S3/thanos (moto)"
-else
-  printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$DIR/bucket" > "$DIR/objstore.yml"
-  BUCKET="$DIR/bucket"
-fi
+printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$DIR/bucket" > "$DIR/objstore.yml"
 
-# Receiver i listens on 1929i (remote write), 1090i (gRPC), 1091i (HTTP).
+# Receiver i listens on 1929i (remote write and reads), 1090i (gRPC), 1091i (HTTP ops).
 echo '[{"hashring":"default","algorithm":"ketama","endpoints":["127.0.0.1:10900","127.0.0.1:10901","127.0.0.1:10902"]}]' > "$DIR/hashrings.json"
 RECV=()
 for i in 0 1 2; do
@@ -48,7 +42,7 @@ remote_write:
 YAML
 prometheus --enable-feature=agent --config.file="$DIR/prom/prometheus.yml" \
   --storage.agent.path="$DIR/prom/agent" --web.listen-address=127.0.0.1:$PROM 2>"$DIR/prom/prometheus.log" &
-PIDS+=("$!")
+PROM_PID=$!; PIDS+=("$PROM_PID")
 echo "3 receivers (RF=3) on :19290-19292, Prometheus agent remote-writing to :19290 for ${DEMO_SECONDS}s ..."
 sleep "$DEMO_SECONDS"
 
@@ -63,12 +57,26 @@ for i in 0 1 2; do
 done
 
 echo
-echo "== shutdown: every receiver cuts its head into a block and uploads it to $BUCKET =="
+echo "== reading it back (each receiver holds a full copy at RF=3) =="
+QUERY='http://127.0.0.1:19291/api/v1/series?match[]=up'
+echo "\$ curl -s '$QUERY'"
+curl -s -g "$QUERY" | head -c 600; echo
+
+# Prometheus goes first, so it is not left retrying against stopped receivers until its deadline.
+kill -TERM "$PROM_PID"; wait "$PROM_PID" 2>/dev/null || true
+echo
+echo "== shutdown: every receiver cuts its head into blocks and uploads them to $DIR/bucket =="
 kill -TERM "${RECV[@]}"; wait "${RECV[@]}" && echo "all receivers exited 0"
-for i in 0 1 2; do grep -h 'block uploaded' "$DIR/r$i.log" | sed "s/^/receiver-$i: /" | cut -c1-160; done
-if [ "$BUCKET" = "$DIR/bucket" ]; then
-  echo "bucket objects: $(find "$DIR/bucket" -type f | wc -l)"
-else
-  echo "bucket objects: $(curl -s "http://127.0.0.1:$S3/thanos?list-type=2" | grep -o '<Key>[^<]*</Key>' | wc -l)"
+for i in 0 1 2; do
+  grep -h 'block uploaded' "$DIR/r$i.log" | grep -o 'block=[0-9A-Z]*' | sed "s/^/receiver-$i uploaded /"
+done
+echo
+echo "== where the data is =="
+echo "bucket:  $DIR/bucket ($(find "$DIR/bucket" -name meta.json | wc -l) blocks, $(find "$DIR/bucket" -type f | wc -l) objects)"
+echo "local:   $DIR/r{0,1,2}/<tenant>/ (WAL and blocks), logs in $DIR/*.log"
+block="$(find "$DIR/bucket" -name meta.json -printf '%h\n' | head -1)"
+if [ -n "$block" ] && command -v promtool >/dev/null; then
+  echo "look at a block:  promtool tsdb analyze $(dirname "$block") $(basename "$block")"
+  promtool tsdb analyze "$(dirname "$block")" "$(basename "$block")" 2>/dev/null | head -8
 fi
-echo "data and logs in $DIR"
+echo "query the blocks: thanos store --objstore.config-file=$DIR/objstore.yml, or Prometheus remote read (README)"

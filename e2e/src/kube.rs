@@ -3,6 +3,7 @@
 //! No kubelet, scheduler or controller-manager runs: tests create pods and set their status
 //! themselves, and nothing garbage-collects by owner reference.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ pub struct TokenUser {
     pub token: &'static str,
 }
 
-/// The user the operator runs as in tests, bound to `deploy/operator-rbac.yaml`'s ClusterRole.
+/// The user the operator runs as in tests, bound to the Helm chart's ClusterRole.
 pub const OPERATOR_USER: TokenUser = TokenUser {
     name: "thanos-receiver-operator",
     token: "e2e-operator-token",
@@ -125,6 +126,16 @@ impl KubeApiServer {
             ),
         ];
         std::fs::write(d.join("tokens.csv"), tokens.join("\n") + "\n").expect("token file");
+        // Every request of the operator's user is logged, so a test can compare what the operator
+        // calls with what its RBAC grants.
+        std::fs::write(
+            d.join("audit-policy.yaml"),
+            format!(
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  users: [{}]\n- level: None\n",
+                OPERATOR_USER.name
+            ),
+        )
+        .expect("audit policy");
         let apiserver = spawn(
             Command::new(kube_apiserver_bin())
                 .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
@@ -151,6 +162,14 @@ impl KubeApiServer {
                 .arg("--disable-admission-plugins=ServiceAccount")
                 .arg("--service-cluster-ip-range=10.96.0.0/16")
                 .arg("--enable-priority-and-fairness=false")
+                .arg(format!(
+                    "--audit-policy-file={}",
+                    d.join("audit-policy.yaml").display()
+                ))
+                .arg(format!(
+                    "--audit-log-path={}",
+                    d.join("audit.log").display()
+                ))
                 .arg("--profiling=false")
                 .arg("--logtostderr=true")
                 .arg("--v=0"),
@@ -213,6 +232,28 @@ impl KubeApiServer {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// The `(API group, resource[/subresource], verb)` of every request the operator's user made
+    /// that the API server authorized.
+    pub fn operator_requests(&self) -> BTreeSet<(String, String, String)> {
+        let log = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|e| e["annotations"]["authorization.k8s.io/decision"] == "allow")
+            .filter_map(|e| {
+                let obj = e.get("objectRef")?;
+                let resource = match obj["subresource"].as_str() {
+                    Some(sub) => format!("{}/{sub}", obj["resource"].as_str()?),
+                    None => obj["resource"].as_str()?.to_owned(),
+                };
+                Some((
+                    obj["apiGroup"].as_str().unwrap_or("").to_owned(),
+                    resource,
+                    e["verb"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
     /// An admin client.
     pub async fn client(&self) -> ::kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
@@ -253,7 +294,7 @@ impl Drop for KubeApiServer {
     }
 }
 
-/// Root of the workspace (for `crds/` and `deploy/`).
+/// Root of the workspace (for `crds/` and `charts/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -262,8 +303,8 @@ pub fn workspace_root() -> PathBuf {
 }
 
 impl KubeApiServer {
-    /// Installs the CRDs from `crds/` and the operator's ClusterRole from `deploy/`, bound to
-    /// [`OPERATOR_USER`], as an administrator would.
+    /// Installs the CRDs from `crds/` and the Helm chart's RBAC (ClusterRole, and the leader
+    /// election Role in `default`), bound to [`OPERATOR_USER`], as an administrator would.
     pub async fn install_operator(&self) {
         let root = workspace_root();
         // kubectl validates against the server's schema, and 1.20 predates the CRD's CEL rules
@@ -274,17 +315,32 @@ impl KubeApiServer {
             "-f",
             &root.join("crds").display().to_string(),
         ]);
-        self.kubectl(&[
-            "apply",
-            "-f",
-            &root.join("deploy/operator-rbac.yaml").display().to_string(),
-        ]);
+        let rbac = self.dir().join("rbac.yaml");
+        std::fs::write(
+            &rbac,
+            crate::helm_template(&[
+                "--namespace=default",
+                "--set=replicas=2",
+                "--show-only=templates/rbac.yaml",
+            ]),
+        )
+        .expect("rendered RBAC");
+        self.kubectl(&["apply", "-f", &rbac.display().to_string()]);
+        let user = format!("--user={}", OPERATOR_USER.name);
         self.kubectl(&[
             "create",
             "clusterrolebinding",
-            "thanos-receiver-operator",
-            "--clusterrole=thanos-receiver-operator",
-            &format!("--user={}", OPERATOR_USER.name),
+            "thanos-receiver-operator-e2e",
+            "--clusterrole=thanos-receiver",
+            &user,
+        ]);
+        self.kubectl(&[
+            "create",
+            "rolebinding",
+            "--namespace=default",
+            "thanos-receiver-operator-e2e",
+            "--role=thanos-receiver-leader-election",
+            &user,
         ]);
         self.kubectl(&[
             "wait",

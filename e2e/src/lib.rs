@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 pub mod kube;
 pub mod prometheus;
+pub mod tools;
+
+pub use tools::helm_template;
 
 /// Path of a workspace binary (`cargo build --bins` must have run; `make test` does).
 pub fn bin(name: &str) -> PathBuf {

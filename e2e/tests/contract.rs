@@ -82,7 +82,7 @@ fn the_receiver_parses_what_the_operator_writes() {
 fn the_pod_exposes_and_probes_the_ports_the_receiver_listens_on() {
     let tr = full_spec();
     let names = Names::new(&tr, "cluster.local");
-    let sts = statefulset(&tr, &names, 5);
+    let sts = statefulset(&tr, &names, 5, &operator::build::default_image());
     let pod = sts.spec.unwrap().template.spec.unwrap();
     let container = &pod.containers[0];
     let ports: BTreeMap<i32, String> = container

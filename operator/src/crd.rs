@@ -65,8 +65,10 @@ pub struct ThanosReceiverSpec {
     #[serde(default = "default_replication_factor")]
     #[schemars(range(min = 1))]
     pub replication_factor: i32,
-    /// Container image of thanos-receiver.
-    pub image: String,
+    /// Container image of thanos-receiver; unset means the receiver image of the operator's own
+    /// version (the operator's `--receiver-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Image pull policy (`Always`, `IfNotPresent`, `Never`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
@@ -481,7 +483,8 @@ mod tests {
 
     #[test]
     fn defaults_fill_a_minimal_spec() {
-        let s = spec(serde_json::json!({"image": "r:1"}));
+        let s = spec(serde_json::json!({}));
+        assert_eq!(s.image, None);
         assert_eq!(
             (s.replicas, s.replication_factor, s.ring_propagation_seconds),
             (3, 3, 10)

@@ -23,6 +23,9 @@ struct Args {
     /// DNS domain of the cluster, used in ring endpoints.
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
+    /// Receiver image of ThanosReceivers that name none (`spec.image`).
+    #[arg(long, env = "RECEIVER_IMAGE", default_value_t = operator::build::default_image())]
+    receiver_image: String,
     /// Only watch this namespace (all namespaces when unset).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -47,17 +50,57 @@ struct Args {
     /// Seconds a leader that stopped renewing keeps the Lease.
     #[arg(long, default_value_t = 15)]
     lease_duration_seconds: u64,
+    /// Log level (`debug`, `info`, `warn`, `error`) or a full filter such as `info,kube=debug`;
+    /// `RUST_LOG` overrides it.
+    #[arg(long = "log.level", default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    log_format: LogFormat,
+}
+
+/// Values of `--log.format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// `key=value` lines, as the receiver and Thanos log.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global logger; the kube client's own chatter stays at `warn` unless asked for.
+fn init_logging(level: &str, format: LogFormat) {
+    use tracing_subscriber::prelude::*;
+    let directives = if level.contains('=') {
+        level.to_owned()
+    } else {
+        format!("{level},kube=warn")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
     let args = Args::parse();
+    init_logging(&args.log_level, args.log_format);
     // A workspace build can enable both of rustls' crypto backends (other crates pull in
     // aws-lc-rs), and rustls then refuses to guess; kube is built for ring, so say so.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -91,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         cluster_domain: args.cluster_domain.clone(),
+        receiver_image: args.receiver_image.clone(),
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter.clone()),
         reporter,

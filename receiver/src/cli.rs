@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long = "http-address", default_value_t = any_address(contract::HTTP_PORT))]
     pub http_address: SocketAddr,
 
-    /// Address of the gRPC listener (replication and StoreAPI).
+    /// Address of the gRPC listener (replication, StoreAPI and Info for Thanos Query, health).
     #[arg(long = "grpc-address", default_value_t = any_address(contract::GRPC_PORT))]
     pub grpc_address: SocketAddr,
 
@@ -112,7 +112,7 @@ pub struct Args {
     #[arg(long = "receive.replication-factor", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub replication_factor: u64,
 
-    /// This receiver's endpoint as written in the ring; without it the receiver only routes.
+    /// This receiver's endpoint as written in the ring; with a ring but without it, the receiver only routes.
     #[arg(long = "receive.local-endpoint")]
     pub local_endpoint: Option<String>,
 

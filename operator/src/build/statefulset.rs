@@ -71,14 +71,27 @@ fn go_quote(v: &str) -> String {
     serde_json::to_string(v).expect("a string always serialises")
 }
 
-/// The StatefulSet running `replicas` receivers.
-pub fn statefulset(tr: &ThanosReceiver, names: &Names, replicas: i32) -> StatefulSet {
+/// Repository of the receiver image the operator runs when a resource names none.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/thanos-rs/thanos-receiver";
+
+/// The receiver image released with this operator: the default of `spec.image`.
+pub fn default_image() -> String {
+    format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The StatefulSet running `replicas` receivers, of `default_image` unless the spec names one.
+pub fn statefulset(
+    tr: &ThanosReceiver,
+    names: &Names,
+    replicas: i32,
+    default_image: &str,
+) -> StatefulSet {
     let spec = &tr.spec;
     let (volumes, mounts) = volumes(tr, names);
     let pod_spec = PodSpec {
         service_account_name: Some(names.receiver_identity()),
         termination_grace_period_seconds: Some(spec.termination_grace_period_seconds),
-        containers: vec![container(tr, names, mounts)],
+        containers: vec![container(tr, names, mounts, default_image)],
         volumes: Some(volumes),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
@@ -172,7 +185,12 @@ fn volumes(tr: &ThanosReceiver, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>
 }
 
 /// The receiver container: its arguments, ports and probes.
-fn container(tr: &ThanosReceiver, names: &Names, mounts: Vec<VolumeMount>) -> Container {
+fn container(
+    tr: &ThanosReceiver,
+    names: &Names,
+    mounts: Vec<VolumeMount>,
+    default_image: &str,
+) -> Container {
     let spec = &tr.spec;
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
@@ -192,7 +210,7 @@ fn container(tr: &ThanosReceiver, names: &Names, mounts: Vec<VolumeMount>) -> Co
     };
     Container {
         name: "receiver".into(),
-        image: Some(spec.image.clone()),
+        image: Some(spec.image.as_deref().unwrap_or(default_image).to_owned()),
         image_pull_policy: spec.image_pull_policy.clone(),
         args: Some(receiver_args(tr, names)),
         env: Some(vec![EnvVar {
@@ -272,7 +290,7 @@ mod tests {
         tr.spec.object_storage =
             Some(serde_json::from_value(serde_json::json!({"secretName": "s3"})).unwrap());
         let names = Names::new(&tr, "example.org");
-        let sts = statefulset(&tr, &names, 5);
+        let sts = statefulset(&tr, &names, 5, "r:default");
         assert_eq!(
             container(&sts).args.as_deref().unwrap(),
             [
@@ -313,7 +331,7 @@ mod tests {
     fn pods_are_parallel_probed_and_named_for_peer_dns() {
         let tr = receiver("recv", "mon", 3);
         let names = Names::new(&tr, "cluster.local");
-        let sts = statefulset(&tr, &names, 4);
+        let sts = statefulset(&tr, &names, 4, "r:default");
         let spec = sts.spec.as_ref().unwrap();
         assert_eq!(spec.replicas, Some(4));
         assert_eq!(spec.service_name.as_deref(), Some("recv"));
@@ -372,10 +390,25 @@ mod tests {
     }
 
     #[test]
+    fn the_image_defaults_to_the_operators_receiver_image() {
+        let mut tr = receiver("recv", "mon", 3);
+        let names = Names::new(&tr, "cluster.local");
+        let image = |tr: &ThanosReceiver| {
+            container(&statefulset(tr, &names, 3, "r:default"))
+                .image
+                .clone()
+        };
+        assert_eq!(image(&tr).as_deref(), Some("thanos-receiver:test"));
+        tr.spec.image = None;
+        assert_eq!(image(&tr).as_deref(), Some("r:default"));
+        assert!(default_image().starts_with("ghcr.io/thanos-rs/thanos-receiver:0."));
+    }
+
+    #[test]
     fn pvc_retention_delete_is_explicit() {
         let mut tr = receiver("recv", "mon", 3);
         tr.spec.pvc_retention = PvcRetention::Delete;
-        let sts = statefulset(&tr, &Names::new(&tr, "cluster.local"), 3);
+        let sts = statefulset(&tr, &Names::new(&tr, "cluster.local"), 3, "r:default");
         let policy = sts
             .spec
             .unwrap()

@@ -36,6 +36,8 @@ pub struct Context {
     pub client: Client,
     /// DNS domain of the cluster, for ring endpoints.
     pub cluster_domain: String,
+    /// Receiver image of resources that name none.
+    pub receiver_image: String,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
     /// Who publishes Events.
@@ -268,8 +270,13 @@ impl<'a> Reconciler<'a> {
             self.now,
             Duration::from_secs(u64::try_from(spec.ring_propagation_seconds).unwrap_or(0)),
         );
-        self.apply(&build::statefulset(self.tr, &self.names, chosen.replicas()))
-            .await?;
+        self.apply(&build::statefulset(
+            self.tr,
+            &self.names,
+            chosen.replicas(),
+            &self.ctx.receiver_image,
+        ))
+        .await?;
         Ok(chosen)
     }
 

@@ -141,6 +141,7 @@ async fn run(tr: ThanosReceiver, expected: Vec<Expect>) -> Result<Action, crate:
     let ctx = Context {
         client: client.clone(),
         cluster_domain: "cluster.local".into(),
+        receiver_image: "thanos-receiver:default".into(),
         metrics: Arc::new(Metrics::default()),
         recorder: Recorder::new(client, reporter.clone()),
         reporter,
