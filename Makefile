@@ -43,6 +43,13 @@ bench:
 	bash scripts/bench.sh
 	TSDB_BENCH_SERIES=$${TSDB_BENCH_SERIES:-$$([ "$${BENCH_QUICK:-0}" = 1 ] && echo 10000 || echo 100000)} $(CARGO) bench -p receiver --bench tsdb
 
+# The container images (receiver and operator) as an OCI layout in $(CARGO_TARGET_DIR)/images,
+# built without a container engine (umoci); the Dockerfile builds the same with one.
+images:
+	bash scripts/setup.sh images
+	$(CARGO) build --release -p receiver -p operator --bins
+	bash scripts/build-images.sh $(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/images
+
 # Fuzzes every decoder and config parser on the stable toolchain (FUZZ_ITERATIONS per target).
 fuzz:
 	$(CARGO) run --release -q -p fuzz --bin thanos-fuzz -- --iterations $${FUZZ_ITERATIONS:-1000000}

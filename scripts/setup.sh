@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what `make demo` (`setup.sh demo`) or `make test` (`setup.sh test`) needs on a fresh
-# Debian machine that has only the Rust toolchain, gcc and Python, then writes
-# ~/.cache/thanos-receiver/env.sh (PATH and KUBE_APISERVER) for the Makefile to source.
+# Installs what `make demo` (`setup.sh demo`), `make test` (`setup.sh test`) or `make images`
+# (`setup.sh images`) needs on a fresh Debian machine that has only the Rust toolchain, gcc and
+# Python, then writes ~/.cache/thanos-receiver/env.sh (PATH and KUBE_APISERVER) for the Makefile.
 # Idempotent: once everything is there, a run only checks, in about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,10 @@ apt_install() {
 
 # The demo needs a real Prometheus and curl; the tests also promtool (same package), etcd and
 # openssl for kube-apiserver, kubectl, and umoci to build and unpack the images.
+if [ "$WHAT" = images ]; then
+  apt_install umoci:umoci
+  exit 0
+fi
 apt_install prometheus:prometheus curl:curl
 if [ "$WHAT" != demo ]; then
   apt_install promtool:prometheus etcd:etcd-server openssl:openssl kubectl:kubernetes-client \

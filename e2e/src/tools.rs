@@ -9,25 +9,21 @@ use serde::Deserialize as _;
 
 use crate::kube::workspace_root;
 
-/// Path of the `name` tool: on `PATH`, else in the set-up's cache (`bin/`, then the virtualenv).
+/// Path of the `name` tool: from the set-up's cache (`bin/`, then the virtualenv, whose
+/// `python3` has the packages the checks import), else on `PATH`.
 pub fn tool(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if let Some(p) = on_path {
-        return p;
-    }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let cache = Path::new(&home).join(".cache/thanos-receiver");
-    [
-        cache.join("bin").join(name),
-        cache.join("venv/bin").join(name),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .unwrap_or_else(|| panic!("{name} is missing: run scripts/setup.sh test"))
+    let cached = [cache.join("bin"), cache.join("venv/bin")];
+    let path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    cached
+        .iter()
+        .chain(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is missing: run scripts/setup.sh test"))
 }
 
 /// The chart's directory.

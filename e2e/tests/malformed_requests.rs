@@ -185,6 +185,21 @@ async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     )
     .await;
     assert_eq!(s, 200, "existing series still accepted at the limit: {b}");
+    // The configured limits are exposed under Thanos' names, so alerts can compare against them.
+    let text = recv.metrics_text(&client).await.unwrap();
+    let limit = |tenant: &str| {
+        e2e::metric_sum(
+            &text,
+            "thanos_receive_tenant_head_series_limit",
+            &[("tenant", tenant)],
+        )
+    };
+    assert_eq!((limit("few"), limit("small")), (3.0, 0.0));
+    assert_eq!(
+        e2e::metric_sum(&text, "thanos_receive_default_head_series_limit", &[]),
+        0.0
+    );
+    assert!(text.contains("thanos_receive_default_head_series_limit 0"));
 
     // Remote write 2.0: 204 and the Written headers; the same rules apply.
     let req = v2::request(&[(&[("__name__", "v2"), ("job", "a")], &[(1, 1.0), (2, 2.0)])]);

@@ -15,14 +15,15 @@ struct S3Server(Child);
 
 impl S3Server {
     async fn start(port: u16, client: &reqwest::Client) -> S3Server {
-        let bin = std::env::var("MOTO_SERVER_BIN").unwrap_or_else(|_| "moto_server".into());
+        let bin = std::env::var("MOTO_SERVER_BIN")
+            .map_or_else(|_| e2e::tools::tool("moto_server"), Into::into);
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("{bin}: {e}: install it with `pip install \"moto[server]\"` (.ci/run does)")
+                panic!("{}: {e}: scripts/setup.sh test installs it", bin.display())
             });
         let server = S3Server(child);
         let url = format!("http://127.0.0.1:{port}/thanos");

@@ -141,10 +141,18 @@ impl LimitsConfig {
         serde_yaml::from_str(text)
     }
 
+    /// The limits in force for tenants the file does not list.
+    pub fn for_tenant_defaults(&self) -> TenantLimits {
+        self.limits_of(None)
+    }
+
     /// The limits in force for `tenant`.
     pub fn for_tenant(&self, tenant: &str) -> TenantLimits {
+        self.limits_of(self.write.tenants.get(tenant))
+    }
+
+    fn limits_of(&self, t: Option<&TenantLimitsConfig>) -> TenantLimits {
         let d = &self.write.default;
-        let t = self.write.tenants.get(tenant);
         let pick =
             |f: fn(&TenantLimitsConfig) -> Option<u64>| t.and_then(f).or_else(|| f(d)).unwrap_or(0);
         TenantLimits {

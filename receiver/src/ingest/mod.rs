@@ -45,6 +45,14 @@ impl Ingester {
         tsdb_metrics: TsdbMetrics,
         limits: LimitsConfig,
     ) -> Self {
+        metrics.head_series_limits(
+            limits.for_tenant_defaults().head_series,
+            limits
+                .write
+                .tenants
+                .keys()
+                .map(|t| (t.as_str(), limits.for_tenant(t).head_series)),
+        );
         Ingester {
             tsdb,
             metrics,

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// A tenant and a reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,11 +19,19 @@ struct TenantLimit {
     limit: &'static str,
 }
 
-/// What ingestion refused, and why.
+/// A tenant.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Tenant {
+    tenant: String,
+}
+
+/// What ingestion refused, and why; and the limits in force.
 #[derive(Clone)]
 pub struct IngestMetrics {
     rejected_samples: Family<TenantReason, Counter>,
     limits_hit: Family<TenantLimit, Counter>,
+    tenant_head_series_limit: Family<Tenant, Gauge>,
+    default_head_series_limit: Gauge,
 }
 
 impl IngestMetrics {
@@ -31,7 +40,20 @@ impl IngestMetrics {
         let m = IngestMetrics {
             rejected_samples: Family::default(),
             limits_hit: Family::default(),
+            tenant_head_series_limit: Family::default(),
+            default_head_series_limit: Gauge::default(),
         };
+        // Thanos' names, so an alert can compare a tenant's head series with its limit.
+        registry.register(
+            "thanos_receive_tenant_head_series_limit",
+            "The configured limit for active (head) series of tenants",
+            m.tenant_head_series_limit.clone(),
+        );
+        registry.register(
+            "thanos_receive_default_head_series_limit",
+            "The configured default limit for active (head) series of tenants",
+            m.default_head_series_limit.clone(),
+        );
         registry.register(
             "thanos_receive_rejected_samples",
             "Samples rejected, by reason",
@@ -54,6 +76,22 @@ impl IngestMetrics {
                     reason,
                 })
                 .inc_by(n);
+        }
+    }
+
+    /// The limits file's head series limits: the default, and those of the tenants it lists (0: none).
+    pub fn head_series_limits<'a>(
+        &self,
+        default: u64,
+        tenants: impl Iterator<Item = (&'a str, u64)>,
+    ) {
+        self.default_head_series_limit.set(default as i64);
+        for (tenant, limit) in tenants {
+            self.tenant_head_series_limit
+                .get_or_create(&Tenant {
+                    tenant: tenant.to_owned(),
+                })
+                .set(limit as i64);
         }
     }
 
