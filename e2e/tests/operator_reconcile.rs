@@ -394,7 +394,30 @@ async fn operator_reconciles_ring_scaling_and_status() {
         e2e::metric_sum(&text, "thanos_receiver_operator_leader", &[]),
         1.0
     );
-    let before = e2e::metric_sum(&text, "thanos_receiver_operator_reconciles_total", &[]);
+    // The last status write and the pod deletions each wake one more reconcile, which finds
+    // nothing to change; wait for those to pass, then nothing more may come.
+    let port = op.metrics_port;
+    let reconciles = || async {
+        e2e::metric_sum(
+            &metrics(http.clone(), port).await,
+            "thanos_receiver_operator_reconciles_total",
+            &[],
+        )
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut before = reconciles().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = reconciles().await;
+        if now == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator never settled"
+        );
+        before = now;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = e2e::metric_sum(
         &metrics(http.clone(), op.metrics_port).await,
