@@ -609,7 +609,7 @@ pub async fn head_series(client: &reqwest::Client, r: &Receiver) -> u64 {
         .json()
         .await
         .expect("status json");
-    v["data"]["headStats"]["numSeries"].as_u64().unwrap_or(0)
+    v["data"][0]["headStats"]["numSeries"].as_u64().unwrap_or(0)
 }
 
 /// The ring hash a receiver reports as in force.

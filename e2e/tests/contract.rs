@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use clap::Parser;
 use hashring::contract;
 use operator::build::{Names, receiver_args, statefulset};
 use operator::crd::{ThanosReceiver, ThanosReceiverSpec};
-use receiver::cli::{Args, strip_receive_word};
+use receiver::cli::Args;
 
 fn full_spec() -> ThanosReceiver {
     let spec: ThanosReceiverSpec = serde_json::from_value(serde_json::json!({
@@ -41,7 +40,7 @@ fn the_receiver_parses_what_the_operator_writes() {
     let tr = full_spec();
     let names = Names::new(&tr, "cluster.local");
     let argv = std::iter::once("thanos-receiver".to_string()).chain(pod_args(&tr, &names));
-    let args = Args::try_parse_from(strip_receive_word(argv.map(Into::into)))
+    let args = Args::try_parse_thanos(argv)
         .unwrap_or_else(|e| panic!("the receiver refuses the operator's arguments:\n{e}"));
 
     assert_eq!(args.grpc_address.port(), contract::GRPC_PORT);

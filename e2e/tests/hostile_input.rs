@@ -434,7 +434,8 @@ async fn six_hundred_tenants_restart_under_a_low_descriptor_limit() {
             .unwrap();
         assert_eq!(r.status(), 200, "{tenant} after restart");
         let v: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(v["data"]["headStats"]["numSeries"], 1, "{tenant}: {v}");
+        assert_eq!(v["data"][0]["headStats"]["numSeries"], 1, "{tenant}: {v}");
+        assert_eq!(v["data"][0]["tenant"], tenant.as_str(), "{v}");
     }
     let (s, b) = post_v1(&client, &recv.write_url(), body, Some("t599")).await;
     assert_eq!(s, 200, "{b}");

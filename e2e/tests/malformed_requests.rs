@@ -138,7 +138,7 @@ async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     let (s, b) = post_v1(&client, &url, one(&up, &[(1000, 7.0)]), None).await;
     assert_reason(s, &b, 409, "duplicate sample");
 
-    // Histograms and exemplars are refused explicitly, never dropped silently.
+    // Native histograms are refused explicitly, never dropped silently.
     let mut ts = v1::series(&[("__name__", "h")], &[]);
     ts.histograms.push(v1::Histogram {
         sum: 1.0,

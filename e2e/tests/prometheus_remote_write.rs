@@ -91,7 +91,10 @@ async fn prometheus_agent_writes_without_failures() {
         .json()
         .await
         .unwrap();
-    let num_series = status["data"]["headStats"]["numSeries"].as_u64().unwrap();
+    // Thanos' shape: an array with one entry per tenant.
+    let num_series = status["data"][0]["headStats"]["numSeries"]
+        .as_u64()
+        .unwrap();
     assert!(num_series > 200, "only {num_series} series in the head");
 
     drop(prom);

@@ -246,10 +246,9 @@ async fn tsdb_status(
         }
     })
     .await;
+    // Thanos' shape: always an array of per-tenant statistics, empty for a tenant with no data.
     let body = match data {
-        Ok(Some(data)) if all => serde_json::json!({"status": "success", "data": data}),
-        Ok(Some(mut data)) => serde_json::json!({"status": "success", "data": data.remove(0)}),
-        Ok(None) => return (StatusCode::NOT_FOUND, "no data for this tenant\n").into_response(),
+        Ok(data) => serde_json::json!({"status": "success", "data": data.unwrap_or_default()}),
         Err(e) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, format!("status: {e}\n")).into_response();
         }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel};
+use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel, ReplicationProtocol};
 use crate::grpc::{StoreServer, UnaryServer};
 use crate::http::{App, Handles, HttpConfig, ops_router, remote_write_router};
 use crate::ingest::Ingester;
@@ -25,7 +25,7 @@ use crate::ring::{self, RingHolder};
 use crate::shipper::{Shipper, objstore};
 use crate::store::info::InfoService;
 use crate::store::store_api::StoreService;
-use crate::tsdb::{MultiTsdb, TsdbOptions};
+use crate::tsdb::{MultiTsdb, Retention, TsdbOptions};
 
 /// Installs the global logger for `--log.level` and `--log.format`.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
@@ -57,6 +57,9 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
 
 /// Runs the receiver until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    for warning in &args.ignored_flags {
+        tracing::warn!("{warning}");
+    }
     let config = Config::from_args(args)?;
     let nofile = listen::raise_nofile_limit();
     let caps = ConnectionCaps::for_limit(nofile);
@@ -83,9 +86,10 @@ pub struct Config {
 impl Config {
     /// Checks the flags and loads the files they name; nothing starts.
     pub fn from_args(args: Args) -> anyhow::Result<Config> {
-        let limits = match &args.limits_config_file {
-            Some(path) => LimitsConfig::load(path)?,
-            None => LimitsConfig::default(),
+        let limits = match (&args.limits_config_file, &args.limits_config) {
+            (Some(path), _) => LimitsConfig::load(path)?,
+            (None, Some(text)) => LimitsConfig::parse(text).context("--receive.limits-config")?,
+            (None, None) => LimitsConfig::default(),
         };
         crate::tenant::validate(&args.default_tenant)
             .with_context(|| format!("--receive.default-tenant-id={:?}", args.default_tenant))?;
@@ -111,10 +115,24 @@ impl Config {
             tenant_label_name: args.tenant_label_name.clone(),
             index_cache: Arc::default(),
         };
-        let bucket = match &args.objstore_config_file {
-            Some(path) => Some(objstore::load(path).context("--objstore.config-file")?),
-            None => None,
+        let bucket = match (&args.objstore_config_file, &args.objstore_config) {
+            (Some(path), _) => Some(objstore::load(path).context("--objstore.config-file")?),
+            (None, Some(text)) => {
+                Some(objstore::parse(text, "inline").context("--objstore.config")?)
+            }
+            (None, None) => None,
         };
+        if args.replication_protocol == ReplicationProtocol::Capnproto {
+            anyhow::bail!(
+                "--receive.replication-protocol=capnproto cannot be honoured: forwards use gRPC (protobuf), which Thanos receivers also accept"
+            );
+        }
+        if args.max_exemplars > 0 {
+            tracing::warn!(
+                max_exemplars = args.max_exemplars,
+                "--tsdb.max-exemplars: exemplars are not stored yet; they are dropped and the writes accepted"
+            );
+        }
         if args.grpc_compression == GrpcCompression::Snappy {
             tracing::debug!(
                 "--receive.grpc-compression=snappy: forwards are sent uncompressed (tonic has no snappy codec)"
@@ -408,7 +426,8 @@ impl Receiver {
     /// Cuts blocks, applies retention and closes idle WALs every head-compaction interval.
     fn compaction_task(&self) -> JoinHandle<()> {
         let (tsdb, ingester) = (Arc::clone(&self.tsdb), Arc::clone(&self.ingester));
-        let (interval, retention) = (self.args.head_compaction_interval, self.args.tsdb_retention);
+        let interval = self.args.head_compaction_interval;
+        let retention = Retention::new(self.args.tsdb_retention, self.args.max_retention_bytes);
         let shipping = self.shipper.is_some();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -477,11 +496,13 @@ impl Receiver {
             .await;
         let _ = servers.stop.send(true);
         let drain = futures::future::join_all(servers.tasks);
-        if tokio::time::timeout(Duration::from_secs(30), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!("in-flight requests did not finish within 30s");
+        // Thanos waits out each server's grace period; here they drain together.
+        let grace = self.args.http_grace_period.max(self.args.grpc_grace_period);
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "in-flight requests did not finish within --http-grace-period/--grpc-grace-period"
+            );
         }
         for task in periodic {
             task.abort();
@@ -550,6 +571,7 @@ async fn start_ring_sources(
     let holder = Arc::new(RingHolder::new(
         args.replication_factor as usize,
         args.hashrings_algorithm.into(),
+        args.local_endpoint.clone(),
         metrics.ring.clone(),
     ));
     let cm_delivered = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -136,11 +136,13 @@ impl Ingester {
         }
         self.metrics
             .rejected(tenant, "native_histograms_unsupported", histograms);
+        // Exemplars are dropped and the write accepted, as Thanos does with its default
+        // --tsdb.max-exemplars=0: a sender with `send_exemplars: true` must not fail every batch.
         self.metrics
-            .rejected(tenant, "exemplars_unsupported", exemplars);
-        if histograms > 0 || exemplars > 0 {
+            .rejected(tenant, "exemplars_dropped", exemplars);
+        if histograms > 0 {
             checked.unsupported = Some(format!(
-                "{histograms} native histogram samples and {exemplars} exemplars rejected: not supported by this receiver"
+                "{histograms} native histogram samples rejected: not supported by this receiver"
             ));
         }
         Ok(checked)
@@ -216,7 +218,7 @@ pub struct Checked {
     pub samples: u64,
     /// Why some series were rejected (400), if any were.
     pub invalid: Option<String>,
-    /// Native histograms or exemplars that were refused (400), if any.
+    /// Native histograms that were refused (400), if any.
     pub unsupported: Option<String>,
 }
 

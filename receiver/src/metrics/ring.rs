@@ -25,6 +25,7 @@ pub struct RingMetrics {
     hash: FloatGauge,
     last_reload_ok: Gauge,
     last_reload_time: FloatGauge,
+    local_in_ring: Gauge,
 }
 
 impl RingMetrics {
@@ -38,7 +39,11 @@ impl RingMetrics {
             hash: FloatGauge::default(),
             last_reload_ok: Gauge::default(),
             last_reload_time: FloatGauge::default(),
+            local_in_ring: Gauge::default(),
         };
+        // Nothing has failed yet: a receiver without a ring file must not trip Thanos'
+        // ThanosReceiveConfigReloadFailure alert forever.
+        m.last_reload_ok.set(1);
         registry.register(
             "thanos_receive_hashrings_file_refreshes",
             "Hashring file reads",
@@ -70,6 +75,11 @@ impl RingMetrics {
             m.last_reload_ok.clone(),
         );
         registry.register(
+            "thanos_receive_local_endpoint_in_ring",
+            "1 when --receive.local-endpoint is an endpoint of the ring in force, 0 when it is in none",
+            m.local_in_ring.clone(),
+        );
+        registry.register(
             "thanos_receive_config_last_reload_success_timestamp_seconds",
             "Time of the last applied hashring",
             m.last_reload_time.clone(),
@@ -91,6 +101,11 @@ impl RingMetrics {
     pub fn refused(&self) {
         self.errors.inc();
         self.last_reload_ok.set(0);
+    }
+
+    /// Whether the ring now in force names this receiver's `--receive.local-endpoint`.
+    pub fn local_endpoint_in_ring(&self, in_ring: bool) {
+        self.local_in_ring.set(i64::from(in_ring));
     }
 
     /// A new ring is in force: its config hash and each ring's `(name, endpoints)`.

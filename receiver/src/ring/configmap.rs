@@ -100,7 +100,12 @@ mod tests {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let metrics = Metrics::new();
-        let holder = Arc::new(RingHolder::new(3, Algorithm::Ketama, metrics.ring.clone()));
+        let holder = Arc::new(RingHolder::new(
+            3,
+            Algorithm::Ketama,
+            None,
+            metrics.ring.clone(),
+        ));
         let delivered = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(watch(
             client,

@@ -44,6 +44,7 @@ pub struct RingHolder {
     current: ArcSwapOption<RingState>,
     replication_factor: usize,
     default_algorithm: Algorithm,
+    local_endpoint: Option<String>,
     metrics: RingMetrics,
 }
 
@@ -61,16 +62,19 @@ pub struct RingStatus<'a> {
 }
 
 impl RingHolder {
-    /// An empty holder: no ring until a source delivers one.
+    /// An empty holder: no ring until a source delivers one. `local_endpoint` is this receiver's
+    /// `--receive.local-endpoint`, checked against every ring put in force.
     pub fn new(
         replication_factor: usize,
         default_algorithm: Algorithm,
+        local_endpoint: Option<String>,
         metrics: RingMetrics,
     ) -> Self {
         RingHolder {
             current: ArcSwapOption::empty(),
             replication_factor,
             default_algorithm,
+            local_endpoint,
             metrics,
         }
     }
@@ -113,6 +117,20 @@ impl RingHolder {
                 .map(|c| (c.hashring.as_str(), c.endpoints.len())),
         );
         tracing::info!(source, hash = %hash.to_hex(), rings = hashrings.configs().len(), "hashring in force");
+        if let Some(local) = &self.local_endpoint {
+            let in_ring = hashrings
+                .configs()
+                .iter()
+                .any(|c| c.endpoints.iter().any(|e| &e.address == local));
+            self.metrics.local_endpoint_in_ring(in_ring);
+            if !in_ring {
+                // Thanos #4093: the classic cause of forwarding loops and opaque 500s.
+                tracing::warn!(
+                    local_endpoint = local,
+                    "--receive.local-endpoint is in no hashring: this receiver stores nothing and forwards every write; check that the ring names it exactly as this flag does"
+                );
+            }
+        }
         self.current.store(Some(Arc::new(RingState {
             hashrings,
             raw: bytes.to_vec(),
@@ -143,9 +161,33 @@ mod tests {
     const THREE: &str = r#"[{"hashring":"default","endpoints":["a:10901","b:10901","c:10901"]}]"#;
 
     #[test]
+    fn a_ring_without_the_local_endpoint_is_flagged() {
+        let metrics = Metrics::new();
+        let holder = RingHolder::new(
+            3,
+            Algorithm::Ketama,
+            Some("d:10901".into()),
+            metrics.ring.clone(),
+        );
+        holder.apply("file", THREE.as_bytes()).unwrap();
+        assert!(
+            metrics
+                .encode()
+                .contains("thanos_receive_local_endpoint_in_ring 0")
+        );
+        let four = r#"[{"endpoints":["a:10901","b:10901","c:10901","d:10901"]}]"#;
+        holder.apply("file", four.as_bytes()).unwrap();
+        assert!(
+            metrics
+                .encode()
+                .contains("thanos_receive_local_endpoint_in_ring 1")
+        );
+    }
+
+    #[test]
     fn bad_rings_keep_the_previous_one() {
         let metrics = Metrics::new();
-        let holder = RingHolder::new(3, Algorithm::Ketama, metrics.ring.clone());
+        let holder = RingHolder::new(3, Algorithm::Ketama, None, metrics.ring.clone());
         assert!(holder.load().is_none());
         assert!(holder.apply("file", THREE.as_bytes()).unwrap());
         assert!(

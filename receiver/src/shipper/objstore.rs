@@ -82,13 +82,21 @@ fn str_field<'a>(cfg: &'a BTreeMap<String, serde_yaml::Value>, key: &str) -> Opt
 
 /// Reads and builds the bucket of an objstore file.
 pub fn load(path: &Path) -> Result<Bucket, ObjstoreError> {
-    let invalid = |message: String| ObjstoreError::Invalid {
+    let text = std::fs::read_to_string(path).map_err(|e| ObjstoreError::Invalid {
         path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Builds the bucket of objstore YAML `text` (`--objstore.config`); `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Bucket, ObjstoreError> {
+    let invalid = |message: String| ObjstoreError::Invalid {
+        path: origin.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
     // serde_yaml's messages quote the offending value, which may be a secret key: say where only.
-    let cfg: ObjstoreConfig = serde_yaml::from_str(&text).map_err(|e| {
+    let cfg: ObjstoreConfig = serde_yaml::from_str(text).map_err(|e| {
         invalid(match e.location() {
             Some(l) => format!(
                 "not a valid objstore config at line {}, column {} (the value is not shown: it may be a secret)",

@@ -265,28 +265,72 @@ impl TenantDb {
         list_blocks(&self.dir)
     }
 
-    /// Deletes blocks that ended more than `retention_ms` before `now_ms` and that `may_delete`
-    /// allows (e.g. only uploaded ones); returns what was deleted.
+    /// Deletes the blocks `retention` no longer keeps among those `may_delete` allows (e.g. only
+    /// uploaded ones): blocks that ended more than its time before `now_ms`, then the oldest
+    /// until the rest fit its size; returns what was deleted.
     pub fn apply_retention(
         &self,
         now_ms: i64,
-        retention_ms: i64,
+        retention: Retention,
         may_delete: impl Fn(&BlockMeta) -> bool,
     ) -> Vec<Ulid> {
+        let blocks = self.blocks();
+        let mut total: u64 = blocks.iter().map(|(dir, _)| dir_size(dir)).sum();
         let mut deleted = Vec::new();
-        for (dir, meta) in self.blocks() {
-            if meta.max_time < now_ms.saturating_sub(retention_ms) && may_delete(&meta) {
-                self.unpublish_block(meta.ulid);
-                match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => deleted.push(meta.ulid),
-                    Err(e) => {
-                        tracing::error!(block = %dir.display(), error = %e, "cannot delete block past retention")
-                    }
+        for (dir, meta) in blocks {
+            let expired = retention
+                .time_ms
+                .is_some_and(|keep| meta.max_time < now_ms.saturating_sub(keep));
+            let over_size = retention.max_bytes > 0 && total > retention.max_bytes;
+            if !(expired || over_size) || !may_delete(&meta) {
+                continue;
+            }
+            let size = dir_size(&dir);
+            self.unpublish_block(meta.ulid);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    total = total.saturating_sub(size);
+                    deleted.push(meta.ulid);
+                }
+                Err(e) => {
+                    tracing::error!(block = %dir.display(), error = %e, "cannot delete block past retention")
                 }
             }
         }
         deleted
     }
+}
+
+/// What local blocks are kept: `--tsdb.retention` and `--tsdb.max-retention-bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// How long after its end a block is kept; `None` keeps blocks forever (`0d`, as Thanos).
+    pub time_ms: Option<i64>,
+    /// Most bytes of blocks per tenant; 0 means no limit.
+    pub max_bytes: u64,
+}
+
+impl Retention {
+    /// The retention of the flags: a zero duration keeps blocks forever, as in Thanos.
+    pub fn new(time: std::time::Duration, max_bytes: u64) -> Self {
+        Retention {
+            time_ms: (!time.is_zero()).then(|| i64::try_from(time.as_millis()).unwrap_or(i64::MAX)),
+            max_bytes,
+        }
+    }
+}
+
+/// Bytes of the files under `dir` (a block: meta.json, index, chunks/, tombstones).
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// Block directories (named as ULIDs, with a readable meta.json) under `dir`, oldest first.
@@ -471,7 +515,18 @@ mod tests {
         read("block published, head not yet truncated");
         db.drop_cut_range(2 * H).unwrap();
         read("head truncated");
-        assert!(db.apply_retention(10 * H, 0, |_| true).len() == 1);
+        assert!(
+            db.apply_retention(
+                10 * H,
+                Retention {
+                    time_ms: Some(0),
+                    max_bytes: 0
+                },
+                |_| true
+            )
+            .len()
+                == 1
+        );
         let left = db
             .select(&matcher, i64::MIN, i64::MAX, false, Budget::default())
             .unwrap();
@@ -489,13 +544,50 @@ mod tests {
         write(&db, 2, 0, 4 * H, 60_000);
         db.flush().unwrap();
         assert_eq!(db.blocks().len(), 2);
-        let deleted = db.apply_retention(4 * H, 2 * H - 1, |_| true);
+        let hours = |h: i64| Retention {
+            time_ms: Some(h * H),
+            max_bytes: 0,
+        };
+        // `0d`: kept forever, however old.
+        let forever = Retention::new(std::time::Duration::ZERO, 0);
+        assert!(db.apply_retention(1000 * H, forever, |_| true).is_empty());
+        let deleted = db.apply_retention(
+            4 * H,
+            Retention {
+                time_ms: Some(2 * H - 1),
+                max_bytes: 0,
+            },
+            |_| true,
+        );
         assert_eq!(deleted.len(), 1);
         assert_eq!(db.blocks()[0].1.min_time, 2 * H);
         assert!(
-            db.apply_retention(100 * H, H, |_| false).is_empty(),
+            db.apply_retention(100 * H, hours(1), |_| false).is_empty(),
             "the hook may keep blocks"
         );
+    }
+
+    #[test]
+    fn size_retention_deletes_the_oldest_blocks_until_the_rest_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        write(&db, 2, 0, 6 * H, 60_000);
+        db.flush().unwrap();
+        let blocks = db.blocks();
+        assert_eq!(blocks.len(), 3);
+        let sizes: Vec<u64> = blocks.iter().map(|(d, _)| dir_size(d)).collect();
+        assert!(sizes.iter().all(|&s| s > 0), "{sizes:?}");
+        // Room for the two newest blocks only.
+        let room = Retention {
+            time_ms: None,
+            max_bytes: sizes[1] + sizes[2],
+        };
+        // Blocks not yet uploaded are kept whatever the size.
+        assert!(db.apply_retention(6 * H, room, |_| false).is_empty());
+        let deleted = db.apply_retention(6 * H, room, |_| true);
+        assert_eq!(deleted, vec![blocks[0].1.ulid]);
+        assert_eq!(db.blocks().len(), 2);
+        assert!(db.apply_retention(6 * H, room, |_| true).is_empty());
     }
 
     fn write_one(db: &TenantDb, name: &str, samples: &[(i64, f64)]) -> crate::tsdb::AppendOutcome {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+pub use compact::Retention;
 pub use head::{Head, MemSeries};
 pub use index_cache::IndexCache;
 pub use input::{Sample, SeriesSource, SeriesVec};
@@ -746,7 +747,7 @@ impl MultiTsdb {
     /// failures are logged and retried next time.
     pub fn compact_all(
         &self,
-        retention: Duration,
+        retention: Retention,
         may_delete: &dyn Fn(&TenantDb, &tsdb_format::meta::BlockMeta) -> bool,
     ) {
         let now = now_ms();
@@ -754,9 +755,7 @@ impl MultiTsdb {
             if let Err(e) = db.compact() {
                 tracing::error!(tenant = db.name, error = %e, "head compaction failed; will retry");
             }
-            for ulid in
-                db.apply_retention(now, retention.as_millis() as i64, |m| may_delete(&db, m))
-            {
+            for ulid in db.apply_retention(now, retention, |m| may_delete(&db, m)) {
                 tracing::info!(tenant = db.name, %ulid, "deleted block past retention");
             }
         }

@@ -1,10 +1,13 @@
 //! Command-line flags, named and defaulted as `thanos receive` names them.
 
+pub mod thanos_flags;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 use hashring::contract;
 
 /// The receiver's flags; the names and defaults are Thanos' so existing manifests work unchanged.
@@ -31,9 +34,19 @@ pub struct Args {
     #[arg(long = "tsdb.path", default_value = "./data")]
     pub tsdb_path: PathBuf,
 
-    /// How long local blocks are kept, as a Prometheus duration (`15d`).
+    /// How long local blocks are kept, as a Prometheus duration (`15d`); `0d` keeps them forever.
     #[arg(long = "tsdb.retention", default_value = "15d", value_parser = parse_duration)]
     pub tsdb_retention: Duration,
+
+    /// Most bytes a tenant's local blocks may take (`512MB`); the oldest deletable blocks go
+    /// first. `0` means no size limit.
+    #[arg(long = "tsdb.max-retention-bytes", default_value = "0", value_parser = parse_bytes)]
+    pub max_retention_bytes: u64,
+
+    /// Exemplars kept per tenant; exemplars are not stored yet, so any value drops them (with 2xx,
+    /// as Thanos' default of 0 does).
+    #[arg(long = "tsdb.max-exemplars", default_value_t = 0)]
+    pub max_exemplars: i64,
 
     /// Width of a block (Thanos keeps min and max equal; blocks are never compacted locally).
     #[arg(long = "tsdb.min-block-duration", default_value = "2h", value_parser = parse_duration)]
@@ -63,6 +76,10 @@ pub struct Args {
     /// blocks are deleted by retention only once uploaded.
     #[arg(long = "objstore.config-file")]
     pub objstore_config_file: Option<PathBuf>,
+
+    /// The object storage config itself, instead of a file (`--objstore.config-file` wins).
+    #[arg(long = "objstore.config")]
+    pub objstore_config: Option<String>,
 
     /// How often blocks waiting for upload are retried.
     #[arg(long = "shipper.sync-interval", default_value = "30s", value_parser = parse_duration, hide = true)]
@@ -148,6 +165,26 @@ pub struct Args {
     #[arg(long = "receive.limits-config-file")]
     pub limits_config_file: Option<PathBuf>,
 
+    /// The limits YAML itself, instead of a file (`--receive.limits-config-file` wins).
+    #[arg(long = "receive.limits-config")]
+    pub limits_config: Option<String>,
+
+    /// How forwards are encoded; `capnproto` is refused (forwards use gRPC, which Thanos accepts).
+    #[arg(
+        long = "receive.replication-protocol",
+        value_enum,
+        default_value = "protobuf"
+    )]
+    pub replication_protocol: ReplicationProtocol,
+
+    /// Longest wait for in-flight HTTP requests to finish after SIGTERM.
+    #[arg(long = "http-grace-period", default_value = "2m", value_parser = parse_duration)]
+    pub http_grace_period: Duration,
+
+    /// Longest wait for in-flight gRPC requests to finish after SIGTERM.
+    #[arg(long = "grpc-grace-period", default_value = "2m", value_parser = parse_duration)]
+    pub grpc_grace_period: Duration,
+
     /// Log level.
     #[arg(long = "log.level", value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -155,6 +192,19 @@ pub struct Args {
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+
+    /// One line per Thanos flag given that is accepted but not implemented (logged at start).
+    #[arg(skip)]
+    pub ignored_flags: Vec<String>,
+}
+
+/// Values of `--receive.replication-protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplicationProtocol {
+    /// gRPC with protobuf messages: what this receiver sends and serves.
+    Protobuf,
+    /// Thanos' Cap'n Proto protocol: refused at start.
+    Capnproto,
 }
 
 /// Values of `--receive.hashrings-algorithm`.
@@ -207,9 +257,28 @@ pub enum LogFormat {
 }
 
 impl Args {
-    /// Parses the process arguments; a leading `receive` word is dropped so `thanos receive ...` lines work.
+    /// Parses the process arguments, exiting with a message on an error.
     pub fn parse_from_env() -> Self {
-        Self::parse_from(strip_receive_word(std::env::args_os()))
+        Self::try_parse_thanos(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses a `thanos receive` argument list (program name first): a leading `receive` word is
+    /// dropped so `thanos receive ...` lines work, and the Thanos flags this receiver does not
+    /// implement are accepted with a warning or refused ([`thanos_flags`]).
+    pub fn try_parse_thanos<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString>,
+    {
+        let args = strip_receive_word(args.into_iter().map(Into::into))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let sorted = thanos_flags::sort_out(args)
+            .map_err(|message| Args::command().error(ErrorKind::InvalidValue, message))?;
+        let mut parsed = Args::try_parse_from(sorted.args)?;
+        parsed.ignored_flags = sorted.warnings;
+        Ok(parsed)
     }
 }
 
@@ -269,6 +338,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("duration {s:?} is too long"))
 }
 
+/// Parses a byte size with Thanos' units (`512MB`, `1GiB`, `0`); units are powers of 1024 as in
+/// Prometheus' `--storage.tsdb.retention.size`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number and a unit such as 512MB"))?;
+    let unit: u64 = match &s[digits..] {
+        "" if n == 0 => 1,
+        "B" => 1,
+        "KB" | "KiB" => 1 << 10,
+        "MB" | "MiB" => 1 << 20,
+        "GB" | "GiB" => 1 << 30,
+        "TB" | "TiB" => 1 << 40,
+        "PB" | "PiB" => 1 << 50,
+        "EB" | "EiB" => 1 << 60,
+        u => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {u:?} (B, KB, MB, GB, TB, PB, EB)"
+            ));
+        }
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
 /// Parses an external label flag `name="value"` (the value quoted as Go's strconv.Quote does).
 pub fn parse_external_label(s: &str) -> Result<(String, String), String> {
     let (name, quoted) = s
@@ -319,6 +414,33 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn sizes_take_prometheus_units() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("512MB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert!(parse_bytes("512").is_err());
+        assert!(parse_bytes("12XB").is_err());
+        assert!(parse_bytes("99999999EB").is_err());
+    }
+
+    #[test]
+    fn thanos_flags_we_do_not_implement_warn_or_are_refused() {
+        let args = Args::try_parse_thanos([
+            "thanos",
+            "receive",
+            "--tracing.config-file=/etc/t.yaml",
+            "--tsdb.max-retention-bytes=1GB",
+            "--http-grace-period=30s",
+        ])
+        .unwrap();
+        assert_eq!(args.ignored_flags.len(), 1);
+        assert_eq!(args.max_retention_bytes, 1 << 30);
+        assert_eq!(args.http_grace_period, Duration::from_secs(30));
+        let err = Args::try_parse_thanos(["thanos", "--receive.relabel-config=x"]).unwrap_err();
+        assert!(err.to_string().contains("relabelling"), "{err}");
     }
 
     #[test]
