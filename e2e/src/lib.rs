@@ -105,6 +105,13 @@ impl Receiver {
         Self::spawn(data, [rw_port, http_port, grpc_port], extra, None)
     }
 
+    /// Starts `thanos-receiver` in `dir` with exactly `args` after the program name, as a pod's
+    /// argument list; `ports` are the remote-write, HTTP and gRPC ports those arguments listen
+    /// on. Its log is `dir/receiver.log`.
+    pub fn start_exact(dir: &Path, ports: [u16; 3], args: &[String]) -> Receiver {
+        Self::spawn_inner(dir, ports, args, None, false)
+    }
+
     /// Starts `thanos-receiver` on fresh ports with at most `nofile` descriptors (soft and hard
     /// limit, as `ulimit -n` sets them).
     pub fn start_with_nofile(data: &Path, nofile: u64, extra: &[String]) -> Receiver {
@@ -117,21 +124,38 @@ impl Receiver {
     }
 
     fn spawn(data: &Path, ports: [u16; 3], extra: &[String], nofile: Option<u64>) -> Receiver {
+        Self::spawn_inner(data, ports, extra, nofile, true)
+    }
+
+    fn spawn_inner(
+        data: &Path,
+        ports: [u16; 3],
+        extra: &[String],
+        nofile: Option<u64>,
+        own_flags: bool,
+    ) -> Receiver {
         let [rw_port, http_port, grpc_port] = ports;
         std::fs::create_dir_all(data).expect("data dir");
-        let log = data.with_extension(format!("{rw_port}.log"));
+        let log = if own_flags {
+            data.with_extension(format!("{rw_port}.log"))
+        } else {
+            data.join("receiver.log")
+        };
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(bin("thanos-receiver"));
-        cmd.arg("receive")
-            .arg(format!("--remote-write.address=127.0.0.1:{rw_port}"))
-            .arg(format!("--http-address=127.0.0.1:{http_port}"))
-            .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
-            .arg(format!("--tsdb.path={}", data.display()))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(stderr);
+        if !own_flags {
+            cmd.current_dir(data);
+        }
+        if own_flags {
+            cmd.arg("receive")
+                .arg(format!("--remote-write.address=127.0.0.1:{rw_port}"))
+                .arg(format!("--http-address=127.0.0.1:{http_port}"))
+                .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
+                .arg(format!("--tsdb.path={}", data.display()));
+        }
+        cmd.args(extra).stdout(Stdio::null()).stderr(stderr);
         // Every receiver has a replica label, as in a Thanos deployment; tests may name their own.
-        if !extra.iter().any(|a| a.starts_with("--label=replica=")) {
+        if own_flags && !extra.iter().any(|a| a.starts_with("--label=replica=")) {
             cmd.arg("--label=replica=\"e2e\"");
         }
         if let Some(nofile) = nofile {

@@ -133,11 +133,6 @@ impl Config {
                 "--tsdb.max-exemplars: exemplars are not stored yet; they are dropped and the writes accepted"
             );
         }
-        if args.grpc_compression == GrpcCompression::Snappy {
-            tracing::debug!(
-                "--receive.grpc-compression=snappy: forwards are sent uncompressed (tonic has no snappy codec)"
-            );
-        }
         Ok(Config {
             args,
             limits,
@@ -216,6 +211,7 @@ impl Receiver {
                 local_endpoint: args.local_endpoint.clone(),
                 forward_timeout: args.forward_timeout,
                 max_backoff: args.forward_max_backoff,
+                snappy: args.grpc_compression == GrpcCompression::Snappy,
             },
         ));
         let app = Arc::new(

@@ -141,7 +141,7 @@ pub struct Args {
     #[arg(long = "receive-forward-max-backoff", default_value = "5s", value_parser = parse_duration)]
     pub forward_max_backoff: Duration,
 
-    /// Compression of forwarded writes; accepted for compatibility, writes are sent uncompressed.
+    /// Compression of forwarded writes: `snappy` as Thanos' compressor frames it, or `none`.
     #[arg(
         long = "receive.grpc-compression",
         value_enum,
@@ -228,7 +228,7 @@ impl From<RingAlgorithm> for hashring::Algorithm {
 /// Values of `--receive.grpc-compression`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GrpcCompression {
-    /// Thanos' default; accepted, forwards go uncompressed.
+    /// Thanos' default: each forward is one snappy framed stream (`grpc-encoding: snappy`).
     Snappy,
     /// No compression.
     None,

@@ -38,6 +38,8 @@ pub struct ReplicationConfig {
     pub forward_timeout: Duration,
     /// Longest back-off for a peer that answered Unavailable.
     pub max_backoff: Duration,
+    /// Whether forwards are snappy-compressed (`--receive.grpc-compression=snappy`).
+    pub snappy: bool,
 }
 
 /// Peers of the ring in force, by address.
@@ -278,11 +280,12 @@ impl Replicator {
         tx: mpsc::UnboundedSender<(usize, PeerResult)>,
     ) {
         let (timeout, max_backoff) = (self.config.forward_timeout, self.config.max_backoff);
+        let snappy = self.config.snappy;
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let start = Instant::now();
             let result = match peer {
-                Some(peer) => forward(&peer, request, timeout, max_backoff).await,
+                Some(peer) => forward(&peer, request, timeout, max_backoff, snappy).await,
                 None => Err((Class::Internal, format!("no channel for {address}"))),
             };
             metrics.forwarded(&address, start.elapsed().as_secs_f64(), result.is_ok());
@@ -384,6 +387,7 @@ async fn forward(
     request: Bytes,
     timeout: Duration,
     max_backoff: Duration,
+    snappy: bool,
 ) -> PeerResult {
     if let Some(until) = peer.backoff.lock().down_until
         && Instant::now() < until
@@ -395,7 +399,7 @@ async fn forward(
     }
     let result = match tokio::time::timeout(
         timeout,
-        grpc::remote_write(peer.channel.clone(), request),
+        grpc::remote_write(peer.channel.clone(), request, snappy),
     )
     .await
     {

@@ -5,7 +5,10 @@
 //! [`UnaryMethod`] (the replicator decodes forwards with [`crate::wire::forward`]) or to the
 //! [`StoreMethods`] of the read path, and the client
 //! sends bytes that module encoded. The message is Thanos', so Thanos receivers and ours can share a
-//! ring (with `--receive.grpc-compression=none` on the Thanos side; tonic has no snappy codec).
+//! ring: forwards compressed with Thanos' snappy compressor are accepted, and sent with
+//! `--receive.grpc-compression=snappy` ([`snappy`]).
+
+pub mod snappy;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -144,16 +147,45 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let method = Arc::clone(&self.method);
         Box::pin(async move {
-            if req.uri().path() == M::PATH {
-                Ok(raw_server().unary(Unary(method), req).await)
-            } else {
-                Ok(
+            if req.uri().path() != M::PATH {
+                return Ok(
                     Status::unimplemented(format!("unknown method {}", req.uri().path()))
                         .into_http(),
-                )
+                );
+            }
+            match uncompressed(req).await {
+                Ok(req) => Ok(raw_server().unary(Unary(method), req).await),
+                Err(status) => Ok(status.into_http()),
             }
         })
     }
+}
+
+/// `req` with its snappy-compressed messages (Thanos' forwards by default) decompressed, so
+/// tonic, which has no snappy codec, reads them; other requests pass untouched.
+async fn uncompressed(
+    req: http::Request<tonic::body::Body>,
+) -> Result<http::Request<tonic::body::Body>, Status> {
+    use http_body_util::BodyExt as _;
+    if req
+        .headers()
+        .get("grpc-encoding")
+        .is_none_or(|v| v != snappy::ENCODING)
+    {
+        return Ok(req);
+    }
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove("grpc-encoding");
+    let body = http_body_util::Limited::new(body, MAX_MESSAGE_SIZE + 5)
+        .collect()
+        .await
+        .map_err(|e| Status::resource_exhausted(format!("compressed gRPC request: {e}")))?
+        .to_bytes();
+    let plain = snappy::decompress_frames(body, MAX_MESSAGE_SIZE)?;
+    Ok(http::Request::from_parts(
+        parts,
+        tonic::body::Body::new(http_body_util::Full::new(plain)),
+    ))
 }
 
 /// The methods of `thanos.Store`, raw message bytes in and out.
@@ -253,11 +285,15 @@ impl<M: StoreMethods> Service<http::Request<tonic::body::Body>> for StoreServer<
     }
 }
 
-/// Calls `RemoteWrite` on a peer.
+/// Calls `RemoteWrite` on a peer, the message snappy-compressed as Thanos does when `snappy`.
 pub async fn remote_write(
     channel: tonic::transport::Channel,
     request: Bytes,
+    snappy: bool,
 ) -> Result<(), Status> {
+    if snappy {
+        return remote_write_snappy(channel, request).await;
+    }
     let mut client = tonic::client::Grpc::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -270,4 +306,54 @@ pub async fn remote_write(
         .unary(tonic::Request::new(request), path, RawCodec)
         .await
         .map(|_| ())
+}
+
+/// `RemoteWrite` with the message in one snappy-compressed frame: tonic's client cannot set the
+/// compressed flag for a codec it lacks, so the call is made on the channel directly.
+async fn remote_write_snappy(
+    mut channel: tonic::transport::Channel,
+    request: Bytes,
+) -> Result<(), Status> {
+    use http_body_util::BodyExt as _;
+    let req = http::Request::post(REMOTE_WRITE_PATH)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .header("grpc-encoding", snappy::ENCODING)
+        .header("grpc-accept-encoding", "identity")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            snappy::compressed_frame(&request),
+        )))
+        .map_err(|e| Status::internal(format!("building the forward: {e}")))?;
+    std::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .map_err(|e| Status::new(Code::Unavailable, format!("peer not ready: {e}")))?;
+    let response = channel
+        .call(req)
+        .await
+        .map_err(|e| Status::new(Code::Unavailable, format!("forward: {e}")))?;
+    // A trailers-only response carries the status in its headers.
+    if let Some(status) = Status::from_header_map(response.headers()) {
+        return status_result(status);
+    }
+    if response.status() != http::StatusCode::OK {
+        return Err(Status::new(
+            Code::Unavailable,
+            format!("peer answered HTTP {}", response.status()),
+        ));
+    }
+    let collected = http_body_util::Limited::new(response.into_body(), MAX_MESSAGE_SIZE)
+        .collect()
+        .await
+        .map_err(|e| Status::new(Code::Unavailable, format!("forward response: {e}")))?;
+    match collected.trailers().and_then(Status::from_header_map) {
+        Some(status) => status_result(status),
+        None => Err(Status::internal("forward response without grpc-status")),
+    }
+}
+
+fn status_result(status: Status) -> Result<(), Status> {
+    match status.code() {
+        Code::Ok => Ok(()),
+        _ => Err(status),
+    }
 }
