@@ -104,6 +104,19 @@ remote_write:
         Self::spawn(dir, port, &config, &[&tsdb_path])
     }
 
+    /// Starts a Prometheus server in `dir` scraping `targets` every second as job `job`.
+    pub fn scraper(dir: &Path, job: &str, targets: &[String]) -> Prometheus {
+        let port = free_port();
+        std::fs::create_dir_all(dir).expect("prometheus dir");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let tsdb_path = format!("--storage.tsdb.path={}", dir.join("tsdb").display());
+        Self::spawn(dir, port, &config, &[&tsdb_path])
+    }
+
     /// Waits until the HTTP API answers.
     pub async fn wait_ready(&self, client: &reqwest::Client) {
         let url = format!("http://127.0.0.1:{}/-/ready", self.port);

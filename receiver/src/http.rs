@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use crate::ingest::{Ingester, Written};
 use crate::listen::BODY_READ_TIMEOUT;
 use crate::metrics::Metrics;
-use crate::metrics::http::HttpLabels;
+use crate::metrics::http::{HttpLabels, Received};
 use crate::replicate::Replicator;
 use crate::ring::RingHolder;
 use crate::status;
@@ -158,17 +158,29 @@ async fn record_request(State(app): State<Arc<App>>, request: Request, next: Nex
         Ok(t) if crate::tenant::validate(&t).is_ok() => t,
         _ => "invalid".to_string(),
     };
+    let inflight = app
+        .handles
+        .metrics
+        .http
+        .in_flight("receive", "POST", &tenant);
+    inflight.inc();
     let response = next.run(request).await;
+    inflight.dec();
     let labels = HttpLabels {
         handler: "receive",
         code: response.status().as_u16(),
         method: "POST",
         tenant,
     };
+    let received = response
+        .extensions()
+        .get::<Received>()
+        .copied()
+        .unwrap_or_default();
     app.handles
         .metrics
         .http
-        .answered(&labels, start.elapsed().as_secs_f64());
+        .answered(&labels, start.elapsed().as_secs_f64(), received);
     response
 }
 
@@ -470,9 +482,10 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let protocol = protocol_of(ct);
+    let mut received = Received::default();
     let (tenant, handled) = match tenant_of(&app, &headers) {
         Ok(tenant) => {
-            let handled = handle(&app, &tenant, &headers, protocol, body).await;
+            let handled = handle(&app, &tenant, &headers, protocol, body, &mut received).await;
             (tenant, handled)
         }
         Err(reject) => ("invalid".to_string(), Err(reject)),
@@ -524,6 +537,7 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
             h.insert(name, HeaderValue::from(n));
         }
     }
+    response.extensions_mut().insert(received);
     response
 }
 
@@ -533,6 +547,7 @@ async fn handle(
     headers: &HeaderMap,
     protocol: Option<Protocol>,
     body: Body,
+    received: &mut Received,
 ) -> Result<(Written, Result<(), WriteError>), Reject> {
     let Some(protocol) = protocol else {
         return Err(Reject(
@@ -584,6 +599,7 @@ async fn handle(
         return Err(too_large(len.to_string()));
     }
     let compressed = read_body(body, limit, || too_large(format!("more than {limit}"))).await?;
+    received.bytes = compressed.len() as u64;
     // Bounded after the body is in: slow senders must not hold the write slots.
     let _permit = match &app.concurrency {
         Some(s) => Some(s.acquire().await.expect("semaphore is never closed")),
@@ -600,6 +616,10 @@ async fn handle(
             Reject(code, e.to_string())
         }),
     };
+    if decoded.is_ok() {
+        received.series = batch.series.len() as u64;
+        received.samples = batch.samples.len() as u64;
+    }
     let result = match decoded {
         Ok(()) => Ok(app
             .handles

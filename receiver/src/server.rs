@@ -279,15 +279,24 @@ impl Receiver {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
-            .add_service(UnaryServer::new(Arc::clone(&self.replicator)))
-            .add_service(UnaryServer::new(Arc::new(InfoService::new(
-                Arc::clone(&self.tsdb),
-                Arc::clone(&self.ingester),
-            ))))
-            .add_service(StoreServer::new(Arc::new(StoreService::new(
-                self.app.reads(),
-                Arc::clone(&self.ingester),
-            ))))
+            .add_service(UnaryServer::new(
+                Arc::clone(&self.replicator),
+                self.metrics.grpc.clone(),
+            ))
+            .add_service(UnaryServer::new(
+                Arc::new(InfoService::new(
+                    Arc::clone(&self.tsdb),
+                    Arc::clone(&self.ingester),
+                )),
+                self.metrics.grpc.clone(),
+            ))
+            .add_service(StoreServer::new(
+                Arc::new(StoreService::new(
+                    self.app.reads(),
+                    Arc::clone(&self.ingester),
+                )),
+                self.metrics.grpc.clone(),
+            ))
             .serve_with_incoming_shutdown(
                 listen::capped_incoming(grpc, caps.grpc),
                 stopped(stop_rx.clone()),
@@ -326,10 +335,48 @@ impl Receiver {
             self.health_task(health.clone()),
         ];
         periodic.extend(self.shipping_task());
+        periodic.extend(self.limits_reload_task());
         Tasks {
             replay: self.replay_task(),
             periodic,
         }
+    }
+
+    /// Re-reads the limits file every `--receive.limits-config-reload-timer` and applies it when
+    /// it changed; a broken file is logged and counted, and the limits in force stay.
+    fn limits_reload_task(&self) -> Option<JoinHandle<()>> {
+        let path = self.args.limits_config_file.clone()?;
+        let (ingester, metrics) = (Arc::clone(&self.ingester), Arc::clone(&self.metrics));
+        let interval = self
+            .args
+            .limits_reload_interval
+            .max(Duration::from_millis(100));
+        Some(tokio::spawn(async move {
+            let mut applied = tokio::fs::read(&path).await.ok();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Ok(text) = tokio::fs::read(&path).await else {
+                    continue;
+                };
+                if applied.as_deref() == Some(&text[..]) {
+                    continue;
+                }
+                match LimitsConfig::parse(&String::from_utf8_lossy(&text)) {
+                    Ok(limits) => {
+                        ingester.set_limits(limits);
+                        metrics.ingest.limits_reloaded(true);
+                        tracing::info!(path = %path.display(), "limits file reloaded");
+                    }
+                    Err(e) => {
+                        metrics.ingest.limits_reloaded(false);
+                        tracing::error!(path = %path.display(), error = %e, "limits file refused; the limits in force stay");
+                    }
+                }
+                applied = Some(text);
+            }
+        }))
     }
 
     /// Replays every tenant's WAL, then marks the receiver ready.

@@ -165,6 +165,11 @@ pub struct Args {
     #[arg(long = "receive.limits-config-file")]
     pub limits_config_file: Option<PathBuf>,
 
+    /// How often the limits file is checked for changes; a changed file is applied without a
+    /// restart, a broken one refused (the limits in force stay).
+    #[arg(long = "receive.limits-config-reload-timer", default_value = "1s", value_parser = parse_duration)]
+    pub limits_reload_interval: Duration,
+
     /// The limits YAML itself, instead of a file (`--receive.limits-config-file` wins).
     #[arg(long = "receive.limits-config")]
     pub limits_config: Option<String>,

@@ -185,11 +185,6 @@ const FLAGS: &[ThanosFlag] = &[
         "out-of-order samples are refused",
     ),
     warn("debug.name", true, "log lines carry no prefix"),
-    warn(
-        "receive.limits-config-reload-timer",
-        true,
-        "the limits file is read at start",
-    ),
     warn("grpc-server-tls-min-version", true, NO_TLS),
     warn("grpc-server-tls-ciphers", true, NO_TLS),
     warn("grpc-server-tls-curves", true, NO_TLS),

@@ -14,10 +14,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::time::Instant;
+
 use bytes::{Buf, BufMut, Bytes};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::{Code, Status};
+
+use crate::metrics::{GrpcCall, GrpcMetrics};
 
 /// Path of the forward method.
 pub const REMOTE_WRITE_PATH: &str = "/thanos.WriteableStore/RemoteWrite";
@@ -99,37 +103,63 @@ pub trait UnaryMethod: Send + Sync + 'static {
 /// A gRPC service serving one [`UnaryMethod`].
 pub struct UnaryServer<M> {
     method: Arc<M>,
+    metrics: GrpcMetrics,
 }
 
 impl<M> Clone for UnaryServer<M> {
     fn clone(&self) -> Self {
         UnaryServer {
             method: Arc::clone(&self.method),
+            metrics: self.metrics.clone(),
         }
     }
 }
 
 impl<M: UnaryMethod> UnaryServer<M> {
-    /// A service that hands requests to `method`.
-    pub fn new(method: Arc<M>) -> Self {
-        UnaryServer { method }
+    /// A service that hands requests to `method`, counting calls in `metrics`.
+    pub fn new(method: Arc<M>, metrics: GrpcMetrics) -> Self {
+        UnaryServer { method, metrics }
     }
+}
+
+/// The metric labels of the method at `path` of `service`.
+fn call_of(service: &'static str, path: &'static str, grpc_type: &'static str) -> GrpcCall {
+    GrpcCall {
+        grpc_service: service,
+        grpc_method: path.rsplit('/').next().unwrap_or(path),
+        grpc_type,
+    }
+}
+
+/// Runs one call, counting it started and handled with the code it ended with.
+async fn observed<T>(
+    metrics: &GrpcMetrics,
+    call: GrpcCall,
+    f: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let start = Instant::now();
+    metrics.started(call);
+    let result = f.await;
+    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+    metrics.handled(call, code, start.elapsed().as_secs_f64());
+    result
 }
 
 impl<M: UnaryMethod> tonic::server::NamedService for UnaryServer<M> {
     const NAME: &'static str = M::SERVICE;
 }
 
-struct Unary<M>(Arc<M>);
+struct Unary<M>(Arc<M>, GrpcMetrics);
 
 impl<M: UnaryMethod> tonic::server::UnaryService<Bytes> for Unary<M> {
     type Response = Bytes;
     type Future = BoxFuture<tonic::Response<Bytes>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let method = Arc::clone(&self.0);
+        let (method, metrics) = (Arc::clone(&self.0), self.1.clone());
         Box::pin(async move {
-            let response = method.call(request.into_inner()).await?;
+            let call = call_of(M::SERVICE, M::PATH, "unary");
+            let response = observed(&metrics, call, method.call(request.into_inner())).await?;
             Ok(tonic::Response::new(response))
         })
     }
@@ -145,7 +175,7 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let method = Arc::clone(&self.method);
+        let (method, metrics) = (Arc::clone(&self.method), self.metrics.clone());
         Box::pin(async move {
             if req.uri().path() != M::PATH {
                 return Ok(
@@ -154,8 +184,12 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
                 );
             }
             match uncompressed(req).await {
-                Ok(req) => Ok(raw_server().unary(Unary(method), req).await),
-                Err(status) => Ok(status.into_http()),
+                Ok(req) => Ok(raw_server().unary(Unary(method, metrics), req).await),
+                Err(status) => {
+                    let call = call_of(M::SERVICE, M::PATH, "unary");
+                    let _ = observed::<()>(&metrics, call, async { Err(status.clone()) }).await;
+                    Ok(status.into_http())
+                }
             }
         })
     }
@@ -201,28 +235,33 @@ pub trait StoreMethods: Send + Sync + 'static {
 /// The `thanos.Store` gRPC service over [`StoreMethods`].
 pub struct StoreServer<M> {
     methods: Arc<M>,
+    metrics: GrpcMetrics,
 }
 
 impl<M> Clone for StoreServer<M> {
     fn clone(&self) -> Self {
         StoreServer {
             methods: Arc::clone(&self.methods),
+            metrics: self.metrics.clone(),
         }
     }
 }
 
 impl<M: StoreMethods> StoreServer<M> {
-    /// A service that hands requests to `methods`.
-    pub fn new(methods: Arc<M>) -> Self {
-        StoreServer { methods }
+    /// A service that hands requests to `methods`, counting calls in `metrics`.
+    pub fn new(methods: Arc<M>, metrics: GrpcMetrics) -> Self {
+        StoreServer { methods, metrics }
     }
 }
 
+/// Name of the `thanos.Store` service.
+const STORE_SERVICE: &str = "thanos.Store";
+
 impl<M: StoreMethods> tonic::server::NamedService for StoreServer<M> {
-    const NAME: &'static str = "thanos.Store";
+    const NAME: &'static str = STORE_SERVICE;
 }
 
-struct Streaming<M>(Arc<M>);
+struct Streaming<M>(Arc<M>, GrpcMetrics);
 
 impl<M: StoreMethods> tonic::server::ServerStreamingService<Bytes> for Streaming<M> {
     type Response = Bytes;
@@ -232,9 +271,10 @@ impl<M: StoreMethods> tonic::server::ServerStreamingService<Bytes> for Streaming
     type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let methods = Arc::clone(&self.0);
+        let (methods, metrics) = (Arc::clone(&self.0), self.1.clone());
         Box::pin(async move {
-            let frames = methods.series(request.into_inner()).await?;
+            let call = call_of(STORE_SERVICE, SERIES_PATH, "server_stream");
+            let frames = observed(&metrics, call, methods.series(request.into_inner())).await?;
             let ok: fn(Bytes) -> Result<Bytes, Status> = Ok;
             Ok(tonic::Response::new(futures::stream::iter(
                 frames.into_iter().map(ok),
@@ -243,20 +283,29 @@ impl<M: StoreMethods> tonic::server::ServerStreamingService<Bytes> for Streaming
     }
 }
 
-struct Labels<M>(Arc<M>, bool);
+struct Labels<M>(Arc<M>, bool, GrpcMetrics);
 
 impl<M: StoreMethods> tonic::server::UnaryService<Bytes> for Labels<M> {
     type Response = Bytes;
     type Future = BoxFuture<tonic::Response<Bytes>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let (methods, names) = (Arc::clone(&self.0), self.1);
+        let (methods, names, metrics) = (Arc::clone(&self.0), self.1, self.2.clone());
         Box::pin(async move {
             let request = request.into_inner();
-            let response = match names {
-                true => methods.label_names(request).await?,
-                false => methods.label_values(request).await?,
+            let path = if names {
+                LABEL_NAMES_PATH
+            } else {
+                LABEL_VALUES_PATH
             };
+            let call = call_of(STORE_SERVICE, path, "unary");
+            let response = observed(&metrics, call, async {
+                match names {
+                    true => methods.label_names(request).await,
+                    false => methods.label_values(request).await,
+                }
+            })
+            .await?;
             Ok(tonic::Response::new(response))
         })
     }
@@ -272,13 +321,16 @@ impl<M: StoreMethods> Service<http::Request<tonic::body::Body>> for StoreServer<
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let methods = Arc::clone(&self.methods);
+        let (methods, metrics) = (Arc::clone(&self.methods), self.metrics.clone());
         Box::pin(async move {
             let mut grpc = raw_server();
             Ok(match req.uri().path() {
-                SERIES_PATH => grpc.server_streaming(Streaming(methods), req).await,
-                LABEL_NAMES_PATH => grpc.unary(Labels(methods, true), req).await,
-                LABEL_VALUES_PATH => grpc.unary(Labels(methods, false), req).await,
+                SERIES_PATH => {
+                    grpc.server_streaming(Streaming(methods, metrics), req)
+                        .await
+                }
+                LABEL_NAMES_PATH => grpc.unary(Labels(methods, true, metrics), req).await,
+                LABEL_VALUES_PATH => grpc.unary(Labels(methods, false, metrics), req).await,
                 path => Status::unimplemented(format!("unknown method {path}")).into_http(),
             })
         })

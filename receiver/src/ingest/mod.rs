@@ -45,14 +45,7 @@ impl Ingester {
         tsdb_metrics: TsdbMetrics,
         limits: LimitsConfig,
     ) -> Self {
-        metrics.head_series_limits(
-            limits.for_tenant_defaults().head_series,
-            limits
-                .write
-                .tenants
-                .keys()
-                .map(|t| (t.as_str(), limits.for_tenant(t).head_series)),
-        );
+        publish_limits(&metrics, &limits);
         Ingester {
             tsdb,
             metrics,
@@ -60,6 +53,12 @@ impl Ingester {
             limits: RwLock::new(limits),
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// Puts a reloaded limits file in force (the write concurrency bound keeps its start value).
+    pub fn set_limits(&self, limits: LimitsConfig) {
+        publish_limits(&self.metrics, &limits);
+        *self.limits.write() = limits;
     }
 
     /// Whether WAL replay has finished.
@@ -207,6 +206,18 @@ impl Ingester {
         }
         Ok(out.appended + out.duplicates)
     }
+}
+
+/// Exposes the head series limits of `limits` under Thanos' metric names.
+fn publish_limits(metrics: &IngestMetrics, limits: &LimitsConfig) {
+    metrics.head_series_limits(
+        limits.for_tenant_defaults().head_series,
+        limits
+            .write
+            .tenants
+            .keys()
+            .map(|t| (t.as_str(), limits.for_tenant(t).head_series)),
+    );
 }
 
 /// The outcome of [`Ingester::check`].

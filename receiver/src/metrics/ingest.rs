@@ -32,6 +32,9 @@ pub struct IngestMetrics {
     limits_hit: Family<TenantLimit, Counter>,
     tenant_head_series_limit: Family<Tenant, Gauge>,
     default_head_series_limit: Gauge,
+    head_series_limited: Family<Tenant, Counter>,
+    limits_reloads: Counter,
+    limits_reload_errors: Counter,
 }
 
 impl IngestMetrics {
@@ -42,7 +45,25 @@ impl IngestMetrics {
             limits_hit: Family::default(),
             tenant_head_series_limit: Family::default(),
             default_head_series_limit: Gauge::default(),
+            head_series_limited: Family::default(),
+            limits_reloads: Counter::default(),
+            limits_reload_errors: Counter::default(),
         };
+        registry.register(
+            "thanos_receive_head_series_limited_requests",
+            "Write requests refused because the tenant's head holds head_series_limit series",
+            m.head_series_limited.clone(),
+        );
+        registry.register(
+            "thanos_receive_limits_config_reload",
+            "Limits file reloads applied",
+            m.limits_reloads.clone(),
+        );
+        registry.register(
+            "thanos_receive_limits_config_reload_err",
+            "Limits file reloads refused (the previous limits stay)",
+            m.limits_reload_errors.clone(),
+        );
         // Thanos' names, so an alert can compare a tenant's head series with its limit.
         registry.register(
             "thanos_receive_tenant_head_series_limit",
@@ -95,9 +116,25 @@ impl IngestMetrics {
         }
     }
 
+    /// A changed limits file was applied (`ok`) or refused.
+    pub fn limits_reloaded(&self, ok: bool) {
+        if ok {
+            self.limits_reloads.inc();
+        } else {
+            self.limits_reload_errors.inc();
+        }
+    }
+
     /// A request of `tenant` was refused by `limit` (`series`, `samples`, `head_series`,
     /// `tenants`).
     pub fn limit_hit(&self, tenant: &str, limit: &'static str) {
+        if limit == "head_series" {
+            self.head_series_limited
+                .get_or_create(&Tenant {
+                    tenant: tenant.to_string(),
+                })
+                .inc();
+        }
         self.limits_hit
             .get_or_create(&TenantLimit {
                 tenant: tenant.to_string(),

@@ -2,8 +2,10 @@
 //! working: one struct per component, each with methods named for what happened
 //! (`rejected`, `forwarded`, `ring_applied`...), all registered on one registry.
 
+pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod process;
 pub mod replication;
 pub mod ring;
 pub mod shipper;
@@ -13,6 +15,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use grpc::{GrpcCall, GrpcMetrics};
 pub use http::HttpMetrics;
 pub use ingest::IngestMetrics;
 pub use replication::ReplicationMetrics;
@@ -46,6 +49,8 @@ pub struct Metrics {
     registry: Registrar,
     /// Remote-write requests.
     pub http: HttpMetrics,
+    /// gRPC calls served.
+    pub grpc: GrpcMetrics,
     /// Validation and limits.
     pub ingest: IngestMetrics,
     /// Heads, WALs and replay.
@@ -68,8 +73,12 @@ impl Metrics {
     /// Creates every component's metrics on one registry.
     pub fn new() -> Self {
         let mut registry = Registrar::default();
+        registry
+            .registry
+            .register_collector(Box::new(process::ProcessCollector));
         Metrics {
             http: HttpMetrics::register(&mut registry),
+            grpc: GrpcMetrics::register(&mut registry),
             ingest: IngestMetrics::register(&mut registry),
             tsdb: TsdbMetrics::register(&mut registry),
             replication: ReplicationMetrics::register(&mut registry),

@@ -55,6 +55,13 @@ impl ReplicationMetrics {
             peer_errors: Family::default(),
             series_routed: Family::default(),
         };
+        // Both results exist from the start: Thanos' alerts divide errors by the total.
+        for ok in [true, false] {
+            m.replications.get_or_create(&ResultLabel::of(ok)).inc_by(0);
+            m.forward_requests
+                .get_or_create(&ResultLabel::of(ok))
+                .inc_by(0);
+        }
         registry.register(
             "thanos_receive_replication_factor",
             "Replication factor",

@@ -1,10 +1,19 @@
 //! Block upload metrics, with Thanos' shipper names.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::TenantLabel;
+use super::{FloatGauge, TenantLabel};
+
+/// The bucket a metric is about.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BucketLabel {
+    bucket: String,
+}
 
 /// How block uploads went, per tenant.
 #[derive(Clone)]
@@ -14,6 +23,7 @@ pub struct ShipperMetrics {
     uploads: Family<TenantLabel, Counter>,
     upload_failures: Family<TenantLabel, Counter>,
     pending: Family<TenantLabel, Gauge>,
+    last_upload: Family<BucketLabel, FloatGauge>,
 }
 
 impl ShipperMetrics {
@@ -25,6 +35,7 @@ impl ShipperMetrics {
             uploads: Family::default(),
             upload_failures: Family::default(),
             pending: Family::default(),
+            last_upload: Family::default(),
         };
         registry.register("thanos_shipper_dir_syncs", "Shipper syncs", m.syncs.clone());
         registry.register(
@@ -47,6 +58,11 @@ impl ShipperMetrics {
             "Blocks waiting for upload",
             m.pending.clone(),
         );
+        registry.register(
+            "thanos_objstore_bucket_last_successful_upload_time",
+            "Unix time of the last block uploaded to the bucket",
+            m.last_upload.clone(),
+        );
         m
     }
 
@@ -61,8 +77,16 @@ impl ShipperMetrics {
         }
     }
 
-    /// A block of `tenant` was uploaded.
-    pub fn uploaded(&self, tenant: &str) {
+    /// A block of `tenant` was uploaded to `bucket`.
+    pub fn uploaded(&self, tenant: &str, bucket: &str) {
         self.uploads.get_or_create(&TenantLabel::of(tenant)).inc();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_upload
+            .get_or_create(&BucketLabel {
+                bucket: bucket.to_owned(),
+            })
+            .set(now);
     }
 }

@@ -166,7 +166,7 @@ impl Shipper {
                     write_shipper_file(&db.dir, &file)?;
                     return Err(e);
                 }
-                self.metrics.uploaded(&db.name);
+                self.metrics.uploaded(&db.name, &self.bucket.description);
                 stats.uploaded.push(meta.ulid);
                 tracing::info!(tenant = db.name, block = %meta.ulid, bucket = self.bucket.description, "block uploaded");
             }
