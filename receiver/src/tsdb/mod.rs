@@ -48,6 +48,28 @@ pub struct TsdbOptions {
     pub tenant_label_name: String,
     /// Block indexes kept for queries, shared by every tenant.
     pub index_cache: Arc<IndexCache>,
+    /// External labels the hashrings in force give tenants (`external_labels` of a ring that
+    /// lists the tenant), kept current by the ring holder.
+    pub ring_labels: Arc<RingLabels>,
+}
+
+/// Per-tenant external labels from the hashrings in force.
+pub type RingLabels = arc_swap::ArcSwap<HashMap<String, BTreeMap<String, String>>>;
+
+impl TsdbOptions {
+    /// The external labels of `tenant`'s data, as Thanos computes them: its ring's
+    /// `external_labels`, overridden by `--label` pairs, and the tenant label.
+    pub fn tenant_labels(&self, tenant: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .ring_labels
+            .load()
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default();
+        labels.extend(self.external_labels.clone());
+        labels.insert(self.tenant_label_name.clone(), tenant.to_string());
+        labels
+    }
 }
 
 impl Default for TsdbOptions {
@@ -59,6 +81,7 @@ impl Default for TsdbOptions {
             external_labels: BTreeMap::new(),
             tenant_label_name: "tenant_id".into(),
             index_cache: Arc::default(),
+            ring_labels: Arc::default(),
         }
     }
 }
@@ -646,12 +669,10 @@ pub struct MultiTsdb {
 }
 
 impl MultiTsdb {
-    /// The external labels of `tenant`'s data, as its blocks carry them: `--label` pairs and the
-    /// tenant label.
+    /// The external labels of `tenant`'s data, as its blocks carry them: its ring's labels,
+    /// `--label` pairs and the tenant label.
     pub fn external_labels(&self, tenant: &str) -> BTreeMap<String, String> {
-        let mut labels = self.opts.external_labels.clone();
-        labels.insert(self.opts.tenant_label_name.clone(), tenant.to_string());
-        labels
+        self.opts.tenant_labels(tenant)
     }
 
     /// Name of the external label that carries the tenant (`--receive.tenant-label-name`).
