@@ -9,6 +9,7 @@
 #   BENCH_QUICK=1    smaller series counts and shorter runs: a smoke test of a few minutes
 #   BENCH_PROFILE=0  skip the perf profile of the RF=1 receiver (taken when `perf` works)
 #   BENCH_KEEP=1     keep the work directory (logs, loadgen JSON, perf data)
+#   BENCH_GRPC_COMPRESSION=none  forwards uncompressed (default snappy, the receiver's and Thanos' default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -75,7 +76,8 @@ start_receivers() { # $1 = receivers, $2 = replication factor
   for ((i = 0; i < n; i++)); do
     local extra=()
     if [ "$n" -gt 1 ]; then
-      extra=(--receive.hashrings-file="$ring" --receive.replication-factor="$rf" --receive.local-endpoint="127.0.0.1:${grpc[$i]}")
+      extra=(--receive.hashrings-file="$ring" --receive.replication-factor="$rf" --receive.local-endpoint="127.0.0.1:${grpc[$i]}"
+        --receive.grpc-compression="${BENCH_GRPC_COMPRESSION:-snappy}")
     fi
     "$BIN/thanos-receiver" receive --remote-write.address="127.0.0.1:${rw[$i]}" \
       --http-address="127.0.0.1:${http[$i]}" --grpc-address="127.0.0.1:${grpc[$i]}" \

@@ -12,8 +12,9 @@
 //! ```
 //! `S3`, `GCS` (`bucket`, `service_account`: the key's JSON; without it, the environment's
 //! application default credentials), `AZURE` (`storage_account`, `storage_account_key`,
-//! `container`, `endpoint`: the blob domain, or a full URL such as Azurite's) and `FILESYSTEM`
-//! (`directory`) are supported, with Thanos' keys. S3 credentials left out of the file come from
+//! `container`, `endpoint`: the blob domain, or a full URL such as Azurite's), `COS` and `OSS`
+//! (through their S3-compatible endpoints) and `FILESYSTEM` (`directory`) are supported, with
+//! Thanos' keys. S3 credentials left out of the file come from
 //! the usual `AWS_*` environment variables.
 
 use std::collections::BTreeMap;
@@ -117,110 +118,194 @@ pub fn parse(text: &str, origin: &str) -> Result<Bucket, ObjstoreError> {
     })
 }
 
-/// Builds the bucket a parsed config describes.
-pub fn build(cfg: &ObjstoreConfig) -> Result<Bucket, ObjstoreError> {
-    let invalid = |message: String| ObjstoreError::Invalid {
+/// A config error; [`parse`] fills in where the config came from.
+fn invalid(message: String) -> ObjstoreError {
+    ObjstoreError::Invalid {
         path: String::new(),
         message,
-    };
+    }
+}
+
+/// Builds the bucket a parsed config describes.
+pub fn build(cfg: &ObjstoreConfig) -> Result<Bucket, ObjstoreError> {
     let prefix = cfg.prefix.trim_matches('/').to_string();
-    match cfg.kind.to_ascii_uppercase().as_str() {
-        "S3" => {
-            let c = &cfg.config;
-            let bucket = str_field(c, "bucket")
-                .ok_or_else(|| invalid("S3: config.bucket is required".into()))?;
-            let endpoint = str_field(c, "endpoint")
-                .ok_or_else(|| invalid("S3: config.endpoint is required".into()))?;
-            let insecure = c.get("insecure").and_then(|v| v.as_bool()).unwrap_or(false);
-            let url = if endpoint.contains("://") {
-                endpoint.to_string()
-            } else {
-                format!("{}://{endpoint}", if insecure { "http" } else { "https" })
-            };
-            let mut b = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_endpoint(&url)
-                .with_allow_http(insecure || url.starts_with("http://"))
-                .with_region(str_field(c, "region").unwrap_or("us-east-1"))
-                // Thanos' default lookup for custom endpoints is path style.
-                .with_virtual_hosted_style_request(
-                    str_field(c, "bucket_lookup_type") == Some("virtual-hosted"),
-                )
-                .with_retry(upload_retry());
-            if let Some(k) = str_field(c, "access_key") {
-                b = b.with_access_key_id(k);
-            }
-            if let Some(k) = str_field(c, "secret_key") {
-                b = b.with_secret_access_key(k);
-            }
-            if let Some(t) = str_field(c, "session_token") {
-                b = b.with_token(t);
-            }
-            Ok(Bucket {
-                store: Arc::new(b.build()?),
-                prefix,
-                description: format!("s3 {url}/{bucket}"),
-            })
-        }
-        "GCS" => {
-            let c = &cfg.config;
-            let bucket = str_field(c, "bucket")
-                .ok_or_else(|| invalid("GCS: config.bucket is required".into()))?;
-            let mut b = GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(upload_retry());
-            if let Some(key) = str_field(c, "service_account") {
-                b = b.with_service_account_key(key);
-            }
-            Ok(Bucket {
-                store: Arc::new(b.build()?),
-                prefix,
-                description: format!("gcs {bucket}"),
-            })
-        }
-        "AZURE" => {
-            let c = &cfg.config;
-            let account = str_field(c, "storage_account")
-                .ok_or_else(|| invalid("AZURE: config.storage_account is required".into()))?;
-            let container = str_field(c, "container")
-                .ok_or_else(|| invalid("AZURE: config.container is required".into()))?;
-            // Thanos' `endpoint` is the blob domain; a full URL (Azurite, sovereign clouds) is
-            // taken as the account URL itself.
-            let endpoint = str_field(c, "endpoint").unwrap_or("blob.core.windows.net");
-            let url = if endpoint.contains("://") {
-                endpoint.trim_end_matches('/').to_string()
-            } else {
-                format!("https://{account}.{endpoint}")
-            };
-            let mut b = MicrosoftAzureBuilder::from_env()
-                .with_account(account)
-                .with_container_name(container)
-                .with_endpoint(url.clone())
-                .with_allow_http(url.starts_with("http://"))
-                .with_retry(upload_retry());
-            if let Some(key) = str_field(c, "storage_account_key") {
-                b = b.with_access_key(key);
-            }
-            Ok(Bucket {
-                store: Arc::new(b.build()?),
-                prefix,
-                description: format!("azure {url}/{container}"),
-            })
-        }
-        "FILESYSTEM" => {
-            let dir = str_field(&cfg.config, "directory")
-                .ok_or_else(|| invalid("FILESYSTEM: config.directory is required".into()))?;
-            std::fs::create_dir_all(dir).map_err(|e| invalid(format!("{dir}: {e}")))?;
-            Ok(Bucket {
-                store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
-                prefix,
-                description: format!("filesystem {dir}"),
-            })
-        }
+    let kind = cfg.kind.to_ascii_uppercase();
+    if kind == "COS" || kind == "OSS" {
+        // Both speak the S3 API: their Thanos keys become an S3 config.
+        let config = s3_compatible(&kind, &cfg.config).map_err(invalid)?;
+        return build(&ObjstoreConfig {
+            kind: "S3".into(),
+            config,
+            prefix: cfg.prefix.clone(),
+        });
+    }
+    match kind.as_str() {
+        "S3" => s3(&cfg.config, prefix),
+        "GCS" => gcs(&cfg.config, prefix),
+        "AZURE" => azure(&cfg.config, prefix),
+        "FILESYSTEM" => filesystem(&cfg.config, prefix),
         other => Err(invalid(format!(
-            "unsupported type {other:?}: use S3, GCS, AZURE or FILESYSTEM"
+            "unsupported type {other:?}: use S3, GCS, AZURE, COS, OSS or FILESYSTEM"
         ))),
     }
+}
+
+/// The S3 config of a Tencent COS or Alibaba OSS config with Thanos' keys: their S3-compatible
+/// endpoints, virtual-hosted buckets, and their key names mapped onto S3's.
+fn s3_compatible(
+    kind: &str,
+    c: &BTreeMap<String, serde_yaml::Value>,
+) -> Result<BTreeMap<String, serde_yaml::Value>, String> {
+    let need =
+        |key: &str| str_field(c, key).ok_or_else(|| format!("{kind}: config.{key} is required"));
+    let (bucket, endpoint, region, access, secret) = if kind == "COS" {
+        let region = need("region")?;
+        let bucket = need("bucket")?;
+        // COS bucket names carry the account's APPID suffix.
+        let bucket = match str_field(c, "app_id") {
+            Some(app) if !bucket.ends_with(&format!("-{app}")) => format!("{bucket}-{app}"),
+            _ => bucket.to_string(),
+        };
+        let endpoint = str_field(c, "endpoint").map_or_else(
+            || format!("https://cos.{region}.myqcloud.com"),
+            str::to_string,
+        );
+        (
+            bucket,
+            endpoint,
+            region.to_string(),
+            need("secret_id")?,
+            need("secret_key")?,
+        )
+    } else {
+        let endpoint = need("endpoint")?;
+        // `oss-cn-hangzhou.aliyuncs.com`: the region is the first label.
+        let host = endpoint.rsplit("://").next().unwrap_or(endpoint);
+        let region = host.split('.').next().unwrap_or(host).to_string();
+        let endpoint = if endpoint.contains("://") {
+            endpoint.to_string()
+        } else {
+            format!("https://{endpoint}")
+        };
+        (
+            need("bucket")?.to_string(),
+            endpoint,
+            region,
+            need("access_key_id")?,
+            need("access_key_secret")?,
+        )
+    };
+    Ok([
+        ("bucket", bucket),
+        ("endpoint", endpoint),
+        ("region", region),
+        ("access_key", access.to_string()),
+        ("secret_key", secret.to_string()),
+        ("bucket_lookup_type", "virtual-hosted".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), serde_yaml::Value::String(v)))
+    .collect())
+}
+
+/// An S3 bucket (`endpoint` with or without a scheme; path-style unless `bucket_lookup_type: virtual-hosted`).
+fn s3(c: &BTreeMap<String, serde_yaml::Value>, prefix: String) -> Result<Bucket, ObjstoreError> {
+    let bucket =
+        str_field(c, "bucket").ok_or_else(|| invalid("S3: config.bucket is required".into()))?;
+    let endpoint = str_field(c, "endpoint")
+        .ok_or_else(|| invalid("S3: config.endpoint is required".into()))?;
+    let insecure = c.get("insecure").and_then(|v| v.as_bool()).unwrap_or(false);
+    let url = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("{}://{endpoint}", if insecure { "http" } else { "https" })
+    };
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_endpoint(&url)
+        .with_allow_http(insecure || url.starts_with("http://"))
+        .with_region(str_field(c, "region").unwrap_or("us-east-1"))
+        // Thanos' default lookup for custom endpoints is path style.
+        .with_virtual_hosted_style_request(
+            str_field(c, "bucket_lookup_type") == Some("virtual-hosted"),
+        )
+        .with_retry(upload_retry());
+    if let Some(k) = str_field(c, "access_key") {
+        b = b.with_access_key_id(k);
+    }
+    if let Some(k) = str_field(c, "secret_key") {
+        b = b.with_secret_access_key(k);
+    }
+    if let Some(t) = str_field(c, "session_token") {
+        b = b.with_token(t);
+    }
+    Ok(Bucket {
+        store: Arc::new(b.build()?),
+        prefix,
+        description: format!("s3 {url}/{bucket}"),
+    })
+}
+
+/// A GCS bucket.
+fn gcs(c: &BTreeMap<String, serde_yaml::Value>, prefix: String) -> Result<Bucket, ObjstoreError> {
+    let bucket =
+        str_field(c, "bucket").ok_or_else(|| invalid("GCS: config.bucket is required".into()))?;
+    let mut b = GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(upload_retry());
+    if let Some(key) = str_field(c, "service_account") {
+        b = b.with_service_account_key(key);
+    }
+    Ok(Bucket {
+        store: Arc::new(b.build()?),
+        prefix,
+        description: format!("gcs {bucket}"),
+    })
+}
+
+/// An Azure Blob container.
+fn azure(c: &BTreeMap<String, serde_yaml::Value>, prefix: String) -> Result<Bucket, ObjstoreError> {
+    let account = str_field(c, "storage_account")
+        .ok_or_else(|| invalid("AZURE: config.storage_account is required".into()))?;
+    let container = str_field(c, "container")
+        .ok_or_else(|| invalid("AZURE: config.container is required".into()))?;
+    // Thanos' `endpoint` is the blob domain; a full URL (Azurite, sovereign clouds) is
+    // taken as the account URL itself.
+    let endpoint = str_field(c, "endpoint").unwrap_or("blob.core.windows.net");
+    let url = if endpoint.contains("://") {
+        endpoint.trim_end_matches('/').to_string()
+    } else {
+        format!("https://{account}.{endpoint}")
+    };
+    let mut b = MicrosoftAzureBuilder::from_env()
+        .with_account(account)
+        .with_container_name(container)
+        .with_endpoint(url.clone())
+        .with_allow_http(url.starts_with("http://"))
+        .with_retry(upload_retry());
+    if let Some(key) = str_field(c, "storage_account_key") {
+        b = b.with_access_key(key);
+    }
+    Ok(Bucket {
+        store: Arc::new(b.build()?),
+        prefix,
+        description: format!("azure {url}/{container}"),
+    })
+}
+
+/// A directory as a bucket.
+fn filesystem(
+    c: &BTreeMap<String, serde_yaml::Value>,
+    prefix: String,
+) -> Result<Bucket, ObjstoreError> {
+    let dir = str_field(c, "directory")
+        .ok_or_else(|| invalid("FILESYSTEM: config.directory is required".into()))?;
+    std::fs::create_dir_all(dir).map_err(|e| invalid(format!("{dir}: {e}")))?;
+    Ok(Bucket {
+        store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
+        prefix,
+        description: format!("filesystem {dir}"),
+    })
 }
 
 /// Fail an upload within seconds; the shipper retries at its next sync, oldest block first.
@@ -265,11 +350,27 @@ mod tests {
     }
 
     #[test]
+    fn cos_and_oss_map_onto_their_s3_endpoints() {
+        let b = parse("type: COS\nconfig:\n  bucket: thanos\n  region: ap-shanghai\n  app_id: \"1250000000\"\n  secret_id: id\n  secret_key: key\n").unwrap();
+        assert_eq!(
+            b.description,
+            "s3 https://cos.ap-shanghai.myqcloud.com/thanos-1250000000"
+        );
+        let b = parse("type: OSS\nconfig:\n  bucket: thanos\n  endpoint: oss-cn-hangzhou.aliyuncs.com\n  access_key_id: id\n  access_key_secret: key\n").unwrap();
+        assert_eq!(
+            b.description,
+            "s3 https://oss-cn-hangzhou.aliyuncs.com/thanos"
+        );
+    }
+
+    #[test]
     fn broken_configs_say_why() {
         let err = |t: &str| parse(t).err().unwrap().to_string();
         assert!(err("type: S3\nconfig: {endpoint: x}\n").contains("bucket is required"));
         assert!(err("type: S3\nconfig: {bucket: x}\n").contains("endpoint is required"));
-        assert!(err("type: COS\nconfig: {bucket: x}\n").contains("unsupported type"));
+        assert!(err("type: SWIFT\nconfig: {bucket: x}\n").contains("unsupported type"));
+        assert!(err("type: COS\nconfig: {bucket: x}\n").contains("region is required"));
+        assert!(err("type: OSS\nconfig: {bucket: x}\n").contains("endpoint is required"));
         assert!(err("type: GCS\nconfig: {}\n").contains("bucket is required"));
         assert!(
             err("type: AZURE\nconfig: {container: x}\n").contains("storage_account is required")
