@@ -12,9 +12,10 @@ use std::time::Duration;
 use e2e::kube::{KubeApiServer, Operator, RECEIVER_USER, create_pod, set_pod_ready};
 use e2e::{Receiver, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::rbac::v1::Role;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
 const NS: &str = "mon";
@@ -83,6 +84,8 @@ async fn operator_ring_change_reaches_a_running_receiver_without_a_restart() {
     // SAFETY: set before the receiver is spawned, while this test's only other threads (the
     // current-thread runtime has none; the client above talks to an IP literal) read no environment.
     unsafe { std::env::set_var("KUBECONFIG", server.kubeconfig_for(RECEIVER_USER)) };
+    // The receiver below is pod recv-0, as the downward API would tell it.
+    unsafe { std::env::set_var("POD_NAME", "recv-0") };
     server.install_operator().await;
     server.kubectl(&["create", "namespace", NS]);
     let mut op = Operator::start(&server, "op-a");
@@ -157,6 +160,53 @@ async fn operator_ring_change_reaches_a_running_receiver_without_a_restart() {
     assert!(
         took < Duration::from_secs(10),
         "the grown ring reached the receiver {took:?} after it was written"
+    );
+
+    // The receiver reports the ring it has in force on its pod.
+    let pods = Api::<Pod>::namespaced(client.clone(), NS);
+    let annotation = |pod: Pod| {
+        pod.annotations()
+            .get(hashring::contract::RING_HASH_ANNOTATION)
+            .cloned()
+    };
+    let (four, _) = written_ring(&client).await.unwrap();
+    eventually(WAIT, "recv-0 reporting the ring of 4", || async {
+        (annotation(pods.get("recv-0").await.ok()?)? == four).then_some(())
+    })
+    .await;
+
+    // Scale-down is confirmed, not timed: the bound is 60 s (the default), but once every
+    // remaining receiver reports the ring without recv-3 (recv-0 by itself; the test speaks
+    // for recv-1 and recv-2, which have no process), the StatefulSet shrinks.
+    server.kubectl(&["scale", "-n", NS, "thanosreceiver/recv", "--replicas=3"]);
+    let three = eventually(WAIT, "the ring of 3", || async {
+        let (hash, _) = written_ring(&client).await?;
+        (hash != four).then_some(hash)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    for p in ["recv-1", "recv-2"] {
+        let patch = serde_json::json!({"metadata": {"annotations": {hashring::contract::RING_HASH_ANNOTATION: three}}});
+        pods.patch(p, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    eventually(WAIT, "recv-0 reporting the ring of 3", || async {
+        (annotation(pods.get("recv-0").await.ok()?)? == three).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the StatefulSet shrunk to 3", || async {
+        let sts = Api::<StatefulSet>::namespaced(client.clone(), NS)
+            .get("recv")
+            .await
+            .ok()?;
+        (sts.spec?.replicas? == 3).then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "shrunk {took:?} after the receivers confirmed; the 60 s bound must not be what let it"
     );
     op.assert_running();
     assert!(

@@ -94,7 +94,8 @@ pub struct ThanosReceiverSpec {
     /// smaller than the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hashrings: Vec<TenantHashring>,
-    /// Seconds to wait after a ring change before leaving receivers are stopped on scale-down.
+    /// Longest wait, after a ring change, for every remaining receiver to report running it
+    /// before leaving receivers are stopped on scale-down (normally they report within seconds).
     #[serde(default = "default_ring_propagation_seconds")]
     #[schemars(range(min = 0))]
     pub ring_propagation_seconds: i32,
@@ -144,7 +145,7 @@ fn default_retention() -> String {
 }
 
 fn default_ring_propagation_seconds() -> i32 {
-    10
+    60
 }
 
 fn default_termination_grace_period_seconds() -> i64 {
@@ -351,8 +352,11 @@ pub mod reasons {
     pub const WAITING_FOR_READY_RECEIVERS: &str = "WaitingForReadyReceivers";
     /// RingReady: the ring still holds leaving receivers.
     pub const LEAVING_RECEIVERS_IN_RING: &str = "LeavingReceiversInRing";
-    /// Progressing: leaving receivers are out of the ring; waiting before stopping them.
+    /// Progressing: leaving receivers are out of the ring; waiting for the others to run it.
     pub const SCALING_DOWN: &str = "ScalingDown";
+    /// Progressing: leaving receivers were stopped although some remaining ones never reported
+    /// the new ring within `ringPropagationSeconds`.
+    pub const RING_PROPAGATION_TIMED_OUT: &str = "RingPropagationTimedOut";
     /// Progressing: nothing left to do.
     pub const RECONCILED: &str = "Reconciled";
     /// Progressing: `spec.paused` is set.
@@ -487,7 +491,7 @@ mod tests {
         assert_eq!(s.image, None);
         assert_eq!(
             (s.replicas, s.replication_factor, s.ring_propagation_seconds),
-            (3, 3, 10)
+            (3, 3, 60)
         );
         assert_eq!(
             (s.retention.as_str(), s.storage.size.0.as_str()),

@@ -55,18 +55,29 @@ pub fn decide(
 }
 
 /// How many receivers the StatefulSet runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scale {
     /// Run the desired number.
     Desired(i32),
     /// Keep this many: receivers that should leave are still in the ring in force.
     HoldForRing(i32),
-    /// Keep this many for `remaining`: the remaining receivers are still applying the new ring.
+    /// Keep this many for at most `remaining`: some remaining receivers have not reported the new
+    /// ring yet.
     HoldForPropagation {
         /// Receivers kept running.
         replicas: i32,
-        /// Time until the leaving receivers may stop.
+        /// Time until the leaving receivers stop whether or not the others confirmed.
         remaining: Duration,
+        /// Remaining receivers that have not reported the new ring yet.
+        unconfirmed: Members,
+    },
+    /// Run the desired number although these remaining receivers never reported the new ring
+    /// within the propagation bound.
+    TimedOut {
+        /// The desired number.
+        replicas: i32,
+        /// Remaining receivers that did not confirm.
+        unconfirmed: Members,
     },
 }
 
@@ -75,18 +86,22 @@ impl Scale {
     pub fn replicas(&self) -> i32 {
         match *self {
             Scale::Desired(n) | Scale::HoldForRing(n) => n,
-            Scale::HoldForPropagation { replicas, .. } => replicas,
+            Scale::HoldForPropagation { replicas, .. } | Scale::TimedOut { replicas, .. } => {
+                replicas
+            }
         }
     }
 }
 
 /// The StatefulSet size: scale up at once; scale down only once the ring in force excludes the
-/// leaving ordinals and `propagation` has passed since it changed, so no receiver is stopped
-/// while peers still route writes to it.
+/// leaving ordinals and every remaining receiver reports running it (`unconfirmed` is empty), so
+/// no receiver is stopped while a peer still routes writes to it. `propagation` after the ring
+/// changed, the leavers stop anyway, and the decision says which receivers never confirmed.
 pub fn statefulset_scale(
     desired: i32,
     running: Option<i32>,
     ring: Option<&Members>,
+    unconfirmed: &Members,
     ring_changed_at: Option<Timestamp>,
     now: Timestamp,
     propagation: Duration,
@@ -101,6 +116,9 @@ pub fn statefulset_scale(
     if ring.iter().any(|&ordinal| ordinal as i64 >= desired as i64) {
         return Scale::HoldForRing(running);
     }
+    if unconfirmed.is_empty() {
+        return Scale::Desired(desired);
+    }
     let elapsed = ring_changed_at
         .map(|at| Duration::try_from(now.duration_since(at)).unwrap_or(Duration::ZERO))
         .unwrap_or(Duration::MAX);
@@ -108,8 +126,12 @@ pub fn statefulset_scale(
         Some(remaining) if !remaining.is_zero() => Scale::HoldForPropagation {
             replicas: running,
             remaining,
+            unconfirmed: unconfirmed.clone(),
         },
-        _ => Scale::Desired(desired),
+        _ => Scale::TimedOut {
+            replicas: desired,
+            unconfirmed: unconfirmed.clone(),
+        },
     }
 }
 
@@ -244,28 +266,53 @@ mod tests {
     }
 
     #[test]
-    fn scale_down_waits_for_the_ring_then_for_propagation() {
+    fn scale_down_waits_for_the_ring_then_for_every_remaining_receiver_to_confirm_it() {
         let ten = Duration::from_secs(10);
         let old_ring = set(&[0, 1, 2, 3, 4]);
         let new_ring = set(&[0, 1, 2]);
+        let (none, some) = (Members::new(), set(&[2]));
         assert_eq!(
-            statefulset_scale(3, Some(5), Some(&old_ring), Some(at(0)), at(100), ten),
-            Scale::HoldForRing(5)
+            statefulset_scale(
+                3,
+                Some(5),
+                Some(&old_ring),
+                &none,
+                Some(at(0)),
+                at(100),
+                ten
+            ),
+            Scale::HoldForRing(5),
+            "leavers still in the ring"
         );
         assert_eq!(
-            statefulset_scale(3, Some(5), Some(&new_ring), Some(at(0)), at(4), ten),
+            statefulset_scale(3, Some(5), Some(&new_ring), &none, Some(at(0)), at(1), ten),
+            Scale::Desired(3),
+            "every remaining receiver runs the new ring: no need to wait out the bound"
+        );
+        assert_eq!(
+            statefulset_scale(3, Some(5), Some(&new_ring), &some, Some(at(0)), at(4), ten),
             Scale::HoldForPropagation {
                 replicas: 5,
-                remaining: Duration::from_secs(6)
-            }
+                remaining: Duration::from_secs(6),
+                unconfirmed: some.clone()
+            },
+            "receiver 2 has not confirmed yet"
         );
         assert_eq!(
-            statefulset_scale(3, Some(5), Some(&new_ring), Some(at(0)), at(10), ten),
-            Scale::Desired(3)
+            statefulset_scale(3, Some(5), Some(&new_ring), &some, Some(at(0)), at(10), ten),
+            Scale::TimedOut {
+                replicas: 3,
+                unconfirmed: some.clone()
+            },
+            "the bound is hit"
         );
         assert_eq!(
-            statefulset_scale(3, Some(5), Some(&new_ring), None, at(0), ten),
-            Scale::Desired(3)
+            statefulset_scale(3, Some(5), Some(&new_ring), &some, None, at(0), ten),
+            Scale::TimedOut {
+                replicas: 3,
+                unconfirmed: some
+            },
+            "a ring whose change time is unknown is old"
         );
     }
 
@@ -274,21 +321,30 @@ mod tests {
         let ten = Duration::from_secs(10);
         let ring = set(&[0, 1, 2]);
         assert_eq!(
-            statefulset_scale(5, Some(3), Some(&ring), Some(at(0)), at(0), ten),
+            statefulset_scale(
+                5,
+                Some(3),
+                Some(&ring),
+                &Members::new(),
+                Some(at(0)),
+                at(0),
+                ten
+            ),
             Scale::Desired(5)
         );
         assert_eq!(
-            statefulset_scale(3, None, None, None, at(0), ten),
+            statefulset_scale(3, None, None, &Members::new(), None, at(0), ten),
             Scale::Desired(3)
         );
         assert_eq!(
-            statefulset_scale(3, Some(5), None, None, at(0), ten),
+            statefulset_scale(3, Some(5), None, &Members::new(), None, at(0), ten),
             Scale::Desired(3)
         );
         assert_eq!(
             Scale::HoldForPropagation {
                 replicas: 5,
-                remaining: ten
+                remaining: ten,
+                unconfirmed: Members::new()
             }
             .replicas(),
             5

@@ -172,7 +172,7 @@ fn progressing(o: &Observed) -> Condition {
             "the spec is invalid: nothing is written".into(),
         );
     }
-    match o.scale {
+    match &o.scale {
         Some(Scale::HoldForRing(n)) => {
             return condition(
                 conditions::PROGRESSING,
@@ -184,14 +184,27 @@ fn progressing(o: &Observed) -> Condition {
         Some(Scale::HoldForPropagation {
             replicas,
             remaining,
+            unconfirmed,
         }) => {
             return condition(
                 conditions::PROGRESSING,
                 true,
                 reasons::SCALING_DOWN,
                 format!(
-                    "leaving receivers are out of the ring; stopping them in {}s, once the others apply it (keeping {replicas})",
+                    "leaving receivers are out of the ring; keeping {replicas} until receivers {} report running it (at most {}s more)",
+                    list(unconfirmed.iter().copied()),
                     remaining.as_secs_f64().ceil()
+                ),
+            );
+        }
+        Some(Scale::TimedOut { unconfirmed, .. }) => {
+            return condition(
+                conditions::PROGRESSING,
+                true,
+                reasons::RING_PROPAGATION_TIMED_OUT,
+                format!(
+                    "stopped the leaving receivers after ringPropagationSeconds although receivers {} never reported the new ring",
+                    list(unconfirmed.iter().copied())
                 ),
             );
         }
@@ -433,6 +446,7 @@ mod tests {
         o.scale = Some(Scale::HoldForPropagation {
             replicas: 5,
             remaining: Duration::from_secs(4),
+            unconfirmed: members(&[2]),
         });
         let p = status(None, &o, at(0));
         let c = find(&p, "Progressing");
@@ -440,7 +454,21 @@ mod tests {
             (c.status.as_str(), c.reason.as_str()),
             ("True", "ScalingDown")
         );
-        assert!(c.message.contains("in 4s"), "{}", c.message);
+        assert!(
+            c.message.contains("receivers 2 report") && c.message.contains("at most 4s"),
+            "{}",
+            c.message
+        );
+        o.scale = Some(Scale::TimedOut {
+            replicas: 3,
+            unconfirmed: members(&[2]),
+        });
+        let p = status(None, &o, at(0));
+        let c = find(&p, "Progressing");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "RingPropagationTimedOut")
+        );
     }
 
     #[test]

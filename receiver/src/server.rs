@@ -630,12 +630,18 @@ async fn start_ring_sources(
         let client = kube::Client::try_default().await.context(
             "--receive.hashrings-configmap: no Kubernetes client (in-cluster config or KUBECONFIG)",
         )?;
+        // In a pod (the operator sets POD_NAME), the ring in force is reported on the pod.
+        let reporter = std::env::var(hashring::contract::POD_NAME_ENV)
+            .ok()
+            .filter(|pod| !pod.is_empty())
+            .map(|pod| ring::configmap::PodReporter::new(client.clone(), &namespace, pod));
         tokio::spawn(ring::configmap::watch(
             client,
             namespace,
             name,
             Arc::clone(&holder),
             Arc::clone(&cm_delivered),
+            reporter,
         ));
     }
     if let Some(path) = &args.hashrings_file {

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::build::{self, HASHRINGS_KEY, MANAGER, Names, RING_CHANGED_AT_ANNOTATION};
-use crate::crd::ThanosReceiver;
+use crate::crd::{ThanosReceiver, reasons};
 use crate::metrics::{Metrics, ResourceLabels};
 use crate::ring::{self, Members, RingDecision, Scale};
 use crate::status::{self, Observed, RingInForce};
@@ -171,8 +171,12 @@ impl<'a> Reconciler<'a> {
         if !spec.paused && problems.is_empty() {
             self.apply_access_and_services().await?;
             ring = self.reconcile_ring(ring, &ready).await?;
+            let unconfirmed = ring
+                .as_ref()
+                .map(|r| unconfirmed(&pods.items, names, r))
+                .unwrap_or_default();
             scale = Some(
-                self.reconcile_statefulset(statefulset.as_ref(), ring.as_ref())
+                self.reconcile_statefulset(statefulset.as_ref(), ring.as_ref(), &unconfirmed)
                     .await?,
             );
             unavailable = self.reconcile_optional_objects(spec_changed).await?;
@@ -191,7 +195,7 @@ impl<'a> Reconciler<'a> {
             pods: i32::try_from(pod_count).unwrap_or(i32::MAX),
             ready: &ready,
             ring: ring.as_ref(),
-            scale,
+            scale: scale.clone(),
             paused: spec.paused,
             problems: &problems,
             unavailable: &unavailable,
@@ -252,11 +256,13 @@ impl<'a> Reconciler<'a> {
         }))
     }
 
-    /// Sizes the StatefulSet as the ring policy allows (a shrink waits for the ring to propagate).
+    /// Sizes the StatefulSet as the ring policy allows (a shrink waits until the remaining
+    /// receivers report the new ring, `ringPropagationSeconds` at most).
     async fn reconcile_statefulset(
         &self,
         statefulset: Option<&StatefulSet>,
         ring: Option<&RingInForce>,
+        unconfirmed: &Members,
     ) -> Result<Scale, Error> {
         let spec = &self.tr.spec;
         let running = statefulset
@@ -266,6 +272,7 @@ impl<'a> Reconciler<'a> {
             spec.replicas,
             running,
             ring.map(|r| &r.members),
+            unconfirmed,
             ring.and_then(|r| r.changed_at),
             self.now,
             Duration::from_secs(u64::try_from(spec.ring_propagation_seconds).unwrap_or(0)),
@@ -277,6 +284,20 @@ impl<'a> Reconciler<'a> {
             &self.ctx.receiver_image,
         ))
         .await?;
+        if let Scale::TimedOut { unconfirmed, .. } = &chosen {
+            let note = format!(
+                "stopped leaving receivers after ringPropagationSeconds; receivers {unconfirmed:?} never reported the new ring"
+            );
+            publish(
+                &self.ctx.recorder,
+                self.tr,
+                EventType::Warning,
+                reasons::RING_PROPAGATION_TIMED_OUT,
+                "ScaleDown",
+                &note,
+            )
+            .await;
+        }
         Ok(chosen)
     }
 
@@ -489,6 +510,21 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
         }
     })
     .await;
+}
+
+/// Members of `ring` whose pod does not report running it (annotation
+/// [`hashring::contract::RING_HASH_ANNOTATION`] equal to the ring's hash), or has no pod.
+fn unconfirmed(pods: &[Pod], names: &Names, ring: &RingInForce) -> Members {
+    let confirmed: Members = pods
+        .iter()
+        .filter(|p| {
+            p.annotations()
+                .get(hashring::contract::RING_HASH_ANNOTATION)
+                == Some(&ring.hash)
+        })
+        .filter_map(|p| names.ordinal_of_pod(&p.name_any()))
+        .collect();
+    ring.members.difference(&confirmed).copied().collect()
 }
 
 /// An API over `namespace`, or over all namespaces.

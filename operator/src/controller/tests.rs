@@ -165,6 +165,31 @@ fn pod(i: u32, ready: bool) -> Value {
     })
 }
 
+/// Ready pods whose receivers report running the ring of `members`, and Ready pods that do not.
+fn pods_reporting(members: &[u32], reporting: &[u32], silent: &[u32]) -> Reply {
+    let hash = ring_hash(members);
+    let items: Vec<Value> = reporting
+        .iter()
+        .map(|&i| {
+            let mut p = pod(i, true);
+            p["metadata"]["annotations"] =
+                json!({hashring::contract::RING_HASH_ANNOTATION: hash.clone()});
+            p
+        })
+        .chain(silent.iter().map(|&i| pod(i, true)))
+        .collect();
+    Reply::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}))
+}
+
+/// The config hash of the ring the operator writes for `members`.
+fn ring_hash(members: &[u32]) -> String {
+    let tr = receiver("recv", "mon", 3);
+    let names = Names::new(&tr, "cluster.local");
+    let members = members.iter().copied().collect();
+    let json = hashring::to_json(&build::hashrings(&tr, &names, &members));
+    hashring::config_hash(json.as_bytes()).to_hex()
+}
+
 fn pods(ready: &[u32], unready: &[u32]) -> Reply {
     let items: Vec<Value> = ready
         .iter()
@@ -314,8 +339,12 @@ enum Scenario {
     ScaleUpWithPodsNotYetReady,
     /// Scale down 5 → 3: the ring drops 3 and 4 while the StatefulSet keeps 5.
     ScaleDownRemovesFromRingFirst,
-    /// Scale down after `ringPropagationSeconds`: the StatefulSet shrinks, the ring is not touched.
-    ScaleDownAfterPropagation,
+    /// Scale down once receivers 0-2 report the ring without 3 and 4: the StatefulSet shrinks at
+    /// once, well within `ringPropagationSeconds`.
+    ScaleDownOnceConfirmed,
+    /// Scale down with receiver 2 silent past `ringPropagationSeconds`: the StatefulSet shrinks,
+    /// and the status and a Warning Event say the bound was hit.
+    ScaleDownTimesOut,
     /// Operator restart with an existing ConfigMap and no pod Ready: the ring is kept.
     RestartKeepsTheRing,
     /// RF 5 with 3 Ready pods: no ring is written.
@@ -404,13 +433,13 @@ impl Scenario {
                     ]),
                 ]);
                 let action = run(settled(3), requests).await.unwrap();
-                assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+                assert_eq!(action, Action::requeue(Duration::from_secs(60)));
                 return;
             }
-            Scenario::ScaleDownAfterPropagation => {
+            Scenario::ScaleDownOnceConfirmed => {
                 let mut requests = reads(
-                    pods(&[0, 1, 2, 3, 4], &[]),
-                    configmap(&[0, 1, 2], 11),
+                    pods_reporting(&[0, 1, 2], &[0, 1, 2], &[3, 4]),
+                    configmap(&[0, 1, 2], 1),
                     statefulset(5),
                 );
                 requests.extend(identity_and_services());
@@ -418,6 +447,24 @@ impl Scenario {
                     sts_apply(3),
                     pdb_apply(Reply::Echo),
                     status_apply(&[("RingReady", "True", "AllReceiversInRing")]),
+                ]);
+                run(settled(3), requests).await
+            }
+            Scenario::ScaleDownTimesOut => {
+                let mut requests = reads(
+                    pods_reporting(&[0, 1, 2], &[0, 1], &[2, 3, 4]),
+                    configmap(&[0, 1, 2], 61),
+                    statefulset(5),
+                );
+                requests.extend(identity_and_services());
+                requests.extend([
+                    sts_apply(3),
+                    event("RingPropagationTimedOut"),
+                    pdb_apply(Reply::Echo),
+                    status_apply(&[
+                        ("Progressing", "True", "RingPropagationTimedOut"),
+                        ("RingReady", "True", "AllReceiversInRing"),
+                    ]),
                 ]);
                 run(settled(3), requests).await
             }
@@ -546,8 +593,13 @@ async fn scale_down_removes_from_ring_first() {
 }
 
 #[tokio::test]
-async fn scale_down_after_propagation() {
-    Scenario::ScaleDownAfterPropagation.run().await;
+async fn scale_down_once_confirmed() {
+    Scenario::ScaleDownOnceConfirmed.run().await;
+}
+
+#[tokio::test]
+async fn scale_down_times_out() {
+    Scenario::ScaleDownTimesOut.run().await;
 }
 
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! The `--receive.hashrings-configmap=NAMESPACE/NAME` source: a watch on the ConfigMap through the
 //! Kubernetes API, so a ring change applies about a second after the operator writes it, without
-//! waiting for the kubelet to sync a mounted volume.
+//! waiting for the kubelet to sync a mounted volume. Each ring put in force is reported on the
+//! receiver's own pod (annotation [`hashring::contract::RING_HASH_ANNOTATION`]), so the operator
+//! stops leaving receivers only once every remaining one runs the new ring.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
@@ -30,13 +33,54 @@ pub fn ring_bytes(cm: &ConfigMap) -> Option<&[u8]> {
     cm.data.as_ref()?.get(KEY).map(|s| s.as_bytes())
 }
 
-/// Watches the ConfigMap until the process ends, applying each version to the holder.
+/// Writes the hash of the ring in force on this receiver's pod, once per change.
+pub struct PodReporter {
+    pods: Api<Pod>,
+    pod: String,
+    reported: Option<String>,
+}
+
+impl PodReporter {
+    /// Reports on pod `pod` of `namespace`.
+    pub fn new(client: Client, namespace: &str, pod: String) -> Self {
+        PodReporter {
+            pods: Api::namespaced(client, namespace),
+            pod,
+            reported: None,
+        }
+    }
+
+    /// Annotates the pod with `hash` unless that was the last hash reported; a failure is logged
+    /// and retried at the next ring event.
+    async fn report(&mut self, hash: String) {
+        if self.reported.as_ref() == Some(&hash) {
+            return;
+        }
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {hashring::contract::RING_HASH_ANNOTATION: hash}}
+        });
+        match self
+            .pods
+            .patch(&self.pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => self.reported = Some(hash),
+            Err(e) => {
+                tracing::warn!(pod = self.pod, error = %e, "cannot report the ring in force on the pod")
+            }
+        }
+    }
+}
+
+/// Watches the ConfigMap until the process ends, applying each version to the holder and
+/// reporting the ring in force through `reporter`.
 pub async fn watch(
     client: Client,
     namespace: String,
     name: String,
     holder: Arc<RingHolder>,
     delivered: Arc<AtomicBool>,
+    mut reporter: Option<PodReporter>,
 ) {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -50,6 +94,9 @@ pub async fn watch(
                 Some(bytes) => {
                     delivered.store(true, Ordering::Relaxed);
                     let _ = holder.apply("configmap", bytes);
+                    if let (Some(r), Some(ring)) = (reporter.as_mut(), holder.load()) {
+                        r.report(ring.hash.to_hex()).await;
+                    }
                 }
                 None => tracing::error!(
                     namespace,
@@ -113,6 +160,7 @@ mod tests {
             "ring".into(),
             Arc::clone(&holder),
             Arc::clone(&delivered),
+            None,
         ));
 
         let (req, send) = handle.next_request().await.expect("initial list");
