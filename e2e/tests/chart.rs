@@ -1,7 +1,8 @@
 //! The Helm chart and the monitoring mixin as a user installs them: `helm lint --strict`, objects
 //! that Kubernetes 1.30 accepts with the security settings a hardened cluster demands, alerts that
 //! fire when they should, dashboard queries that parse, every `ThanosReceiver` example valid
-//! against the CRD, and the rendered chart applied to a real API server.
+//! against the CRD, the rendered chart applied to a real API server, and the objects the operator
+//! renders for a ThanosReceiver (HPA and PDB included) valid for Kubernetes 1.30.
 
 use std::path::Path;
 use std::process::Command;
@@ -371,4 +372,53 @@ async fn the_rendered_chart_applies_to_a_real_api_server() {
         }
     }
     assert!(found >= 2, "README has {found} ThanosReceiver examples");
+}
+
+#[test]
+fn rendered_receiver_objects_validate_against_kubernetes_1_30() {
+    // The README's production example, HPA and PDB included, rendered by the operator's own
+    // builders (`render`), as a GitOps pipeline would.
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let example = readme
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.contains("kind: ThanosReceiver") && b.contains("autoscaling:"))
+        .expect("the README's production example");
+    let dir = tempfile::tempdir().unwrap();
+    let cr = dir.path().join("recv.yaml");
+    std::fs::write(&cr, example).unwrap();
+    let rendered = run(Command::new(e2e::bin("thanos-receiver-operator"))
+        .args(["render", "-f"])
+        .arg(&cr));
+    let objs = objects(&rendered);
+    let k = kinds(&objs);
+    for kind in [
+        "StatefulSet",
+        "ConfigMap",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Role",
+    ] {
+        assert!(k.contains(&kind), "{kind} missing from {k:?}");
+    }
+    validate_k8s_130(&objs, dir.path());
+    // A spec the API server would refuse is refused here too, with the reason.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: receiver.thanos-rs.io/v1alpha1\nkind: ThanosReceiver\nmetadata: {name: r}\nspec: {replicas: 1, replicationFactor: 3}\n",
+    )
+    .unwrap();
+    let out = Command::new(e2e::bin("thanos-receiver-operator"))
+        .args(["render", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must not exceed replicas"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -313,11 +313,25 @@ async fn operator_reconciles_ring_scaling_and_status() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(
-        lines[0][..6],
-        ["NAME", "REPLICAS", "READY", "RF", "RING", "ENDPOINTS"],
+        lines[0][..8],
+        [
+            "NAME",
+            "REPLICAS",
+            "READY",
+            "RF",
+            "RING",
+            "ENDPOINTS",
+            "AVAILABLE",
+            "DEGRADED"
+        ],
         "{table}"
     );
-    assert_eq!(lines[1][..5], ["recv", "5", "5", "3", "5"], "{table}");
+    // Degraded: 1.20 serves neither policy/v1 nor autoscaling/v2 (see above).
+    assert_eq!(
+        lines[1][..7],
+        ["recv", "5", "5", "3", "5", "True", "True"],
+        "{table}"
+    );
 
     // Scale down: the leaving receivers leave the ring first; no receiver process runs here to
     // confirm the new ring, so the StatefulSet shrinks when ringPropagationSeconds (2 s), the
@@ -562,17 +576,22 @@ async fn operator_keeps_namespaces_apart_and_rejects_invalid_specs() {
     .await;
 
     // Kubernetes 1.20 ignores the CRD's CEL rules; the operator checks them itself and writes nothing.
-    apply_receiver(&server, "team-b", "even", 4, 2);
-    wait_condition(&client, "team-b", "even", "Degraded", "True", "InvalidSpec").await;
-    let (_, _, message) = condition(&client, "team-b", "even", "Degraded")
+    apply_receiver(&server, "team-b", "small", 2, 3);
+    wait_condition(
+        &client,
+        "team-b",
+        "small",
+        "Degraded",
+        "True",
+        "InvalidSpec",
+    )
+    .await;
+    let (_, _, message) = condition(&client, "team-b", "small", "Degraded")
         .await
         .unwrap();
-    assert!(
-        message.contains("replicationFactor must be odd"),
-        "{message}"
-    );
+    assert!(message.contains("must not exceed replicas"), "{message}");
     assert_eq!(
-        sts_replicas(&client, "team-b", "even").await,
+        sts_replicas(&client, "team-b", "small").await,
         None,
         "an invalid spec produced a StatefulSet"
     );

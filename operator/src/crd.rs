@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+    Affinity, EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements,
+    SecurityContext, Toleration, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -44,6 +45,16 @@ pub const GROUP: &str = "receiver.thanos-rs.io";
         json_path = ".status.ring.endpoints"
     ),
     printcolumn(
+        name = "Available",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Available\")].status"
+    ),
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].status"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -51,7 +62,6 @@ pub const GROUP: &str = "receiver.thanos-rs.io";
 )]
 #[x_kube(
     validation = Rule::new("self.replicationFactor <= self.replicas").message("replicationFactor must not exceed replicas"),
-    validation = Rule::new("self.replicationFactor % 2 == 1").message("replicationFactor must be odd"),
     validation = Rule::new("!has(self.autoscaling) || self.autoscaling.minReplicas >= self.replicationFactor").message("autoscaling.minReplicas must be at least replicationFactor"),
     validation = Rule::new("!has(self.autoscaling) || self.autoscaling.maxReplicas >= self.autoscaling.minReplicas").message("autoscaling.maxReplicas must be at least minReplicas")
 )]
@@ -61,7 +71,8 @@ pub struct ThanosReceiverSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1))]
     pub replicas: i32,
-    /// Copies of every series (`--receive.replication-factor`); odd and at most `replicas`.
+    /// Copies of every series (`--receive.replication-factor`), at most `replicas`; a write
+    /// needs `(RF + 1) / 2` of them, as in Thanos (RF=2 writes succeed with one copy).
     #[serde(default = "default_replication_factor")]
     #[schemars(range(min = 1))]
     pub replication_factor: i32,
@@ -127,6 +138,32 @@ pub struct ThanosReceiverSpec {
     /// Extra receiver flags, appended after the ones the operator sets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
+    /// Secrets to pull the image with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// The pods' security context; unset: non-root user and group 65532, `fsGroup` 65532 (so the
+    /// data volume is writable), seccomp `RuntimeDefault`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
+    /// The receiver container's security context; unset: no privilege escalation, read-only root
+    /// filesystem, every capability dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// Labels added to the pods (the operator's own selector labels win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+    /// Annotations added to the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// Extra environment variables of the receiver container (e.g. `AWS_*` credentials from a Secret).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Extra volumes of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// Extra volume mounts of the receiver container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     /// When true the operator writes nothing but this resource's status.
     #[serde(default)]
     pub paused: bool,
@@ -381,9 +418,9 @@ impl ThanosReceiverSpec {
                 self.replicas
             ));
         }
-        if self.replication_factor < 1 || self.replication_factor % 2 == 0 {
+        if self.replication_factor < 1 {
             problems.push(format!(
-                "replicationFactor must be odd and positive, got {}",
+                "replicationFactor must be positive, got {}",
                 self.replication_factor
             ));
         }
@@ -481,7 +518,15 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Replicas", "Ready", "RF", "Ring endpoints", "Age"]
+            [
+                "Replicas",
+                "Ready",
+                "RF",
+                "Ring endpoints",
+                "Available",
+                "Degraded",
+                "Age"
+            ]
         );
     }
 
@@ -509,10 +554,6 @@ mod tests {
     fn problems_mirror_the_cel_rules() {
         let cases = [
             (
-                serde_json::json!({"image": "r", "replicas": 3, "replicationFactor": 2}),
-                "replicationFactor must be odd",
-            ),
-            (
                 serde_json::json!({"image": "r", "replicas": 1, "replicationFactor": 3}),
                 "must not exceed replicas",
             ),
@@ -537,5 +578,8 @@ mod tests {
             let problems = spec(json.clone()).problems().join("; ");
             assert!(problems.contains(want), "{json}: {problems}");
         }
+        // RF=2 is allowed, as in Thanos (its write quorum is 1).
+        let rf2 = spec(serde_json::json!({"replicas": 3, "replicationFactor": 2}));
+        assert!(rf2.problems().is_empty(), "{:?}", rf2.problems());
     }
 }

@@ -57,6 +57,41 @@ struct Args {
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     log_format: LogFormat,
+    /// Without a subcommand the operator runs against the cluster.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do instead of running the controller.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Prints, as YAML, every object the operator would apply for a ThanosReceiver once all its
+    /// receivers are Ready (for GitOps and review); no cluster is needed.
+    Render {
+        /// The ThanosReceiver manifest (`-` for standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+}
+
+/// `render`: reads the manifest and prints the objects; errors name the file.
+fn render(
+    file: &std::path::Path,
+    cluster_domain: &str,
+    receiver_image: &str,
+) -> anyhow::Result<()> {
+    let text = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let tr: operator::crd::ThanosReceiver = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a ThanosReceiver", file.display()))?;
+    print!(
+        "{}",
+        operator::build::render(&tr, cluster_domain, receiver_image)?
+    );
+    Ok(())
 }
 
 /// Values of `--log.format`.
@@ -100,6 +135,9 @@ fn init_logging(level: &str, format: LogFormat) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Render { file }) = &args.command {
+        return render(file, &args.cluster_domain, &args.receiver_image);
+    }
     init_logging(&args.log_level, args.log_format);
     // A workspace build can enable both of rustls' crypto backends (other crates pull in
     // aws-lc-rs), and rustls then refuses to guess; kube is built for ring, so say so.

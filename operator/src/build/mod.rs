@@ -4,6 +4,7 @@ mod configmap;
 mod hpa;
 mod pdb;
 mod rbac;
+mod render;
 mod service;
 mod statefulset;
 
@@ -19,6 +20,7 @@ pub use configmap::{RING_CHANGED_AT_ANNOTATION, hashring_configmap, hashrings};
 pub use hpa::horizontal_pod_autoscaler;
 pub use pdb::{max_unavailable, pod_disruption_budget};
 pub use rbac::{role, role_binding, service_account};
+pub use render::{RenderError, render};
 pub use service::{headless_service, remote_write_service};
 pub use statefulset::{DEFAULT_IMAGE_REPOSITORY, default_image, receiver_args, statefulset};
 

@@ -6,9 +6,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -87,9 +88,18 @@ pub fn statefulset(
     default_image: &str,
 ) -> StatefulSet {
     let spec = &tr.spec;
-    let (volumes, mounts) = volumes(tr, names);
+    let (mut volumes, mut mounts) = volumes(tr, names);
+    volumes.extend(spec.volumes.iter().cloned());
+    mounts.extend(spec.volume_mounts.iter().cloned());
     let pod_spec = PodSpec {
         service_account_name: Some(names.receiver_identity()),
+        security_context: Some(
+            spec.pod_security_context
+                .clone()
+                .unwrap_or_else(default_pod_security_context),
+        ),
+        image_pull_secrets: (!spec.image_pull_secrets.is_empty())
+            .then(|| spec.image_pull_secrets.clone()),
         termination_grace_period_seconds: Some(spec.termination_grace_period_seconds),
         containers: vec![container(tr, names, mounts, default_image)],
         volumes: Some(volumes),
@@ -114,7 +124,15 @@ pub fn statefulset(
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(&names.name)),
+                    labels: Some(
+                        spec.pod_labels
+                            .clone()
+                            .into_iter()
+                            .chain(labels(&names.name))
+                            .collect(),
+                    ),
+                    annotations: (!spec.pod_annotations.is_empty())
+                        .then(|| spec.pod_annotations.clone()),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod_spec),
@@ -213,17 +231,26 @@ fn container(
         image: Some(spec.image.as_deref().unwrap_or(default_image).to_owned()),
         image_pull_policy: spec.image_pull_policy.clone(),
         args: Some(receiver_args(tr, names)),
-        env: Some(vec![EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    ..ObjectFieldSelector::default()
+        env: Some(
+            std::iter::once(EnvVar {
+                name: "POD_NAME".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".into(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
                 }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }]),
+                ..EnvVar::default()
+            })
+            .chain(spec.env.iter().cloned())
+            .collect(),
+        ),
+        security_context: Some(
+            spec.security_context
+                .clone()
+                .unwrap_or_else(default_security_context),
+        ),
         ports: Some(vec![
             container_port("grpc", GRPC_PORT),
             container_port("http", HTTP_PORT),
@@ -238,6 +265,34 @@ fn container(
         resources: spec.resources.clone(),
         volume_mounts: Some(mounts),
         ..Container::default()
+    }
+}
+
+/// The image's user (65532) and a volume it can write.
+fn default_pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        fs_group: Some(65532),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The receiver writes only its data volume and needs no privilege.
+fn default_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
     }
 }
 
@@ -402,6 +457,67 @@ mod tests {
         tr.spec.image = None;
         assert_eq!(image(&tr).as_deref(), Some("r:default"));
         assert!(default_image().starts_with("ghcr.io/thanos-rs/thanos-receiver:0."));
+    }
+
+    #[test]
+    fn pods_are_hardened_by_default_and_take_the_users_additions() {
+        let mut tr = receiver("recv", "mon", 3);
+        let names = Names::new(&tr, "cluster.local");
+        let sts = statefulset(&tr, &names, 3, "r:default");
+        let pod = sts.spec.as_ref().unwrap().template.spec.clone().unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(
+            (psc.run_as_non_root, psc.run_as_user, psc.fs_group),
+            (Some(true), Some(65532), Some(65532))
+        );
+        let sc = container(&sts).security_context.clone().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+
+        tr.spec = serde_json::from_value(serde_json::json!({
+            "replicas": 3,
+            "imagePullSecrets": [{"name": "registry"}],
+            "podSecurityContext": {"fsGroup": 2000},
+            "podLabels": {"team": "obs", "app.kubernetes.io/name": "not-ours"},
+            "podAnnotations": {"prometheus.io/scrape": "true"},
+            "env": [{"name": "AWS_REGION", "value": "eu-west-1"}],
+            "volumes": [{"name": "ca", "configMap": {"name": "ca"}}],
+            "volumeMounts": [{"name": "ca", "mountPath": "/etc/ca"}],
+        }))
+        .unwrap();
+        let sts = statefulset(&tr, &names, 3, "r:default");
+        let template = &sts.spec.as_ref().unwrap().template;
+        let meta = template.metadata.as_ref().unwrap();
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels["team"], "obs");
+        assert_eq!(
+            labels["app.kubernetes.io/name"], "thanos-receiver",
+            "our selector wins"
+        );
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()["prometheus.io/scrape"],
+            "true"
+        );
+        let pod = template.spec.as_ref().unwrap();
+        assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "registry");
+        assert_eq!(pod.security_context.as_ref().unwrap().fs_group, Some(2000));
+        assert!(pod.volumes.as_ref().unwrap().iter().any(|v| v.name == "ca"));
+        let c = container(&sts);
+        assert!(
+            c.env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "AWS_REGION")
+        );
+        assert!(c.env.as_ref().unwrap().iter().any(|e| e.name == "POD_NAME"));
+        assert!(
+            c.volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_path == "/etc/ca")
+        );
     }
 
     #[test]

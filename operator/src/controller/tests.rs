@@ -353,7 +353,7 @@ enum Scenario {
     MissingApiGroups,
     /// `paused`: reads and a status, no other write.
     Paused,
-    /// An even replication factor: an event and a Degraded status, no other write.
+    /// A replication factor above the replicas: an event and a Degraded status, no other write.
     InvalidSpec,
     /// The StatefulSet apply is rejected: the error is returned, announced and in the status.
     ApplyRejected,
@@ -534,7 +534,7 @@ impl Scenario {
             }
             Scenario::InvalidSpec => {
                 let mut tr = receiver("recv", "mon", 4);
-                tr.spec.replication_factor = 2;
+                tr.spec.replication_factor = 5;
                 let mut requests = reads(pods(&[], &[]), Reply::Error(404), Reply::Error(404));
                 requests.push(event("InvalidSpec"));
                 requests.push(status_apply(&[
