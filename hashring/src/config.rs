@@ -396,6 +396,18 @@ impl ConfigHash {
     pub fn to_hex(&self) -> String {
         self.to_string()
     }
+
+    /// Reads back what [`ConfigHash::to_hex`] wrote.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 12 || !hex.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0; 6];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(ConfigHash(bytes))
+    }
 }
 
 impl fmt::Display for ConfigHash {
@@ -611,6 +623,9 @@ mod tests {
         // sha256("") = e3b0c44298fc1c14...
         let h = config_hash(b"");
         assert_eq!(h.to_hex(), "e3b0c44298fc");
+        assert_eq!(ConfigHash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(ConfigHash::from_hex("e3b0c44298f"), None);
+        assert_eq!(ConfigHash::from_hex("zzb0c44298fc"), None);
         // Gauge value: those bytes read little-endian.
         assert_eq!(h.as_f64(), 0xfc98_42c4_b0e3_u64 as f64);
         // sha256("abc") = ba7816bf8f01cfea...

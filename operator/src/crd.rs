@@ -286,6 +286,14 @@ pub struct AutoscalingSpec {
     /// Target average memory utilisation (percent of requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_memory_utilization_percentage: Option<i32>,
+    /// More metrics for the HPA (`autoscaling/v2` MetricSpec: pods, object, external), e.g.
+    /// samples received per second per receiver.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<k8s_openapi::api::autoscaling::v2::MetricSpec>,
+    /// The HPA's scaling behavior; unset: scale up at once, scale down one receiver at a time at
+    /// most every 5 minutes (each leaver cuts and uploads its head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior>,
 }
 
 /// PodDisruptionBudget settings.

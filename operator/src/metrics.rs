@@ -33,8 +33,12 @@ pub struct Metrics {
     duration: Histogram,
     ring_changes: Family<ResourceLabels, Counter>,
     ring_endpoints: Family<ResourceLabels, Gauge>,
+    ring_hash: Family<ResourceLabels, FloatGauge>,
     leader: Gauge,
 }
+
+/// A gauge of a float value.
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -65,6 +69,12 @@ impl Default for Metrics {
             "Endpoints in the hashring in force",
             ring_endpoints.clone(),
         );
+        let ring_hash = Family::<ResourceLabels, FloatGauge>::default();
+        registry.register(
+            "ring_hash",
+            "Config hash of the hashring the operator wrote, as receivers export it in thanos_receive_config_hash",
+            ring_hash.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -78,6 +88,7 @@ impl Default for Metrics {
             duration,
             ring_changes,
             ring_endpoints,
+            ring_hash,
             leader,
         }
     }
@@ -112,6 +123,13 @@ impl Metrics {
         self.ring_endpoints
             .get_or_create(labels)
             .set(i64::try_from(endpoints).unwrap_or(i64::MAX));
+    }
+
+    /// Records the config hash (hex) of the ring in force, as a number receivers' hashes match.
+    pub fn set_ring_hash(&self, labels: &ResourceLabels, hex: &str) {
+        if let Some(hash) = hashring::ConfigHash::from_hex(hex) {
+            self.ring_hash.get_or_create(labels).set(hash.as_f64());
+        }
     }
 
     /// Records whether this replica leads.

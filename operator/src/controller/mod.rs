@@ -183,9 +183,11 @@ impl<'a> Reconciler<'a> {
         }
 
         if let Some(r) = &ring {
+            let labels = self.labels();
             self.ctx
                 .metrics
-                .set_ring_endpoints(&self.labels(), r.members.len());
+                .set_ring_endpoints(&labels, r.members.len());
+            self.ctx.metrics.set_ring_hash(&labels, &r.hash);
         }
         let observed = Observed {
             generation: self.tr.metadata.generation,
