@@ -558,6 +558,110 @@ mod tests {
         assert!(s.problems().is_empty());
     }
 
+    /// Every `x-kubernetes-validations` rule under `schema`: the path of the value it checks
+    /// (object keys, `*` for array items), the rule and its message.
+    fn cel_rules(
+        schema: &serde_json::Value,
+        path: &[String],
+        out: &mut Vec<(Vec<String>, String, String)>,
+    ) {
+        for rule in schema["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            out.push((
+                path.to_vec(),
+                rule["rule"].as_str().unwrap().to_owned(),
+                rule["message"].as_str().unwrap().to_owned(),
+            ));
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (key, sub) in props {
+                cel_rules(sub, &[path, std::slice::from_ref(key)].concat(), out);
+            }
+        }
+        if schema["items"].is_object() {
+            cel_rules(&schema["items"], &[path, &["*".to_owned()]].concat(), out);
+        }
+    }
+
+    /// The values of `json` at `path`.
+    fn values_at<'a>(json: &'a serde_json::Value, path: &[String]) -> Vec<&'a serde_json::Value> {
+        match path.split_first() {
+            None => vec![json],
+            Some((key, rest)) if key == "*" => json
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|v| values_at(v, rest))
+                .collect(),
+            Some((key, rest)) => json.get(key).map_or_else(Vec::new, |v| values_at(v, rest)),
+        }
+    }
+
+    /// The messages of the CEL rules `spec` breaks, evaluated by a CEL implementation on the spec
+    /// as the API server sees it (defaults applied), the way Kubernetes ≥ 1.25 evaluates them.
+    fn broken_rules(spec_json: serde_json::Value) -> Vec<String> {
+        let crd = serde_json::to_value(ThanosReceiver::crd()).unwrap();
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut rules = Vec::new();
+        cel_rules(root, &[], &mut rules);
+        assert!(rules.len() >= 5, "{rules:?}");
+        let object = serde_json::json!({"spec": serde_json::to_value(spec(spec_json)).unwrap()});
+        let mut broken = Vec::new();
+        for (path, rule, message) in rules {
+            let program = cel::Program::compile(&rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
+            for value in values_at(&object, &path) {
+                let mut context = cel::Context::default();
+                context.add_variable("self", value.clone()).unwrap();
+                match program.execute(&context) {
+                    Ok(cel::Value::Bool(true)) => {}
+                    Ok(cel::Value::Bool(false)) => broken.push(message.clone()),
+                    other => panic!("{rule} on {value}: {other:?}"),
+                }
+            }
+        }
+        broken
+    }
+
+    #[test]
+    fn cel_rules_accept_good_specs_and_refuse_each_bad_one_with_its_message() {
+        for good in [
+            serde_json::json!({}),
+            serde_json::json!({"replicas": 3, "replicationFactor": 2}),
+            serde_json::json!({"replicas": 5, "autoscaling": {"minReplicas": 3, "maxReplicas": 9},
+                "hashrings": [{"name": "team-a", "tenants": ["a-*"], "tenantMatcherType": "glob"}]}),
+        ] {
+            assert_eq!(broken_rules(good.clone()), Vec::<String>::new(), "{good}");
+        }
+        let bad = [
+            (
+                serde_json::json!({"replicas": 1, "replicationFactor": 3}),
+                "replicationFactor must not exceed replicas",
+            ),
+            (
+                serde_json::json!({"autoscaling": {"minReplicas": 1, "maxReplicas": 5}}),
+                "autoscaling.minReplicas must be at least replicationFactor",
+            ),
+            (
+                serde_json::json!({"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}),
+                "autoscaling.maxReplicas must be at least minReplicas",
+            ),
+            (
+                serde_json::json!({"hashrings": [{"name": "default", "tenants": ["x"]}]}),
+                "'default' is the name of the implicit default ring",
+            ),
+            (
+                serde_json::json!({"hashrings": [{"name": "a", "tenants": []}]}),
+                "a tenant hashring needs at least one tenant",
+            ),
+        ];
+        for (json, message) in bad {
+            assert_eq!(broken_rules(json.clone()), [message], "{json}");
+        }
+    }
+
     #[test]
     fn problems_mirror_the_cel_rules() {
         let cases = [
