@@ -22,8 +22,12 @@ fn value(series: usize, t: i64) -> f64 {
     (t / STEP_MS) as f64 * (series % 7 + 1) as f64 + ((t / STEP_MS) % 5) as f64 * 0.25
 }
 
+/// Half an hour into a 2 h block range, about five hours ago: the 4 h of samples then always
+/// span three block ranges and end in the past, whatever the clock's phase (starting on a
+/// boundary gave two blocks in the minute after an odd hour).
 fn start_time() -> i64 {
-    (e2e::now_ms() - (HOURS + 1) * H) / STEP_MS * STEP_MS
+    let range = 2 * H;
+    (e2e::now_ms() - (HOURS + 1) * H).div_euclid(range) * range + H / 2
 }
 
 fn labels(i: usize) -> [(String, String); 3] {

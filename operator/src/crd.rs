@@ -80,6 +80,11 @@ pub struct ThanosReceiverSpec {
     /// version (the operator's `--receiver-image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Which receiver the image holds: `thanosReceiver` (ours) or `thanos` (the stock Thanos
+    /// image, for a migration: only flags Thanos knows, the ring read from the mounted
+    /// ConfigMap); unset: `thanos` when the image is Thanos' own, else ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<Flavor>,
     /// Image pull policy (`Always`, `IfNotPresent`, `Never`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
@@ -228,6 +233,34 @@ pub struct ObjectStorageSpec {
 
 fn default_objstore_key() -> String {
     "objstore.yml".into()
+}
+
+/// The receiver implementation an image holds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Flavor {
+    /// thanos-receiver: reads its ring from the ConfigMap through the API and confirms it.
+    ThanosReceiver,
+    /// Thanos' own `thanos receive`: reads the mounted ring file; it cannot confirm a ring, so a
+    /// scale-down waits out `ringPropagationSeconds`.
+    Thanos,
+}
+
+impl ThanosReceiverSpec {
+    /// The flavor in force: the spec's, else guessed from the image (Thanos' own repositories).
+    pub fn flavor(&self) -> Flavor {
+        self.flavor.unwrap_or_else(|| {
+            let thanos_image = self.image.as_deref().is_some_and(|i| {
+                let repo = i.split([':', '@']).next().unwrap_or(i);
+                repo.ends_with("thanos/thanos") || repo.ends_with("thanos-io/thanos")
+            });
+            if thanos_image {
+                Flavor::Thanos
+            } else {
+                Flavor::ThanosReceiver
+            }
+        })
+    }
 }
 
 /// Placement algorithm of a hashring.

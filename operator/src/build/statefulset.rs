@@ -18,7 +18,7 @@ use super::{
     GRPC_PORT, HASHRINGS_KEY, HTTP_PORT, Names, REMOTE_WRITE_PORT, labels, owned_meta,
     selector_labels,
 };
-use crate::crd::{PvcRetention, ThanosReceiver};
+use crate::crd::{Flavor, PvcRetention, ThanosReceiver};
 
 const DATA_VOLUME: &str = "data";
 const DATA_PATH: &str = "/data";
@@ -28,7 +28,8 @@ const OBJSTORE_VOLUME: &str = "objstore";
 const OBJSTORE_DIR: &str = "/etc/thanos/objstore";
 const OBJSTORE_FILE: &str = "objstore.yml";
 
-/// The receiver command line, exactly the flags thanos-receiver accepts, then `extraArgs`.
+/// The receiver command line, exactly the flags thanos-receiver accepts (with the Thanos flavor,
+/// only flags `thanos receive` knows too), then `extraArgs`.
 pub fn receiver_args(tr: &ThanosReceiver, names: &Names) -> Vec<String> {
     let spec = &tr.spec;
     let mut args = vec![
@@ -38,11 +39,17 @@ pub fn receiver_args(tr: &ThanosReceiver, names: &Names) -> Vec<String> {
         format!("--http-address=0.0.0.0:{HTTP_PORT}"),
         format!("--remote-write.address=0.0.0.0:{REMOTE_WRITE_PORT}"),
         format!("--receive.replication-factor={}", spec.replication_factor),
-        format!(
+    ];
+    // Ours watches the ConfigMap through the API (a ring applies in about a second and is
+    // confirmed on the pod); Thanos reads the mounted file, which the kubelet refreshes.
+    if spec.flavor() == Flavor::ThanosReceiver {
+        args.push(format!(
             "--receive.hashrings-configmap={}/{}",
             names.namespace,
             names.configmap()
-        ),
+        ));
+    }
+    args.extend([
         format!("--receive.hashrings-file={HASHRING_DIR}/{HASHRINGS_KEY}"),
         // The kubelet expands $(POD_NAME) from the env var below.
         format!(
@@ -50,7 +57,7 @@ pub fn receiver_args(tr: &ThanosReceiver, names: &Names) -> Vec<String> {
             names.name, names.namespace, names.cluster_domain
         ),
         "--label=replica=\"$(POD_NAME)\"".to_owned(),
-    ];
+    ]);
     args.extend(
         spec.external_labels
             .iter()
@@ -518,6 +525,45 @@ mod tests {
                 .iter()
                 .any(|m| m.mount_path == "/etc/ca")
         );
+    }
+
+    #[test]
+    fn the_thanos_flavor_uses_only_flags_thanos_receive_knows() {
+        let thanos: std::collections::BTreeSet<&str> =
+            include_str!("../../testdata/thanos-receive-flags.txt")
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect();
+        let mut tr = receiver("recv", "mon", 3);
+        tr.spec.image = Some("quay.io/thanos/thanos:v0.42.0".into());
+        tr.spec.external_labels = BTreeMap::from([("cluster".into(), "eu-1".into())]);
+        tr.spec.object_storage =
+            Some(serde_json::from_value(serde_json::json!({"secretName": "s3"})).unwrap());
+        assert_eq!(tr.spec.flavor(), Flavor::Thanos);
+        let names = Names::new(&tr, "cluster.local");
+        let args = receiver_args(&tr, &names);
+        assert_eq!(args[0], "receive");
+        for arg in &args[1..] {
+            let flag = arg.trim_start_matches("--").split('=').next().unwrap();
+            assert!(
+                thanos.contains(flag),
+                "thanos receive v0.42 has no --{flag}"
+            );
+        }
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("--receive.hashrings-file="))
+        );
+        // Ours keeps the ConfigMap watch, and an explicit flavor wins over the image name.
+        tr.spec.flavor = Some(Flavor::ThanosReceiver);
+        let ours = receiver_args(&tr, &names);
+        assert!(
+            ours.iter()
+                .any(|a| a.starts_with("--receive.hashrings-configmap="))
+        );
+        tr.spec.flavor = None;
+        tr.spec.image = Some("ghcr.io/thanos-rs/thanos-receiver:0.1.0".into());
+        assert_eq!(tr.spec.flavor(), Flavor::ThanosReceiver);
     }
 
     #[test]

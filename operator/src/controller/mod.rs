@@ -286,7 +286,10 @@ impl<'a> Reconciler<'a> {
             &self.ctx.receiver_image,
         ))
         .await?;
-        if let Scale::TimedOut { unconfirmed, .. } = &chosen {
+        // Thanos' own receivers never confirm a ring: waiting out the bound is their normal case.
+        if let Scale::TimedOut { unconfirmed, .. } = &chosen
+            && spec.flavor() == crate::crd::Flavor::ThanosReceiver
+        {
             let note = format!(
                 "stopped leaving receivers after ringPropagationSeconds; receivers {unconfirmed:?} never reported the new ring"
             );
