@@ -342,12 +342,26 @@ impl KubeApiServer {
             "--role=thanos-receiver-leader-election",
             &user,
         ]);
-        self.kubectl(&[
-            "wait",
-            "--for=condition=established",
-            "--timeout=60s",
-            "crd/thanosreceivers.receiver.thanos-rs.io",
-        ]);
+        self.wait_crd_established().await;
+    }
+
+    /// Waits until the ThanosReceiver CRD is served. (`kubectl wait` 1.20 fails instead of
+    /// waiting when it looks before the API server has written any condition.)
+    pub async fn wait_crd_established(&self) {
+        crate::eventually(
+            Duration::from_secs(60),
+            "the CRD to be established",
+            || async {
+                let out = self.kubectl_output(&[
+                    "get",
+                    "crd/thanosreceivers.receiver.thanos-rs.io",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                ]);
+                (String::from_utf8_lossy(&out.stdout).trim() == "True").then_some(())
+            },
+        )
+        .await;
     }
 }
 

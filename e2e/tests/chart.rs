@@ -311,12 +311,7 @@ async fn the_rendered_chart_applies_to_a_real_api_server() {
         "-f",
         &chart_dir().join("crds").display().to_string(),
     ]);
-    server.kubectl(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=60s",
-        "crd/thanosreceivers.receiver.thanos-rs.io",
-    ]);
+    server.wait_crd_established().await;
     server.kubectl(&["create", "namespace", "ops"]);
     server.kubectl(&["create", "namespace", "monitoring"]);
     // The Prometheus Operator's CRDs are not installed here: everything but its two kinds.

@@ -635,5 +635,41 @@ async fn operator_keeps_namespaces_apart_and_rejects_invalid_specs() {
         (sts_replicas(&client, "team-a", "recv").await? == 5).then_some(())
     })
     .await;
+
+    // A storage change (which 1.20 cannot refuse: it ignores the CEL transition rule) must not
+    // wedge the StatefulSet: the running claim template stays, later changes still apply.
+    server.kubectl(&[
+        "patch",
+        "-n",
+        "team-a",
+        "tr",
+        "recv",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"200Gi"}}}"#,
+    ]);
+    server.kubectl(&[
+        "scale",
+        "-n",
+        "team-a",
+        "thanosreceiver/recv",
+        "--replicas=6",
+    ]);
+    eventually(
+        WAIT,
+        "StatefulSet scaled to 6 after a storage change",
+        || async { (sts_replicas(&client, "team-a", "recv").await? == 6).then_some(()) },
+    )
+    .await;
+    let refused = server.kubectl(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "-n",
+        "team-a",
+        "--field-selector=regarding.name=recv,reason=StorageChangeRefused",
+        "-o",
+        "name",
+    ]);
+    assert!(!refused.trim().is_empty(), "no StorageChangeRefused event");
     op.assert_running();
 }

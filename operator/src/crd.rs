@@ -91,8 +91,10 @@ pub struct ThanosReceiverSpec {
     /// CPU and memory of the receiver container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// The per-receiver data volume.
+    /// The per-receiver data volume; fixed once created (a StatefulSet's claim template cannot
+    /// change: grow volumes through their PVCs).
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage cannot change after creation: a StatefulSet's volume claim template is immutable; resize the PVCs instead"))]
     pub storage: StorageSpec,
     /// How long blocks stay on local disk (`--tsdb.retention`).
     #[serde(default = "default_retention")]
@@ -432,6 +434,8 @@ pub mod reasons {
     pub const LEAVING_RECEIVERS_IN_RING: &str = "LeavingReceiversInRing";
     /// Progressing: leaving receivers are out of the ring; waiting for the others to run it.
     pub const SCALING_DOWN: &str = "ScalingDown";
+    /// Event: `spec.storage` changed; the running volume claim template is kept.
+    pub const STORAGE_CHANGE_REFUSED: &str = "StorageChangeRefused";
     /// Progressing: leaving receivers were stopped although some remaining ones never reported
     /// the new ring within `ringPropagationSeconds`.
     pub const RING_PROPAGATION_TIMED_OUT: &str = "RingPropagationTimedOut";
@@ -648,6 +652,8 @@ mod tests {
             for value in values_at(&object, &path) {
                 let mut context = cel::Context::default();
                 context.add_variable("self", value.clone()).unwrap();
+                // An update that changes nothing: transition rules see oldSelf == self.
+                context.add_variable("oldSelf", value.clone()).unwrap();
                 match program.execute(&context) {
                     Ok(cel::Value::Bool(true)) => {}
                     Ok(cel::Value::Bool(false)) => broken.push(message.clone()),
@@ -693,6 +699,29 @@ mod tests {
         for (json, message) in bad {
             assert_eq!(broken_rules(json.clone()), [message], "{json}");
         }
+    }
+
+    #[test]
+    fn storage_is_immutable_by_a_transition_rule() {
+        let crd = serde_json::to_value(ThanosReceiver::crd()).unwrap();
+        let storage = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["storage"];
+        let rule = storage["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap();
+        let program = cel::Program::compile(rule).unwrap();
+        let eval = |old: serde_json::Value, new: serde_json::Value| {
+            let mut context = cel::Context::default();
+            context.add_variable("self", new).unwrap();
+            context.add_variable("oldSelf", old).unwrap();
+            program.execute(&context).unwrap()
+        };
+        let small = serde_json::json!({"size": "100Gi"});
+        assert_eq!(eval(small.clone(), small.clone()), cel::Value::Bool(true));
+        assert_eq!(
+            eval(small, serde_json::json!({"size": "200Gi"})),
+            cel::Value::Bool(false)
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub use pdb::{max_unavailable, pod_disruption_budget};
 pub use rbac::{role, role_binding, service_account};
 pub use render::{RenderError, render};
 pub use service::{headless_service, remote_write_service};
-pub use statefulset::{DEFAULT_IMAGE_REPOSITORY, default_image, receiver_args, statefulset};
+pub use statefulset::{
+    DEFAULT_IMAGE_REPOSITORY, default_image, keep_claim_templates, receiver_args, statefulset,
+};
 
 /// gRPC port (replication and StoreAPI); the port of ring endpoints.
 pub const GRPC_PORT: i32 = contract::GRPC_PORT as i32;

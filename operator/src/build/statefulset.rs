@@ -275,6 +275,42 @@ fn container(
     }
 }
 
+/// Keeps the running StatefulSet's volume claim templates in `desired` when `spec.storage` asks
+/// for another size or class: the API server refuses any change to them, and applying one would
+/// fail every later update of the StatefulSet. Returns whether the change was refused.
+pub fn keep_claim_templates(desired: &mut StatefulSet, running: Option<&StatefulSet>) -> bool {
+    let claims = |s: &StatefulSet| s.spec.as_ref()?.volume_claim_templates.clone();
+    let storage = |claims: &[PersistentVolumeClaim]| -> Vec<_> {
+        claims
+            .iter()
+            .map(|c| {
+                let spec = c.spec.as_ref();
+                (
+                    spec.and_then(|s| {
+                        s.resources
+                            .as_ref()?
+                            .requests
+                            .as_ref()?
+                            .get("storage")
+                            .cloned()
+                    }),
+                    spec.and_then(|s| s.storage_class_name.clone()),
+                )
+            })
+            .collect()
+    };
+    let (Some(running), Some(wanted)) = (running.and_then(claims), claims(desired)) else {
+        return false;
+    };
+    if storage(&running) == storage(&wanted) {
+        return false;
+    }
+    if let Some(spec) = desired.spec.as_mut() {
+        spec.volume_claim_templates = Some(running);
+    }
+    true
+}
+
 /// The image's user (65532) and a volume it can write.
 fn default_pod_security_context() -> PodSecurityContext {
     PodSecurityContext {
@@ -564,6 +600,29 @@ mod tests {
         tr.spec.flavor = None;
         tr.spec.image = Some("ghcr.io/thanos-rs/thanos-receiver:0.1.0".into());
         assert_eq!(tr.spec.flavor(), Flavor::ThanosReceiver);
+    }
+
+    #[test]
+    fn a_storage_change_keeps_the_running_claim_templates() {
+        let mut tr = receiver("recv", "mon", 3);
+        let names = Names::new(&tr, "cluster.local");
+        let running = statefulset(&tr, &names, 3, "r:default");
+        let mut same = running.clone();
+        assert!(!keep_claim_templates(&mut same, Some(&running)));
+        assert!(!keep_claim_templates(&mut same, None), "nothing runs yet");
+        tr.spec.storage.size =
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("200Gi".into());
+        let mut grown = statefulset(&tr, &names, 3, "r:default");
+        assert!(keep_claim_templates(&mut grown, Some(&running)));
+        let size = &grown.spec.unwrap().volume_claim_templates.unwrap()[0]
+            .spec
+            .clone()
+            .unwrap()
+            .resources
+            .unwrap()
+            .requests
+            .unwrap()["storage"];
+        assert_eq!(size.0, "100Gi");
     }
 
     #[test]

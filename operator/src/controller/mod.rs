@@ -279,13 +279,24 @@ impl<'a> Reconciler<'a> {
             self.now,
             Duration::from_secs(u64::try_from(spec.ring_propagation_seconds).unwrap_or(0)),
         );
-        self.apply(&build::statefulset(
+        let mut desired = build::statefulset(
             self.tr,
             &self.names,
             chosen.replicas(),
             &self.ctx.receiver_image,
-        ))
-        .await?;
+        );
+        if build::keep_claim_templates(&mut desired, statefulset) {
+            publish(
+                &self.ctx.recorder,
+                self.tr,
+                EventType::Warning,
+                reasons::STORAGE_CHANGE_REFUSED,
+                "Reconcile",
+                "spec.storage differs from the running StatefulSet's volume claim template, which Kubernetes cannot change: the running one is kept; resize the PVCs instead",
+            )
+            .await;
+        }
+        self.apply(&desired).await?;
         // Thanos' own receivers never confirm a ring: waiting out the bound is their normal case.
         if let Scale::TimedOut { unconfirmed, .. } = &chosen
             && spec.flavor() == crate::crd::Flavor::ThanosReceiver
