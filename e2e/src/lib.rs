@@ -36,6 +36,19 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Block directories (with a `meta.json`) under a tenant directory, sorted (oldest first: ULIDs).
+pub fn block_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("meta.json").exists())
+        .collect();
+    out.sort();
+    out
+}
+
 /// A free loopback port, never one this process handed out before: the kernel may offer a
 /// just-released port again, and a cluster that got the same port twice cannot start.
 pub fn free_port() -> u16 {

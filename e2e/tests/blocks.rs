@@ -2,12 +2,12 @@
 //! PromQL over them with exactly what was written, their size matches promtool's own blocks, and
 //! kill -9 during cuts loses nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use e2e::prometheus::prometheus_bin;
-use e2e::{Receiver, eventually, free_port, post_v1, signal};
+use e2e::{Receiver, block_dirs, eventually, free_port, post_v1, signal};
 use receiver::wire::messages::{snappy, v1};
 use tsdb_format::Block;
 use tsdb_format::block::TMP_SUFFIX;
@@ -76,17 +76,6 @@ fn promtool(args: &[&str]) -> String {
     );
     assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
     text
-}
-
-fn block_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("meta.json").exists())
-        .collect();
-    out.sort();
-    out
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

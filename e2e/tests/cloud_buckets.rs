@@ -97,11 +97,9 @@ async fn upload_on_shutdown(dir: &Path, objstore: &str) -> Vec<String> {
     let text = recv.log_text();
     assert!(exited.success(), "{text}");
     assert!(text.contains("block uploaded"), "{text}");
-    std::fs::read_dir(dir.join("data/default-tenant"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("meta.json").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    e2e::block_dirs(&dir.join("data/default-tenant"))
+        .iter()
+        .map(|b| b.file_name().unwrap().to_string_lossy().into_owned())
         .collect()
 }
 

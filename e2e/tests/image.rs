@@ -171,12 +171,8 @@ async fn the_receiver_image_ingests_and_cuts_blocks_on_shutdown() {
     assert!(status.success(), "{status}: {log}");
     // The shutdown flush wrote a block into the image's /data, owned by the image's user.
     let tenant = rootfs.join("data/tsdb/default-tenant");
-    let blocks: Vec<_> = std::fs::read_dir(&tenant)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("meta.json").exists())
-        .collect();
+    let blocks = e2e::block_dirs(&tenant);
     assert_eq!(blocks.len(), 1, "{log}");
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(blocks[0].metadata().unwrap().uid(), 65532);
+    assert_eq!(std::fs::metadata(&blocks[0]).unwrap().uid(), 65532);
 }

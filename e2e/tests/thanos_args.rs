@@ -318,11 +318,9 @@ async fn a_rings_external_labels_reach_the_blocks_of_the_tenants_it_lists() {
     assert!(recv.terminate().success());
     let labels_of = |tenant: &str| -> serde_json::Value {
         let tenant_dir = dir.path().join("data").join(tenant);
-        let block = std::fs::read_dir(&tenant_dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.join("meta.json").exists())
+        let block = e2e::block_dirs(&tenant_dir)
+            .into_iter()
+            .next()
             .unwrap_or_else(|| panic!("no block for {tenant}"));
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(block.join("meta.json")).unwrap()).unwrap();

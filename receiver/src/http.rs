@@ -158,14 +158,13 @@ async fn record_request(State(app): State<Arc<App>>, request: Request, next: Nex
         Ok(t) if crate::tenant::validate(&t).is_ok() => t,
         _ => "invalid".to_string(),
     };
-    let inflight = app
+    let in_flight = app
         .handles
         .metrics
         .http
         .in_flight("receive", "POST", &tenant);
-    inflight.inc();
     let response = next.run(request).await;
-    inflight.dec();
+    drop(in_flight);
     let labels = HttpLabels {
         handler: "receive",
         code: response.status().as_u16(),

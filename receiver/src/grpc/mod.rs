@@ -187,7 +187,8 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
                 Ok(req) => Ok(raw_server().unary(Unary(method, metrics), req).await),
                 Err(status) => {
                     let call = call_of(M::SERVICE, M::PATH, "unary");
-                    let _ = observed::<()>(&metrics, call, async { Err(status.clone()) }).await;
+                    metrics.started(call);
+                    metrics.handled(call, status.code(), 0.0);
                     Ok(status.into_http())
                 }
             }

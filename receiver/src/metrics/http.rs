@@ -46,6 +46,15 @@ pub struct Received {
     pub samples: u64,
 }
 
+/// One request counted in `http_inflight_requests` while it lives.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Remote-write requests: counts, latency, body size, requests in flight, and the series and
 /// samples per request (`thanos_receive_write_{timeseries,samples}`).
 #[derive(Clone)]
@@ -112,16 +121,19 @@ impl HttpMetrics {
         m
     }
 
-    /// The gauge of `tenant`'s requests in flight on `handler`; the caller increments it for the
-    /// request's lifetime.
-    pub fn in_flight(&self, handler: &'static str, method: &'static str, tenant: &str) -> Gauge {
-        self.inflight
+    /// Counts one of `tenant`'s requests in flight on `handler` until the guard is dropped, so a
+    /// request whose client went away (its future dropped mid-way) is uncounted too.
+    pub fn in_flight(&self, handler: &'static str, method: &'static str, tenant: &str) -> InFlight {
+        let gauge = self
+            .inflight
             .get_or_create(&InflightLabels {
                 handler,
                 method,
                 tenant: tenant.to_owned(),
             })
-            .clone()
+            .clone();
+        gauge.inc();
+        InFlight(gauge)
     }
 
     /// A request was answered, after `seconds`, having brought `received`.
@@ -143,5 +155,23 @@ impl HttpMetrics {
                 .get_or_create(&write)
                 .observe(received.samples as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn a_request_dropped_mid_way_leaves_the_in_flight_gauge() {
+        let m = Metrics::new();
+        let served = m.http.in_flight("receive", "POST", "a");
+        let abandoned = m.http.in_flight("receive", "POST", "a");
+        let line = r#"http_inflight_requests{handler="receive",method="POST",tenant="a"}"#;
+        assert!(m.encode().contains(&format!("{line} 2")));
+        drop(served);
+        // A client that goes away drops the handler's future, and the guard with it.
+        drop(abandoned);
+        assert!(m.encode().contains(&format!("{line} 0")), "{}", m.encode());
     }
 }

@@ -272,10 +272,23 @@ impl TenantDb {
         retention: Retention,
         may_delete: impl Fn(&BlockMeta) -> bool,
     ) -> Vec<Ulid> {
-        let blocks = self.blocks();
-        let mut total: u64 = blocks.iter().map(|(dir, _)| dir_size(dir)).sum();
+        // Block sizes are read from disk only when a size limit asks for them: this runs every
+        // compaction interval for every tenant.
+        let blocks: Vec<(PathBuf, BlockMeta, u64)> = self
+            .blocks()
+            .into_iter()
+            .map(|(dir, meta)| {
+                let size = if retention.max_bytes > 0 {
+                    dir_size(&dir)
+                } else {
+                    0
+                };
+                (dir, meta, size)
+            })
+            .collect();
+        let mut total: u64 = blocks.iter().map(|b| b.2).sum();
         let mut deleted = Vec::new();
-        for (dir, meta) in blocks {
+        for (dir, meta, size) in blocks {
             let expired = retention
                 .time_ms
                 .is_some_and(|keep| meta.max_time < now_ms.saturating_sub(keep));
@@ -283,7 +296,6 @@ impl TenantDb {
             if !(expired || over_size) || !may_delete(&meta) {
                 continue;
             }
-            let size = dir_size(&dir);
             self.unpublish_block(meta.ulid);
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {
