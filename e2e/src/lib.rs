@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod kube;
+pub mod kubelet;
 pub mod prometheus;
+pub mod service;
 pub mod tools;
 
 pub use tools::helm_template;
