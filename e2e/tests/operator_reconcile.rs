@@ -2,6 +2,7 @@
 //! ClusterRole the chart ships: objects, the ring as pods turn Ready, `kubectl scale` on the
 //! resource, scale-down ordering, status and conditions.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use e2e::eventually;
@@ -10,9 +11,10 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::{Client, ResourceExt};
 use operator::crd::ThanosReceiver;
+use serde_json::json;
 
 const NS: &str = "monitoring";
 const WAIT: Duration = Duration::from_secs(30);
@@ -498,7 +500,9 @@ async fn operator_reconciles_ring_scaling_and_status() {
                     == (&"events.k8s.io".into(), &"events".into(), &"patch".into())
                 || (group, resource, verb) == (&String::new(), &"pods".into(), &"patch".into())
                 || group == "autoscaling"
-                || group == "policy")
+                || group == "policy"
+                // operator_manages_a_service_monitor_while_enabled covers these.
+                || group == "monitoring.coreos.com")
         })
         .collect();
     assert!(
@@ -608,6 +612,19 @@ async fn operator_keeps_namespaces_apart_and_rejects_invalid_specs() {
         r#"{"spec":{"paused":true}}"#,
     ]);
     wait_condition(&client, "team-a", "recv", "Progressing", "False", "Paused").await;
+    let paused_column = || {
+        server.kubectl(&[
+            "get",
+            "-n",
+            "team-a",
+            "tr",
+            "recv",
+            "-o",
+            "custom-columns=PAUSED:.status.paused",
+            "--no-headers",
+        ])
+    };
+    assert_eq!(paused_column().trim(), "true");
     server.kubectl(&[
         "scale",
         "-n",
@@ -635,6 +652,7 @@ async fn operator_keeps_namespaces_apart_and_rejects_invalid_specs() {
         (sts_replicas(&client, "team-a", "recv").await? == 5).then_some(())
     })
     .await;
+    assert_eq!(paused_column().trim(), "false");
 
     // A storage change (which 1.20 cannot refuse: it ignores the CEL transition rule) must not
     // wedge the StatefulSet: the running claim template stays, later changes still apply.
@@ -672,4 +690,138 @@ async fn operator_keeps_namespaces_apart_and_rejects_invalid_specs() {
     ]);
     assert!(!refused.trim().is_empty(), "no StorageChangeRefused event");
     op.assert_running();
+}
+
+#[tokio::test]
+async fn operator_manages_a_service_monitor_while_enabled() {
+    let server = KubeApiServer::start().await;
+    server.install_operator().await;
+    server.kubectl(&["create", "namespace", NS]);
+    let mut op = Operator::start(&server, "op-a");
+    let client = server.client().await;
+    let monitors: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NS,
+        &operator::build::service_monitor_resource(),
+    );
+
+    // Without prometheus-operator's CRD: said in the status, everything else still applied.
+    let manifest = server.dir().join("recv.yaml");
+    std::fs::write(
+        &manifest,
+        format!("apiVersion: receiver.thanos-rs.io/v1alpha1\nkind: ThanosReceiver\nmetadata:\n  name: recv\n  namespace: {NS}\nspec:\n  replicas: 3\n  serviceMonitor:\n    enabled: true\n    interval: 15s\n    labels:\n      release: kube-prometheus\n"),
+    )
+    .unwrap();
+    server.kubectl(&["apply", "-f", &manifest.display().to_string()]);
+    let degraded_by_monitors = || async {
+        let (_, reason, message) = condition(&client, NS, "recv", "Degraded").await?;
+        Some(reason == "ApiGroupUnavailable" && message.contains("monitoring.coreos.com"))
+    };
+    eventually(
+        WAIT,
+        "Degraded naming the missing ServiceMonitor API",
+        || async { degraded_by_monitors().await?.then_some(()) },
+    )
+    .await;
+    assert!(sts_replicas(&client, NS, "recv").await.is_some());
+
+    // With the CRD: the ServiceMonitor appears, as the API server stored it.
+    let crd = e2e::kube::workspace_root().join("e2e/testdata/servicemonitor-crd.yaml");
+    server.kubectl(&["apply", "-f", &crd.display().to_string()]);
+    eventually(WAIT, "the ServiceMonitor CRD served", || async {
+        monitors.list(&Default::default()).await.ok()
+    })
+    .await;
+    // A spec change makes the operator look again at once (it would on its resync anyway).
+    server.kubectl(&[
+        "patch",
+        "-n",
+        NS,
+        "tr",
+        "recv",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"serviceMonitor":{"scrapeTimeout":"10s"}}}"#,
+    ]);
+    let sm = eventually(WAIT, "the ServiceMonitor", || async {
+        monitors.get_opt("recv").await.ok()?
+    })
+    .await;
+    // (Still Degraded on 1.20 for the PodDisruptionBudget's policy/v1, but not for this.)
+    eventually(
+        WAIT,
+        "Degraded no longer naming the ServiceMonitor API",
+        || async { (!degraded_by_monitors().await?).then_some(()) },
+    )
+    .await;
+    assert_eq!(sm.labels()["release"], "kube-prometheus");
+    let spec = &sm.data["spec"];
+    let endpoint = &spec["endpoints"][0];
+    assert_eq!(
+        (
+            &endpoint["port"],
+            &endpoint["path"],
+            &endpoint["interval"],
+            &endpoint["scrapeTimeout"]
+        ),
+        (
+            &json!("http"),
+            &json!("/metrics"),
+            &json!("15s"),
+            &json!("10s")
+        ),
+        "{sm:?}"
+    );
+    assert_eq!(endpoint["relabelings"][0]["replacement"], "thanos-receive");
+    // It selects the peer Service, which lists every receiver, and not the remote-write one.
+    let services = Api::<Service>::namespaced(client.clone(), NS);
+    let selected = |svc: Service| {
+        let labels = svc.metadata.labels.unwrap_or_default();
+        spec["selector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+    };
+    assert!(selected(services.get("recv").await.unwrap()));
+    assert!(!selected(services.get("recv-remote-write").await.unwrap()));
+
+    // Turned off: deleted.
+    server.kubectl(&[
+        "patch",
+        "-n",
+        NS,
+        "tr",
+        "recv",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"serviceMonitor":{"enabled":false}}}"#,
+    ]);
+    eventually(WAIT, "the ServiceMonitor deleted", || async {
+        monitors.get_opt("recv").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    op.assert_running();
+
+    // The chart grants exactly what this took.
+    let used: BTreeSet<_> = server
+        .operator_requests()
+        .into_iter()
+        .filter(|(group, _, _)| group == "monitoring.coreos.com")
+        .collect();
+    let granted: BTreeSet<_> = e2e::tools::chart_rules()
+        .into_iter()
+        .filter(|(group, _, _)| group == "monitoring.coreos.com")
+        .collect();
+    // 1.20 authorizes an apply that creates as `patch`.
+    let used_or_create: BTreeSet<_> = used
+        .iter()
+        .cloned()
+        .chain(
+            used.iter()
+                .filter(|(_, _, v)| v == "patch")
+                .map(|(g, r, _)| (g.clone(), r.clone(), "create".to_owned())),
+        )
+        .collect();
+    assert_eq!(granted, used_or_create);
 }

@@ -54,6 +54,7 @@ pub const GROUP: &str = "receiver.thanos-rs.io";
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Degraded\")].status"
     ),
+    printcolumn(name = "Paused", type_ = "boolean", json_path = ".status.paused"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -171,6 +172,9 @@ pub struct ThanosReceiverSpec {
     /// Extra volume mounts of the receiver container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount>,
+    /// A prometheus-operator ServiceMonitor scraping every receiver's `/metrics`.
+    #[serde(default)]
+    pub service_monitor: ServiceMonitorSpec,
     /// When true the operator writes nothing but this resource's status.
     #[serde(default)]
     pub paused: bool,
@@ -356,6 +360,44 @@ fn default_true() -> bool {
     true
 }
 
+/// ServiceMonitor settings (`monitoring.coreos.com/v1`, prometheus-operator).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// Whether the operator manages a ServiceMonitor (the cluster needs prometheus-operator's CRD).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval, e.g. `30s`; unset: the Prometheus' own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Scrape timeout, e.g. `10s`; unset: the Prometheus' own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_timeout: Option<String>,
+    /// Labels of the ServiceMonitor, e.g. the `release` label a Prometheus selects monitors by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The `job` label of the scraped series; the Thanos mixin and the chart's alerts and
+    /// dashboard select `thanos-receive`.
+    #[serde(default = "default_job_name")]
+    pub job_name: String,
+}
+
+impl Default for ServiceMonitorSpec {
+    fn default() -> Self {
+        ServiceMonitorSpec {
+            enabled: false,
+            interval: None,
+            scrape_timeout: None,
+            labels: BTreeMap::new(),
+            job_name: default_job_name(),
+        }
+    }
+}
+
+fn default_job_name() -> String {
+    "thanos-receive".into()
+}
+
 /// Fate of the data volumes when the resource is deleted or scaled down.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum PvcRetention {
@@ -386,6 +428,9 @@ pub struct ThanosReceiverStatus {
     /// The hashring in force, as written in the ConfigMap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring: Option<RingStatus>,
+    /// The operator saw `spec.paused` and wrote nothing but this status.
+    #[serde(default)]
+    pub paused: bool,
     /// `Available`, `Progressing`, `Degraded` and `RingReady`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -570,6 +615,7 @@ mod tests {
                 "Ring endpoints",
                 "Available",
                 "Degraded",
+                "Paused",
                 "Age"
             ]
         );

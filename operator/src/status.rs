@@ -306,6 +306,7 @@ pub fn status(
             hash: r.hash.clone(),
             last_change_time: r.changed_at.map(Time),
         }),
+        paused: o.paused,
         conditions: conds,
     }
 }

@@ -6,6 +6,7 @@ mod pdb;
 mod rbac;
 mod render;
 mod service;
+mod servicemonitor;
 mod statefulset;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,10 @@ pub use hpa::horizontal_pod_autoscaler;
 pub use pdb::{max_unavailable, pod_disruption_budget};
 pub use rbac::{role, role_binding, service_account};
 pub use render::{RenderError, render};
-pub use service::{headless_service, remote_write_service};
+pub use service::{
+    PEERS_SERVICE, REMOTE_WRITE_SERVICE, SERVICE_LABEL, headless_service, remote_write_service,
+};
+pub use servicemonitor::{service_monitor, service_monitor_resource};
 pub use statefulset::{
     DEFAULT_IMAGE_REPOSITORY, default_image, keep_claim_templates, receiver_args, statefulset,
 };

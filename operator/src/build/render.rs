@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::{
     Names, hashring_configmap, hashrings, headless_service, horizontal_pod_autoscaler,
-    pod_disruption_budget, remote_write_service, role, role_binding, service_account, statefulset,
+    pod_disruption_budget, remote_write_service, role, role_binding, service_account,
+    service_monitor, statefulset,
 };
 use crate::crd::ThanosReceiver;
 
@@ -65,6 +66,10 @@ pub fn render(
     if tr.spec.pod_disruption_budget.enabled {
         docs.push(yaml(&pod_disruption_budget(&tr, &names))?);
     }
+    if tr.spec.service_monitor.enabled {
+        // A DynamicObject carries its own apiVersion and kind.
+        docs.push(serde_yaml::to_string(&service_monitor(&tr, &names))?);
+    }
     Ok(docs.join("---\n"))
 }
 
@@ -104,6 +109,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({"minReplicas": 3, "maxReplicas": 9}))
                 .unwrap(),
         );
+        tr.spec.service_monitor.enabled = true;
         let out = render(&tr, "cluster.local", "r:1").unwrap();
         let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&out)
             .map(|d| {
@@ -122,7 +128,8 @@ mod tests {
                 "ConfigMap",
                 "StatefulSet",
                 "HorizontalPodAutoscaler",
-                "PodDisruptionBudget"
+                "PodDisruptionBudget",
+                "ServiceMonitor"
             ]
         );
         assert!(

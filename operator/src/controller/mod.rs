@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -317,7 +317,7 @@ impl<'a> Reconciler<'a> {
         Ok(chosen)
     }
 
-    /// The HPA and PDB: applied when asked for, deleted when no longer; returns the API groups
+    /// The HPA, PDB and ServiceMonitor: applied when asked for, deleted when no longer; returns the API groups
     /// the cluster does not serve.
     async fn reconcile_optional_objects(&self, spec_changed: bool) -> Result<Vec<String>, Error> {
         let (spec, names) = (&self.tr.spec, &self.names);
@@ -340,6 +340,35 @@ impl<'a> Reconciler<'a> {
         } else if spec_changed {
             self.delete_optional::<PodDisruptionBudget>().await?;
         }
+        let monitors: Api<DynamicObject> = Api::namespaced_with(
+            self.ctx.client.clone(),
+            &names.namespace,
+            &build::service_monitor_resource(),
+        );
+        if spec.service_monitor.enabled {
+            let sm = build::service_monitor(self.tr, names);
+            let applied = monitors
+                .patch(
+                    &names.name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&sm),
+                )
+                .await;
+            match applied {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => unavailable.push(
+                    "monitoring.coreos.com/v1 (ServiceMonitor skipped: is prometheus-operator installed?)"
+                        .to_owned(),
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        } else if spec_changed {
+            match monitors.delete(&names.name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(unavailable)
     }
 
@@ -356,7 +385,7 @@ impl<'a> Reconciler<'a> {
         match self.apply(obj).await {
             Ok(_) => Ok(false),
             // Server-side apply creates missing objects, so 404 means the resource type is unknown.
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(true),
             Err(e) => Err(e.into()),
         }
     }
@@ -375,7 +404,7 @@ impl<'a> Reconciler<'a> {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -414,6 +443,9 @@ impl<'a> Reconciler<'a> {
         .await;
     }
 }
+
+// 404 is checked by code: for an API group the server lacks entirely (no CRD), the answer is a
+// plain-text 404 page, which `Status::is_not_found` does not recognise.
 
 /// Whether a pod is Ready and not being deleted.
 fn is_ready(pod: &Pod) -> bool {

@@ -60,8 +60,13 @@ fn expect(method: Method, path: impl Into<String>, reply: Reply) -> Expect {
 }
 
 impl Expect {
+    /// Adds a check on the body (after those already there).
     fn check(mut self, f: impl Fn(&Value) + Send + 'static) -> Self {
-        self.check = Box::new(f);
+        let before = self.check;
+        self.check = Box::new(move |b| {
+            before(b);
+            f(b)
+        });
         self
     }
 }
@@ -294,6 +299,9 @@ fn pdb_apply(reply: Reply) -> Expect {
     .check(|b| assert_eq!(b["spec"]["maxUnavailable"], 1))
 }
 
+const SERVICE_MONITOR_PATH: &str =
+    "/apis/monitoring.coreos.com/v1/namespaces/mon/servicemonitors/recv";
+
 fn hpa_path() -> &'static str {
     "/apis/autoscaling/v2/namespaces/mon/horizontalpodautoscalers/recv"
 }
@@ -370,6 +378,8 @@ impl Scenario {
                     // A new generation: an HPA left from an earlier spec is removed.
                     expect(Method::DELETE, hpa_path(), Reply::Error(404)),
                     pdb_apply(Reply::Echo),
+                    // Likewise a ServiceMonitor, on a cluster without the CRD too.
+                    expect(Method::DELETE, SERVICE_MONITOR_PATH, Reply::Error(404)),
                     status_apply(&[
                         ("RingReady", "False", "NoRing"),
                         ("Available", "False", "NoRing"),
@@ -508,6 +518,7 @@ impl Scenario {
                 tr.spec.autoscaling = Some(
                     serde_json::from_value(json!({"minReplicas": 3, "maxReplicas": 9})).unwrap(),
                 );
+                tr.spec.service_monitor.enabled = true;
                 let mut requests = reads(pods(&[], &[]), Reply::Error(404), statefulset(3));
                 requests.extend(identity_and_services());
                 requests.extend([
@@ -517,7 +528,20 @@ impl Scenario {
                         assert_eq!(b["spec"]["maxReplicas"], 9);
                     }),
                     pdb_apply(Reply::Error(404)),
-                    status_apply(&[("Degraded", "True", "ApiGroupUnavailable")]),
+                    expect(Method::PATCH, SERVICE_MONITOR_PATH, Reply::Error(404))
+                        .check(|b| assert_eq!(b["kind"], "ServiceMonitor")),
+                    status_apply(&[("Degraded", "True", "ApiGroupUnavailable")]).check(|b| {
+                        let status: ThanosReceiverStatus =
+                            serde_json::from_value(b["status"].clone()).unwrap();
+                        let degraded = status
+                            .conditions
+                            .iter()
+                            .find(|c| c.type_ == "Degraded")
+                            .unwrap();
+                        for what in ["autoscaling/v2", "policy/v1", "monitoring.coreos.com/v1"] {
+                            assert!(degraded.message.contains(what), "{}", degraded.message);
+                        }
+                    }),
                 ]);
                 run(tr, requests).await
             }
@@ -529,7 +553,10 @@ impl Scenario {
                     configmap(&[0, 1, 2], 600),
                     statefulset(3),
                 );
-                requests.push(status_apply(&[("Progressing", "False", "Paused")]));
+                requests.push(
+                    status_apply(&[("Progressing", "False", "Paused")])
+                        .check(|b| assert_eq!(b["status"]["paused"], true)),
+                );
                 run(tr, requests).await
             }
             Scenario::InvalidSpec => {
