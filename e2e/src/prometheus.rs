@@ -31,6 +31,12 @@ pub fn prometheus_bin() -> PathBuf {
 impl Prometheus {
     /// Starts an agent in `dir` scraping itself and `targets` every second and remote-writing to `url`.
     pub fn agent(dir: &Path, url: &str, targets: &[String]) -> Prometheus {
+        Self::agent_with(dir, url, targets, "")
+    }
+
+    /// [`Prometheus::agent`] with more `remote_write` settings (YAML lines indented by 4, e.g.
+    /// a `tls_config:` block).
+    pub fn agent_with(dir: &Path, url: &str, targets: &[String], remote_write: &str) -> Prometheus {
         let port = free_port();
         std::fs::create_dir_all(dir).expect("prometheus dir");
         let mut all_targets = vec![format!("'127.0.0.1:{port}'")];
@@ -49,7 +55,7 @@ remote_write:
       batch_send_deadline: 500ms
       min_backoff: 50ms
       max_backoff: 1s
-"#,
+{remote_write}"#,
             targets = all_targets.join(", "),
         );
         let agent_path = format!("--storage.agent.path={}", dir.join("agent").display());

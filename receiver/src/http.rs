@@ -26,6 +26,7 @@ use crate::status;
 use crate::store::labels_api::{self, Selection};
 use crate::store::remote_read::Answer;
 use crate::store::{ReadError, ReadLimits, Reads, selector};
+use crate::tls::{BasicAuth, CertificateField, ClientIdentity, WebConfig};
 use crate::tsdb::MultiTsdb;
 use crate::wire::remote_read::{
     CHUNKED_CONTENT_TYPE, MAX_READ_REQUEST, decode_request, encode_response,
@@ -68,6 +69,8 @@ pub struct HttpConfig {
     pub max_concurrency: u64,
     /// Most series and samples one read may return.
     pub read_limits: ReadLimits,
+    /// Take the tenant from this field of the client certificate, not the header.
+    pub tenant_certificate_field: Option<CertificateField>,
 }
 
 /// Shared state of the HTTP handlers.
@@ -76,6 +79,7 @@ pub struct App {
     tenant_header: HeaderName,
     replica_header: HeaderName,
     default_tenant: String,
+    tenant_certificate_field: Option<CertificateField>,
     /// Bounds concurrent writes when `write.global.max_concurrency` is set.
     concurrency: Option<Semaphore>,
     /// Warm batches and the bytes they retain.
@@ -95,6 +99,7 @@ impl App {
             tenant_header: HeaderName::try_from(config.tenant_header)?,
             replica_header: HeaderName::try_from(config.replica_header)?,
             default_tenant: config.default_tenant,
+            tenant_certificate_field: config.tenant_certificate_field,
             concurrency: (config.max_concurrency > 0)
                 .then(|| Semaphore::new(config.max_concurrency as usize)),
             pool: Mutex::new((Vec::new(), 0)),
@@ -147,7 +152,87 @@ pub fn remote_write_router(app: Arc<App>) -> Router {
         .route("/api/v1/series", get(series_api))
         .route("/api/v1/labels", get(label_names_api))
         .route("/api/v1/label/{name}/values", get(label_values_api))
-        .with_state(app)
+        .with_state(Arc::clone(&app))
+        .layer(middleware::from_fn_with_state(app, tenant_from_certificate))
+}
+
+/// With `--receive.tenant-certificate-field`, the verified client certificate names the tenant
+/// of every request on the remote-write port, whatever its header says (as Thanos: a client
+/// cannot write or read as another tenant); no such field is a 400.
+async fn tenant_from_certificate(
+    State(app): State<Arc<App>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(field) = app.tenant_certificate_field else {
+        return next.run(request).await;
+    };
+    let tenant = request
+        .extensions()
+        .get::<ClientIdentity>()
+        .and_then(|id| id.field(field))
+        .and_then(|t| HeaderValue::from_str(t).ok());
+    match tenant {
+        Some(tenant) => {
+            request
+                .headers_mut()
+                .insert(app.tenant_header.clone(), tenant);
+            next.run(request).await
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "could not get the {} field of a client certificate: the tenant comes from it\n",
+                field.as_flag_value()
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// The operational router behind `--http.config`'s basic auth, with its response headers.
+pub fn with_web_config(router: Router, web: &WebConfig) -> Result<Router, String> {
+    let headers = web
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            let name = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            let value =
+                HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            Ok((name, value))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let state = Arc::new((web.basic_auth(), headers));
+    Ok(router.layer(middleware::from_fn_with_state(state, web_config_layer)))
+}
+
+type WebState = Arc<(Option<Arc<BasicAuth>>, Vec<(HeaderName, HeaderValue)>)>;
+
+async fn web_config_layer(State(state): State<WebState>, request: Request, next: Next) -> Response {
+    let (auth, headers) = &*state;
+    let mut response = match auth {
+        Some(auth) => {
+            let given = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if auth.allows(given).await {
+                next.run(request).await
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Basic")],
+                    "Unauthorized\n",
+                )
+                    .into_response()
+            }
+        }
+        None => next.run(request).await,
+    };
+    for (name, value) in headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 /// Records `http_requests_total` and `http_request_duration_seconds` of every remote-write

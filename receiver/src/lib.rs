@@ -18,6 +18,7 @@ pub mod shipper;
 pub mod status;
 pub mod store;
 pub mod tenant;
+pub mod tls;
 pub mod tsdb;
 pub mod wire;
 pub mod write_error;

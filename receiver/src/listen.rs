@@ -1,5 +1,6 @@
 //! Listeners that stay up under abuse: a connection cap per port (so one port's exhaustion never
-//! takes another's descriptors), header and idle timeouts, and the process descriptor limit.
+//! takes another's descriptors), handshake, header and idle timeouts, and the process
+//! descriptor limit; TLS when the port has it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,12 +9,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use hyper::body::Incoming;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::tls::{ClientIdentity, ServerTls};
 
 /// Time a client has to send a request's headers; also how long an idle keep-alive connection
 /// is kept, since the wait for the next request's headers starts when the last one ends.
@@ -77,12 +82,17 @@ pub fn raise_nofile_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// Serves `router` over HTTP/1 on `listener` with at most `max_connections` connections open,
-/// until `shutdown` resolves; then lets in-flight requests finish.
+/// Time a client has to complete a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` over HTTP/1 on `listener` (over TLS when `tls` is set) with at most
+/// `max_connections` connections open, until `shutdown` resolves; then lets in-flight requests
+/// finish. Over TLS, each request carries the client certificate's [`ClientIdentity`].
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     max_connections: usize,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -94,19 +104,60 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         let (stream, permit) = accepted;
-        let service = TowerToHyperService::new(router.clone());
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = conn.await;
+            let Some(acceptor) = acceptor else {
+                let _ = watcher.watch(http1(stream, router, None)).await;
+                return;
+            };
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| ClientIdentity::from_der(cert));
+            let _ = watcher.watch(http1(stream, router, identity)).await;
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// One HTTP/1 connection serving `router`, each request carrying `identity`.
+fn http1<S>(
+    stream: S,
+    router: Router,
+    identity: Option<ClientIdentity>,
+) -> impl hyper_util::server::graceful::GracefulConnection
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let inner = TowerToHyperService::new(router);
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        if let Some(id) = &identity {
+            request.extensions_mut().insert(id.clone());
+        }
+        inner.call(request)
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
 }
 
 /// Waits for a free connection slot, then for a connection. Accept errors (such as running out
@@ -133,26 +184,81 @@ async fn accept(
     }
 }
 
-/// A TCP connection that holds one of its port's connection slots until it closes.
+/// A connection, plain or TLS, that holds one of its port's connection slots until it closes.
 pub struct CappedStream {
-    stream: TcpStream,
+    io: Io,
     _permit: OwnedSemaphorePermit,
 }
 
-/// Accepted connections of `listener`, at most `max_connections` open at once, for tonic.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// Accepted connections of `listener` (TLS-handshaken when `tls` is set), at most
+/// `max_connections` open at once, for tonic. Handshakes run concurrently, so a slow client
+/// never holds up the others.
 pub fn capped_incoming(
     listener: TcpListener,
     max_connections: usize,
+    tls: Option<Arc<ServerTls>>,
 ) -> impl futures::Stream<Item = std::io::Result<CappedStream>> {
     let permits = Arc::new(Semaphore::new(max_connections));
-    futures::stream::unfold((listener, permits), |(listener, permits)| async move {
-        let (stream, permit) = accept(&listener, &permits).await;
-        let capped = CappedStream {
-            stream,
-            _permit: permit,
-        };
-        Some((Ok(capped), (listener, permits)))
+    let (tx, rx) = tokio::sync::mpsc::channel::<CappedStream>(64);
+    tokio::spawn(async move {
+        loop {
+            // The server dropped the stream: stop accepting (and release the port).
+            let (stream, permit) = tokio::select! {
+                accepted = accept(&listener, &permits) => accepted,
+                () = tx.closed() => return,
+            };
+            let Some(tls) = &tls else {
+                let capped = CappedStream {
+                    io: Io::Plain(stream),
+                    _permit: permit,
+                };
+                if tx.send(capped).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let acceptor = tls.acceptor();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let capped = CappedStream {
+                            io: Io::Tls(Box::new(stream)),
+                            _permit: permit,
+                        };
+                        let _ = tx.send(capped).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "gRPC TLS handshake failed"),
+                    Err(_) => tracing::debug!("gRPC TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let stream = rx.recv().await?;
+        Some((Ok(stream), rx))
     })
+}
+
+/// Delegates an I/O call to the plain or TLS stream.
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &mut $self.io {
+            Io::Plain($s) => {
+                let $s = Pin::new($s);
+                $call
+            }
+            Io::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $call
+            }
+        }
+    };
 }
 
 impl AsyncRead for CappedStream {
@@ -161,7 +267,7 @@ impl AsyncRead for CappedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        delegate!(self, s => s.poll_read(cx, buf))
     }
 }
 
@@ -171,15 +277,15 @@ impl AsyncWrite for CappedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        delegate!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        delegate!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        delegate!(self, s => s.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -187,11 +293,14 @@ impl AsyncWrite for CappedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        delegate!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 
@@ -199,7 +308,10 @@ impl tonic::transport::server::Connected for CappedStream {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        match &self.io {
+            Io::Plain(s) => s.connect_info(),
+            Io::Tls(s) => s.get_ref().0.connect_info(),
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use crate::ring::{self, RingHolder};
 use crate::shipper::{Shipper, objstore};
 use crate::store::info::InfoService;
 use crate::store::store_api::StoreService;
+use crate::tls::{ClientTls, ServerOptions, ServerTls, WebConfig};
 use crate::tsdb::{MultiTsdb, Retention, TsdbOptions};
 
 /// Installs the global logger for `--log.level` and `--log.format`.
@@ -81,6 +82,71 @@ pub struct Config {
     pub tsdb: TsdbOptions,
     /// The bucket of `--objstore.config-file`, if set.
     pub bucket: Option<objstore::Bucket>,
+    /// TLS of the listeners and of forwards, loaded.
+    pub tls: Tls,
+}
+
+/// TLS of each listener and of forwards; `None` is plaintext.
+#[derive(Default)]
+pub struct Tls {
+    /// The remote-write port.
+    pub remote_write: Option<Arc<ServerTls>>,
+    /// The gRPC port.
+    pub grpc: Option<Arc<ServerTls>>,
+    /// The operational port, from `--http.config`.
+    pub ops: Option<Arc<ServerTls>>,
+    /// `--http.config`, for basic auth and headers.
+    pub web: Option<WebConfig>,
+    /// Forwards to peers.
+    pub client: Option<Arc<ClientTls>>,
+}
+
+impl Tls {
+    /// Loads the certificates and files the TLS flags name.
+    fn from_args(args: &Args) -> anyhow::Result<Tls> {
+        let t = &args.tls;
+        let server = |options: Result<Option<ServerOptions>, String>, flags: &str| {
+            options
+                .map_err(anyhow::Error::msg)?
+                .map(ServerTls::new)
+                .transpose()
+                .with_context(|| format!("--{flags}-*"))
+        };
+        let remote_write = server(t.remote_write_server(), "remote-write.server-tls")?;
+        let grpc = server(t.grpc_server(), "grpc-server-tls")?;
+        if let Some(field) = t.tenant_certificate_field
+            && t.rw_client_ca.is_empty()
+        {
+            anyhow::bail!(
+                "--receive.tenant-certificate-field={} needs verified client certificates: set --remote-write.server-tls-client-ca",
+                field.as_flag_value()
+            );
+        }
+        let web = (!t.http_config.is_empty())
+            .then(|| WebConfig::load(std::path::Path::new(&t.http_config)))
+            .transpose()
+            .context("--http.config")?;
+        let ops = web
+            .as_ref()
+            .map(WebConfig::tls_options)
+            .transpose()?
+            .flatten()
+            .map(ServerTls::new)
+            .transpose()
+            .context("--http.config")?;
+        let client = t
+            .client()
+            .map(ClientTls::new)
+            .transpose()
+            .context("--remote-write.client-tls-*")?;
+        Ok(Tls {
+            remote_write,
+            grpc,
+            ops,
+            web,
+            client,
+        })
+    }
 }
 
 impl Config {
@@ -134,11 +200,13 @@ impl Config {
                 "--tsdb.max-exemplars: exemplars are not stored yet; they are dropped and the writes accepted"
             );
         }
+        let tls = Tls::from_args(&args)?;
         Ok(Config {
             args,
             limits,
             tsdb,
             bucket,
+            tls,
         })
     }
 
@@ -163,6 +231,7 @@ struct Receiver {
     replicator: Arc<Replicator>,
     shipper: Option<Arc<Shipper>>,
     app: Arc<App>,
+    tls: Tls,
 }
 
 /// The listeners' tasks and the signal that stops them.
@@ -188,6 +257,7 @@ impl Receiver {
             limits,
             tsdb,
             bucket,
+            tls,
         } = config;
         let metrics = Arc::new(Metrics::new());
         let ring_labels = Arc::clone(&tsdb.ring_labels);
@@ -214,6 +284,7 @@ impl Receiver {
                 forward_timeout: args.forward_timeout,
                 max_backoff: args.forward_max_backoff,
                 snappy: args.grpc_compression == GrpcCompression::Snappy,
+                tls: tls.client.clone(),
             },
         ));
         let app = Arc::new(
@@ -234,6 +305,7 @@ impl Receiver {
                         series: args.read_series_limit,
                         samples: args.read_samples_limit,
                     },
+                    tenant_certificate_field: args.tls.tenant_certificate_field,
                 },
             )
             .context("--receive.tenant-header / --receive.replica-header")?,
@@ -247,6 +319,7 @@ impl Receiver {
             replicator,
             shipper,
             app,
+            tls,
         })
     }
 
@@ -267,8 +340,18 @@ impl Receiver {
             http = %args.http_address,
             grpc = %args.grpc_address,
             tsdb_path = %args.tsdb_path.display(),
+            remote_write_tls = self.tls.remote_write.is_some(),
+            grpc_tls = self.tls.grpc.is_some(),
+            http_tls = self.tls.ops.is_some(),
+            forward_tls = self.tls.client.is_some(),
             "receiver listening"
         );
+        let mut ops_router = ops_router(Arc::clone(&self.app));
+        if let Some(web) = &self.tls.web {
+            ops_router = crate::http::with_web_config(ops_router, web)
+                .map_err(anyhow::Error::msg)
+                .context("--http.config")?;
+        }
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -300,7 +383,7 @@ impl Receiver {
                 self.metrics.grpc.clone(),
             ))
             .serve_with_incoming_shutdown(
-                listen::capped_incoming(grpc, caps.grpc),
+                listen::capped_incoming(grpc, caps.grpc, self.tls.grpc.clone()),
                 stopped(stop_rx.clone()),
             );
         let tasks = vec![
@@ -308,12 +391,14 @@ impl Receiver {
                 rw,
                 remote_write_router(Arc::clone(&self.app)),
                 caps.remote_write,
+                self.tls.remote_write.clone(),
                 stopped(stop_rx.clone()),
             )),
             tokio::spawn(listen::serve_http(
                 ops,
-                ops_router(Arc::clone(&self.app)),
+                ops_router,
                 caps.ops,
+                self.tls.ops.clone(),
                 stopped(stop_rx.clone()),
             )),
             tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! Command-line flags, named and defaulted as `thanos receive` names them.
 
 pub mod thanos_flags;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -189,6 +190,10 @@ pub struct Args {
     /// Longest wait for in-flight gRPC requests to finish after SIGTERM.
     #[arg(long = "grpc-grace-period", default_value = "2m", value_parser = parse_duration)]
     pub grpc_grace_period: Duration,
+
+    /// TLS: listeners, forwards, the HTTP port's web config, tenants from certificates.
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
 
     /// Log level.
     #[arg(long = "log.level", value_enum, default_value = "info")]

@@ -44,9 +44,7 @@ const fn refuse(
     }
 }
 
-const NO_TLS: &str = "TLS is not supported yet: terminate TLS in front of the receiver";
 const EMPTY: &[&str] = &[""];
-const FALSE: &[&str] = &["false"];
 
 /// Every `thanos receive` flag (v0.42, hidden ones included) the receiver does not implement.
 const FLAGS: &[ThanosFlag] = &[
@@ -185,42 +183,6 @@ const FLAGS: &[ThanosFlag] = &[
         "out-of-order samples are refused",
     ),
     warn("debug.name", true, "log lines carry no prefix"),
-    warn("grpc-server-tls-min-version", true, NO_TLS),
-    warn("grpc-server-tls-ciphers", true, NO_TLS),
-    warn("grpc-server-tls-curves", true, NO_TLS),
-    warn("remote-write.server-tls-min-version", true, NO_TLS),
-    warn("remote-write.server-tls-ciphers", true, NO_TLS),
-    warn("remote-write.server-tls-curves", true, NO_TLS),
-    warn("remote-write.client-tls-cert", true, NO_TLS),
-    warn("remote-write.client-tls-key", true, NO_TLS),
-    warn("remote-write.client-tls-ca", true, NO_TLS),
-    warn("remote-write.client-tls-skip-verify", false, NO_TLS),
-    warn("remote-write.client-server-name", true, NO_TLS),
-    warn("remote-write.client-tls-min-version", true, NO_TLS),
-    refuse("grpc-server-tls-cert", true, NO_TLS, EMPTY),
-    refuse("grpc-server-tls-key", true, NO_TLS, EMPTY),
-    refuse("grpc-server-tls-client-ca", true, NO_TLS, EMPTY),
-    refuse("remote-write.server-tls-cert", true, NO_TLS, EMPTY),
-    refuse("remote-write.server-tls-key", true, NO_TLS, EMPTY),
-    refuse("remote-write.server-tls-client-ca", true, NO_TLS, EMPTY),
-    refuse(
-        "remote-write.client-tls-secure",
-        false,
-        "TLS to peers is not supported yet: forwards would go in plaintext",
-        FALSE,
-    ),
-    refuse(
-        "http.config",
-        true,
-        "TLS and basic auth on the HTTP port are not supported yet",
-        EMPTY,
-    ),
-    refuse(
-        "receive.tenant-certificate-field",
-        true,
-        "tenants from client certificates need TLS, which is not supported yet",
-        EMPTY,
-    ),
     refuse(
         "receive.relabel-config",
         true,
@@ -262,6 +224,14 @@ pub fn sort_out(args: Vec<String>) -> Result<Sorted, String> {
     let mut out = Sorted::default();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
+        // kingpin's `--no-name` of a boolean we implement: clap takes `--name=false`.
+        if let Some(b) = arg
+            .strip_prefix("--no-")
+            .filter(|name| IMPLEMENTED_BOOLEANS.contains(name))
+        {
+            out.args.push(format!("--{b}=false"));
+            continue;
+        }
         let Some((flag, negated, inline)) = split_flag(&arg) else {
             out.args.push(arg);
             continue;
@@ -288,6 +258,12 @@ pub fn sort_out(args: Vec<String>) -> Result<Sorted, String> {
     }
     Ok(out)
 }
+
+/// Boolean Thanos flags the receiver implements.
+const IMPLEMENTED_BOOLEANS: &[&str] = &[
+    "remote-write.client-tls-secure",
+    "remote-write.client-tls-skip-verify",
+];
 
 /// `--name[=value]` as `(name, negated, value)`; kingpin's `--no-name` negates a boolean.
 fn split_flag(arg: &str) -> Option<(&str, bool, Option<&str>)> {
@@ -350,22 +326,18 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.contains("relabelling is not supported yet"), "{err}");
-        let err = sort_out(args(&["r", "--remote-write.client-tls-secure"])).unwrap_err();
-        assert!(err.contains("plaintext"), "{err}");
         let err = sort_out(args(&["r", "--tsdb.out-of-order.time-window", "10m"])).unwrap_err();
         assert!(err.contains("10m"), "{err}");
         let ok = sort_out(args(&[
             "r",
             "--tsdb.out-of-order.time-window=0s",
-            "--grpc-server-tls-cert=",
             "--no-remote-write.client-tls-secure",
-            "--remote-write.client-tls-secure=false",
         ]))
         .unwrap();
         assert_eq!(
             ok,
             Sorted {
-                args: args(&["r"]),
+                args: args(&["r", "--remote-write.client-tls-secure=false"]),
                 warnings: vec![]
             }
         );

@@ -23,6 +23,7 @@ use crate::ingest::validate::Rules;
 use crate::ingest::{Ingester, Written};
 use crate::metrics::ReplicationMetrics;
 use crate::ring::{RingHolder, RingState};
+use crate::tls::{ClientTls, PeerConnector};
 use crate::wire::{WriteBatch, forward};
 use crate::write_error::{WriteError, class_of_code};
 use quorum::{Class, Decision, QuorumTracker};
@@ -40,6 +41,8 @@ pub struct ReplicationConfig {
     pub max_backoff: Duration,
     /// Whether forwards are snappy-compressed (`--receive.grpc-compression=snappy`).
     pub snappy: bool,
+    /// TLS of forwards (`--remote-write.client-tls-secure`); plaintext when unset.
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 /// Peers of the ring in force, by address.
@@ -315,7 +318,7 @@ impl Replicator {
                     // Reuse the connection of a peer that stays in the ring; only its back-off resets.
                     let channel = match peers.1.get(&ep.address) {
                         Some(p) => p.channel.clone(),
-                        None => match channel(&ep.address) {
+                        None => match channel(&ep.address, self.config.tls.as_ref()) {
                             Ok(c) => c,
                             Err(e) => {
                                 tracing::error!(endpoint = ep.address, error = %e, "invalid peer address");
@@ -371,14 +374,22 @@ impl grpc::UnaryMethod for Replicator {
     }
 }
 
-fn channel(address: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))?
+/// A lazily connected channel to a peer, over TLS when `tls` is set (each new connection uses
+/// the certificates in force then).
+fn channel(
+    address: &str,
+    tls: Option<&Arc<ClientTls>>,
+) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+        .keep_alive_while_idle(true);
+    Ok(match tls {
+        Some(tls) => endpoint.connect_with_connector_lazy(PeerConnector(Arc::clone(tls))),
+        None => endpoint.connect_lazy(),
+    })
 }
 
 /// Sends one forward request, honouring and updating the peer's back-off.
