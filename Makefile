@@ -7,7 +7,7 @@ CHART_CRD := charts/thanos-receiver/crds/thanosreceivers.receiver.thanos-rs.io.y
 # Written by scripts/setup.sh: PATH to the tools it installed (helm, moto, ...) and KUBE_APISERVER.
 ENV := $(HOME)/.cache/thanos-receiver/env.sh
 
-.PHONY: build test test-unit lint fmt demo bench fuzz crds crds-check images
+.PHONY: build test test-unit lint fmt demo bench bench-tls fuzz crds crds-check images
 
 build:
 	$(CARGO) build --workspace --bins
@@ -42,6 +42,10 @@ demo:
 bench:
 	bash scripts/bench.sh
 	TSDB_BENCH_SERIES=$${TSDB_BENCH_SERIES:-$$([ "$${BENCH_QUICK:-0}" = 1 ] && echo 10000 || echo 100000)} $(CARGO) bench -p receiver --bench tsdb
+
+# TLS against plaintext on the same load (RF=1 and RF=3), release build.
+bench-tls:
+	bash scripts/bench-tls.sh
 
 # The container images (receiver and operator) as an OCI layout in $(CARGO_TARGET_DIR)/images,
 # built without a container engine (umoci); the Dockerfile builds the same with one.

@@ -21,6 +21,8 @@ const ALL_ON: &[&str] = &[
     "--set=monitoring.prometheusRule.enabled=true",
     "--set=monitoring.dashboard.enabled=true",
     "--set=exampleReceiver.enabled=true",
+    "--set=exampleReceiver.certManager.enabled=true",
+    "--set=exampleReceiver.certManager.issuerRef.name=ca-issuer",
 ];
 
 fn objects(rendered: &str) -> Vec<Value> {
@@ -50,8 +52,13 @@ fn validate_k8s_130(objs: &[Value], dir: &Path) {
     let builtin: Vec<&Value> = objs
         .iter()
         .filter(|o| {
-            !["ThanosReceiver", "ServiceMonitor", "PrometheusRule"]
-                .contains(&o["kind"].as_str().unwrap_or(""))
+            ![
+                "ThanosReceiver",
+                "ServiceMonitor",
+                "PrometheusRule",
+                "Certificate",
+            ]
+            .contains(&o["kind"].as_str().unwrap_or(""))
         })
         .collect();
     let file = dir.join("builtin.yaml");
@@ -141,9 +148,40 @@ fn chart_lints_and_renders_hardened_valid_objects_with_defaults_and_every_option
         "PrometheusRule",
         "ThanosReceiver",
         "ConfigMap",
+        "Certificate",
     ] {
         assert!(k.contains(&kind), "{kind} missing from {k:?}");
     }
+    // The example receiver's certificate covers the ring endpoints the operator writes, and the
+    // receiver uses it.
+    let cert = all.iter().find(|o| o["kind"] == "Certificate").unwrap();
+    let example: operator::crd::ThanosReceiver = serde_yaml::from_value(
+        all.iter()
+            .find(|o| o["kind"] == "ThanosReceiver")
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        Some(cert["spec"]["secretName"].as_str().unwrap()),
+        example.spec.tls.as_ref().map(|t| t.secret_name.as_str())
+    );
+    let names = operator::build::Names::new(&example, "cluster.local");
+    let host = names.endpoint(2).rsplit_once(':').unwrap().0.to_owned();
+    let wildcard = format!("*.{}", host.split_once('.').unwrap().1);
+    assert!(
+        cert["spec"]["dnsNames"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|d| d == &Value::from(wildcard.clone())),
+        "{wildcard} not in {:?}",
+        cert["spec"]["dnsNames"]
+    );
+    assert_eq!(
+        cert["spec"]["usages"],
+        serde_yaml::from_str::<Value>("[server auth, client auth]").unwrap()
+    );
     let roles: Vec<(&str, &str)> = all
         .iter()
         .filter(|o| o["kind"] == "Role")
@@ -314,6 +352,28 @@ async fn the_rendered_chart_applies_to_a_real_api_server() {
     server.wait_crd_established().await;
     server.kubectl(&["create", "namespace", "ops"]);
     server.kubectl(&["create", "namespace", "monitoring"]);
+    // cert-manager's Certificate type (cut down to the fields we use), for the example
+    // receiver's certificate and the README's TLS example.
+    server.kubectl(&[
+        "apply",
+        "-f",
+        &workspace_root()
+            .join("e2e/testdata/certificate-crd.yaml")
+            .display()
+            .to_string(),
+    ]);
+    e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "the Certificate CRD served",
+        || async {
+            server
+                .kubectl_output(&["get", "certificates.cert-manager.io", "-A"])
+                .status
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
     // The Prometheus Operator's CRDs are not installed here: everything but its two kinds.
     let rendered = helm_template(&[
         "--namespace=ops",
@@ -321,6 +381,8 @@ async fn the_rendered_chart_applies_to_a_real_api_server() {
         "--set=watchNamespaces={monitoring}",
         "--set=monitoring.dashboard.enabled=true",
         "--set=exampleReceiver.enabled=true",
+        "--set=exampleReceiver.certManager.enabled=true",
+        "--set=exampleReceiver.certManager.issuerRef.name=ca-issuer",
     ]);
     let file = server.dir().join("chart.yaml");
     std::fs::write(&file, &rendered).unwrap();

@@ -20,6 +20,9 @@ fn full_spec() -> ThanosReceiver {
         "hashringAlgorithm": "ketama",
         "hashrings": [{"name": "team-a", "tenants": ["a-*"], "tenantMatcherType": "glob"}],
         "extraArgs": ["--log.level=debug", "--log.format=json"],
+        "tls": {"secretName": "recv-tls", "clientSecretName": "recv-client",
+            "caSecretName": "recv-ca", "remoteWriteClientAuth": true,
+            "tenantCertificateField": "commonName"},
     }))
     .expect("a spec with every receiver-facing field");
     let mut tr = ThanosReceiver::new("recv", spec);
@@ -50,6 +53,17 @@ fn the_receiver_parses_what_the_operator_writes() {
         contract::REMOTE_WRITE_PORT
     );
     assert_eq!(args.replication_factor, 3);
+    // TLS: each flag lands where the receiver looks for it.
+    let tls = &args.tls;
+    assert_eq!(tls.grpc_cert, "/etc/thanos/tls/server/tls.crt");
+    assert_eq!(tls.grpc_client_ca, "/etc/thanos/tls/ca/ca.crt");
+    assert!(tls.client_secure);
+    assert_eq!(tls.client_cert, "/etc/thanos/tls/client/tls.crt");
+    assert_eq!(tls.rw_client_ca, "/etc/thanos/tls/ca/ca.crt");
+    assert_eq!(
+        tls.tenant_certificate_field,
+        Some(receiver::tls::CertificateField::CommonName)
+    );
     assert_eq!(
         args.hashrings_configmap.as_deref(),
         Some(format!("mon/{}", names.configmap()).as_str())

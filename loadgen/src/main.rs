@@ -87,6 +87,12 @@ struct Args {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// CA (PEM) that signs the receivers' certificates, for `https://` URLs.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (one PEM file) presented to the receivers (mTLS).
+    #[arg(long)]
+    tls_identity: Option<std::path::PathBuf>,
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -210,12 +216,24 @@ fn main() -> anyhow::Result<()> {
         }
         b.enable_all().build()?
     };
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder()
         .pool_max_idle_per_host(plan.shards as usize)
         .tcp_nodelay(true)
-        .user_agent(concat!("thanos-loadgen/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")?;
+        .user_agent(concat!("thanos-loadgen/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &args.tls_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("--tls-ca {}", ca.display()))?;
+        client = client
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).context("--tls-ca")?);
+    }
+    if let Some(id) = &args.tls_identity {
+        let pem = std::fs::read(id).with_context(|| format!("--tls-identity {}", id.display()))?;
+        client = client
+            .use_rustls_tls()
+            .identity(reqwest::Identity::from_pem(&pem).context("--tls-identity")?);
+    }
+    let client = client.build().context("building the HTTP client")?;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let run = Arc::new(Run {

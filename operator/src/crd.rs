@@ -175,6 +175,9 @@ pub struct ThanosReceiverSpec {
     /// A prometheus-operator ServiceMonitor scraping every receiver's `/metrics`.
     #[serde(default)]
     pub service_monitor: ServiceMonitorSpec,
+    /// TLS: mTLS between the receivers (forwards, StoreAPI) and on the remote-write port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
     /// When true the operator writes nothing but this resource's status.
     #[serde(default)]
     pub paused: bool,
@@ -360,6 +363,65 @@ fn default_true() -> bool {
     true
 }
 
+/// TLS of the receivers, from Secrets as cert-manager writes them (`tls.crt`, `tls.key`,
+/// `ca.crt`). The gRPC port always requires client certificates from the CA, and forwards present
+/// the client certificate, so only holders of a certificate from the CA can write through or read
+/// from a receiver's gRPC port (Thanos Query included).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.tenantCertificateField) || self.remoteWriteClientAuth").message("tenantCertificateField needs remoteWriteClientAuth: the tenant comes from a verified client certificate"),
+    validation = Rule::new("!self.remoteWriteClientAuth || self.remoteWrite").message("remoteWriteClientAuth needs remoteWrite")
+)]
+pub struct TlsSpec {
+    /// Secret with the server certificate (`tls.crt`, `tls.key`): valid for
+    /// `*.<name>.<namespace>.svc.<cluster domain>` and, for the remote-write port, the names
+    /// clients use.
+    pub secret_name: String,
+    /// Secret with the certificate forwards present to peers; unset: `secretName` (which must
+    /// then allow client auth too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_name: Option<String>,
+    /// Secret whose `ca.crt` signs the receivers' and the clients' certificates; unset: `ca.crt`
+    /// of `secretName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_name: Option<String>,
+    /// TLS on the remote-write port too.
+    #[serde(default = "default_true")]
+    pub remote_write: bool,
+    /// Require remote-write clients to present a certificate the CA signed.
+    #[serde(default)]
+    pub remote_write_client_auth: bool,
+    /// Take each remote-write request's tenant from this field of its client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_certificate_field: Option<CertificateField>,
+}
+
+/// A client-certificate field, by Thanos' names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CertificateField {
+    /// The subject's `CN`.
+    #[serde(rename = "commonName")]
+    CommonName,
+    /// The subject's first `O`.
+    #[serde(rename = "organization")]
+    Organization,
+    /// The subject's first `OU`.
+    #[serde(rename = "organizationalUnit")]
+    OrganizationalUnit,
+}
+
+impl CertificateField {
+    /// The value of `--receive.tenant-certificate-field`.
+    pub fn as_flag_value(self) -> &'static str {
+        match self {
+            CertificateField::CommonName => "commonName",
+            CertificateField::Organization => "organization",
+            CertificateField::OrganizationalUnit => "organizationalUnit",
+        }
+    }
+}
+
 /// ServiceMonitor settings (`monitoring.coreos.com/v1`, prometheus-operator).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -542,6 +604,14 @@ impl ThanosReceiverSpec {
                 problems.push(format!("hashring {:?} needs at least one tenant", h.name));
             }
         }
+        if let Some(t) = &self.tls {
+            if t.tenant_certificate_field.is_some() && !t.remote_write_client_auth {
+                problems.push("tls.tenantCertificateField needs tls.remoteWriteClientAuth: the tenant comes from a verified client certificate".into());
+            }
+            if t.remote_write_client_auth && !t.remote_write {
+                problems.push("tls.remoteWriteClientAuth needs tls.remoteWrite".into());
+            }
+        }
         problems
     }
 }
@@ -717,6 +787,9 @@ mod tests {
             serde_json::json!({"replicas": 3, "replicationFactor": 2}),
             serde_json::json!({"replicas": 5, "autoscaling": {"minReplicas": 3, "maxReplicas": 9},
                 "hashrings": [{"name": "team-a", "tenants": ["a-*"], "tenantMatcherType": "glob"}]}),
+            serde_json::json!({"tls": {"secretName": "recv-tls"}}),
+            serde_json::json!({"tls": {"secretName": "recv-tls", "remoteWriteClientAuth": true,
+                "tenantCertificateField": "commonName"}}),
         ] {
             assert_eq!(broken_rules(good.clone()), Vec::<String>::new(), "{good}");
         }
@@ -740,6 +813,14 @@ mod tests {
             (
                 serde_json::json!({"hashrings": [{"name": "a", "tenants": []}]}),
                 "a tenant hashring needs at least one tenant",
+            ),
+            (
+                serde_json::json!({"tls": {"secretName": "t", "tenantCertificateField": "organization"}}),
+                "tenantCertificateField needs remoteWriteClientAuth: the tenant comes from a verified client certificate",
+            ),
+            (
+                serde_json::json!({"tls": {"secretName": "t", "remoteWrite": false, "remoteWriteClientAuth": true}}),
+                "remoteWriteClientAuth needs remoteWrite",
             ),
         ];
         for (json, message) in bad {

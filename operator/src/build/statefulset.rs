@@ -18,7 +18,7 @@ use super::{
     GRPC_PORT, HASHRINGS_KEY, HTTP_PORT, Names, REMOTE_WRITE_PORT, labels, owned_meta,
     selector_labels,
 };
-use crate::crd::{Flavor, PvcRetention, ThanosReceiver};
+use crate::crd::{Flavor, PvcRetention, ThanosReceiver, TlsSpec};
 
 const DATA_VOLUME: &str = "data";
 const DATA_PATH: &str = "/data";
@@ -27,6 +27,12 @@ const HASHRING_DIR: &str = "/etc/thanos/hashring";
 const OBJSTORE_VOLUME: &str = "objstore";
 const OBJSTORE_DIR: &str = "/etc/thanos/objstore";
 const OBJSTORE_FILE: &str = "objstore.yml";
+const TLS_SERVER_VOLUME: &str = "tls-server";
+const TLS_SERVER_DIR: &str = "/etc/thanos/tls/server";
+const TLS_CLIENT_VOLUME: &str = "tls-client";
+const TLS_CLIENT_DIR: &str = "/etc/thanos/tls/client";
+const TLS_CA_VOLUME: &str = "tls-ca";
+const TLS_CA_DIR: &str = "/etc/thanos/tls/ca";
 
 /// The receiver command line, exactly the flags thanos-receiver accepts (with the Thanos flavor,
 /// only flags `thanos receive` knows too), then `extraArgs`.
@@ -69,7 +75,49 @@ pub fn receiver_args(tr: &ThanosReceiver, names: &Names) -> Vec<String> {
             "--objstore.config-file={OBJSTORE_DIR}/{OBJSTORE_FILE}"
         ));
     }
+    if let Some(tls) = &spec.tls {
+        args.extend(tls_args(tls));
+    }
     args.extend(spec.extra_args.iter().cloned());
+    args
+}
+
+/// The TLS flags (Thanos' own): mTLS on gRPC, TLS forwards presenting the client certificate,
+/// and TLS (optionally mTLS, optionally the tenant from the certificate) on remote write.
+fn tls_args(tls: &TlsSpec) -> Vec<String> {
+    let server = TLS_SERVER_DIR;
+    let client = if tls.client_secret_name.is_some() {
+        TLS_CLIENT_DIR
+    } else {
+        TLS_SERVER_DIR
+    };
+    let ca = if tls.ca_secret_name.is_some() {
+        TLS_CA_DIR
+    } else {
+        TLS_SERVER_DIR
+    };
+    let mut args = vec![
+        format!("--grpc-server-tls-cert={server}/tls.crt"),
+        format!("--grpc-server-tls-key={server}/tls.key"),
+        format!("--grpc-server-tls-client-ca={ca}/ca.crt"),
+        "--remote-write.client-tls-secure".to_owned(),
+        format!("--remote-write.client-tls-cert={client}/tls.crt"),
+        format!("--remote-write.client-tls-key={client}/tls.key"),
+        format!("--remote-write.client-tls-ca={ca}/ca.crt"),
+    ];
+    if tls.remote_write {
+        args.push(format!("--remote-write.server-tls-cert={server}/tls.crt"));
+        args.push(format!("--remote-write.server-tls-key={server}/tls.key"));
+        if tls.remote_write_client_auth {
+            args.push(format!("--remote-write.server-tls-client-ca={ca}/ca.crt"));
+        }
+        if let Some(field) = tls.tenant_certificate_field {
+            args.push(format!(
+                "--receive.tenant-certificate-field={}",
+                field.as_flag_value()
+            ));
+        }
+    }
     args
 }
 
@@ -205,6 +253,36 @@ fn volumes(tr: &ThanosReceiver, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>
             read_only: Some(true),
             ..VolumeMount::default()
         });
+    }
+    if let Some(tls) = &spec.tls {
+        let secrets = [
+            (TLS_SERVER_VOLUME, TLS_SERVER_DIR, Some(&tls.secret_name)),
+            (
+                TLS_CLIENT_VOLUME,
+                TLS_CLIENT_DIR,
+                tls.client_secret_name.as_ref(),
+            ),
+            (TLS_CA_VOLUME, TLS_CA_DIR, tls.ca_secret_name.as_ref()),
+        ];
+        for (volume, dir, secret) in secrets {
+            let Some(secret) = secret else { continue };
+            // The whole Secret: the kubelet swaps its files atomically on rotation, and the
+            // receiver reloads them.
+            volumes.push(Volume {
+                name: volume.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.clone()),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: volume.into(),
+                mount_path: dir.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
     }
     (volumes, mounts)
 }
@@ -575,6 +653,11 @@ mod tests {
         tr.spec.external_labels = BTreeMap::from([("cluster".into(), "eu-1".into())]);
         tr.spec.object_storage =
             Some(serde_json::from_value(serde_json::json!({"secretName": "s3"})).unwrap());
+        tr.spec.tls = Some(
+            serde_json::from_value(serde_json::json!({"secretName": "tls",
+                "remoteWriteClientAuth": true, "tenantCertificateField": "commonName"}))
+            .unwrap(),
+        );
         assert_eq!(tr.spec.flavor(), Flavor::Thanos);
         let names = Names::new(&tr, "cluster.local");
         let args = receiver_args(&tr, &names);
@@ -600,6 +683,59 @@ mod tests {
         tr.spec.flavor = None;
         tr.spec.image = Some("ghcr.io/thanos-rs/thanos-receiver:0.1.0".into());
         assert_eq!(tr.spec.flavor(), Flavor::ThanosReceiver);
+    }
+
+    #[test]
+    fn tls_mounts_the_secrets_and_wires_thanos_flags() {
+        let mut tr = receiver("recv", "mon", 3);
+        tr.spec.tls = Some(
+            serde_json::from_value(serde_json::json!({"secretName": "recv-tls",
+                "caSecretName": "ca", "remoteWriteClientAuth": true,
+                "tenantCertificateField": "organization"}))
+            .unwrap(),
+        );
+        let names = Names::new(&tr, "cluster.local");
+        let args = receiver_args(&tr, &names);
+        for want in [
+            "--grpc-server-tls-cert=/etc/thanos/tls/server/tls.crt",
+            "--grpc-server-tls-client-ca=/etc/thanos/tls/ca/ca.crt",
+            "--remote-write.client-tls-secure",
+            "--remote-write.client-tls-cert=/etc/thanos/tls/server/tls.crt",
+            "--remote-write.client-tls-ca=/etc/thanos/tls/ca/ca.crt",
+            "--remote-write.server-tls-key=/etc/thanos/tls/server/tls.key",
+            "--remote-write.server-tls-client-ca=/etc/thanos/tls/ca/ca.crt",
+            "--receive.tenant-certificate-field=organization",
+        ] {
+            assert!(args.iter().any(|a| a == want), "{want} missing: {args:?}");
+        }
+        let sts = statefulset(&tr, &names, 3, "img");
+        let pod = sts.spec.unwrap().template.spec.unwrap();
+        let secrets: Vec<_> = pod
+            .volumes
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+            .collect();
+        assert_eq!(secrets, ["recv-tls", "ca"]);
+        let mounts: Vec<_> = pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert!(mounts.contains(&"/etc/thanos/tls/server"));
+        assert!(mounts.contains(&"/etc/thanos/tls/ca"));
+        // Without remote-write TLS the port stays plaintext.
+        tr.spec.tls.as_mut().unwrap().remote_write = false;
+        tr.spec.tls.as_mut().unwrap().remote_write_client_auth = false;
+        tr.spec.tls.as_mut().unwrap().tenant_certificate_field = None;
+        let args = receiver_args(&tr, &names);
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.starts_with("--remote-write.server-tls"))
+        );
     }
 
     #[test]
