@@ -4,7 +4,7 @@
 # write p99 (per client request, retries included) and the receivers' CPU seconds per million
 # samples. Release build; needs openssl, python3, curl.
 #   BENCH_TLS_SERIES (100000), BENCH_TLS_RATE_RF1 (300000), BENCH_TLS_RATE_RF3 (100000),
-#   BENCH_TLS_SECONDS (30)
+#   BENCH_TLS_SECONDS (60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/thanos-receiver/target}"
@@ -14,7 +14,7 @@ done
 SERIES="${BENCH_TLS_SERIES:-100000}"
 RATE1="${BENCH_TLS_RATE_RF1:-300000}"
 RATE3="${BENCH_TLS_RATE_RF3:-100000}"
-SECONDS_RUN="${BENCH_TLS_SECONDS:-30}"
+SECONDS_RUN="${BENCH_TLS_SECONDS:-60}"
 SPR=10000
 
 WORK="$(mktemp -d /tmp/thanos-bench-tls.XXXXXX)"
@@ -110,10 +110,11 @@ measure() { # $1 = receivers, $2 = plain | tls, $3 = rate
   "${LOADGEN[@]}" --start-ms "$next" --rate "$3" --duration "${SECONDS_RUN}s" >"$DIR/run.json" 2>"$DIR/run.err" \
     || { cat "$DIR/run.err" >&2; exit 1; }
   local ticks=$(( $(cpu_ticks) - s0 ))
-  local ok p99 sps statuses
-  ok=$(jget "$DIR/run.json" samples_ok) p99=$(jget "$DIR/run.json" latency_ms_p99)
-  sps=$(jget "$DIR/run.json" samples_per_second) statuses=$(jget "$DIR/run.json" statuses)
-  python3 -c "print('\t'.join(['RF=$1' if $1 > 1 else 'RF=1', '$2', '$sps', '$p99', '%.3f' % ($ticks / $(getconf CLK_TCK) / max($ok, 1) * 1e6), '''$statuses''']))" >>"$RESULTS"
+  local ok p50 p99 sps statuses
+  ok=$(jget "$DIR/run.json" samples_ok) p50=$(jget "$DIR/run.json" latency_ms_p50)
+  p99=$(jget "$DIR/run.json" latency_ms_p99) sps=$(jget "$DIR/run.json" samples_per_second)
+  statuses=$(jget "$DIR/run.json" statuses)
+  python3 -c "print('\t'.join(['RF=$1', '$2', '%.0f' % $sps, '%.1f' % $p50, '%.1f' % $p99, '%.3f' % ($ticks / $(getconf CLK_TCK) / max($ok, 1) * 1e6), '''$statuses''']))" >>"$RESULTS"
   log "RF=$1 $2: $sps samples/s, p99 $p99 ms, statuses $statuses"
   stop
 }
@@ -127,12 +128,12 @@ python3 - "$RESULTS" "$(git rev-parse --short HEAD)" <<'PY'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 print(f"commit {sys.argv[2]}; one run each, same offered rate per pair\n")
-print("| setup | transport | samples/s | write p99 ms | receiver CPU-s per M samples | statuses |")
-print("|---|---|---|---|---|---|")
+print("| setup | transport | samples/s | write p50 ms | write p99 ms | receiver CPU-s per M samples | statuses |")
+print("|---|---|---|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(r) + " |")
 by = {(r[0], r[1]): r for r in rows}
 for rf in ("RF=1", "RF=3"):
     p, t = by[(rf, "plain")], by[(rf, "tls")]
-    print(f"\n{rf}: TLS/plain p99 {float(t[3]) / float(p[3]):.2f}x, CPU per sample {float(t[4]) / float(p[4]):.2f}x")
+    print(f"\n{rf}: TLS/plain p50 {float(t[3]) / float(p[3]):.2f}x, p99 {float(t[4]) / float(p[4]):.2f}x, CPU per sample {float(t[5]) / float(p[5]):.2f}x")
 PY

@@ -43,7 +43,17 @@ impl Loop {
     /// A ThanosReceiver of 3 at RF=3 shipping to a filesystem bucket, with every pod Ready and
     /// the ring of 3 in force everywhere.
     async fn start(ns: &'static str) -> Loop {
-        let tmp = tempfile::tempdir().unwrap();
+        Self::start_with(ns, tempfile::tempdir().unwrap(), &[], "").await
+    }
+
+    /// [`Loop::start`] in `tmp`, with Secrets made from directories (one key per file) and
+    /// more spec lines (indented by 2) for the ThanosReceiver.
+    async fn start_with(
+        ns: &'static str,
+        tmp: tempfile::TempDir,
+        secrets: &[(&str, &Path)],
+        spec: &str,
+    ) -> Loop {
         let bucket = tmp.path().join("bucket");
         std::fs::create_dir_all(&bucket).unwrap();
         let server = KubeApiServer::start().await;
@@ -61,13 +71,17 @@ impl Loop {
                 bucket.display()
             ),
         ]);
+        for (name, dir) in secrets {
+            let from = format!("--from-file={}", dir.display());
+            server.kubectl(&["create", "secret", "generic", "-n", ns, name, &from]);
+        }
         let operator = Operator::start(&server, "op");
         let kubelet = Kubelet::start(&server, ns, STS, &tmp.path().join("k")).await;
         let manifest = tmp.path().join("recv.yaml");
         std::fs::write(
             &manifest,
             format!(
-                "apiVersion: receiver.thanos-rs.io/v1alpha1\nkind: ThanosReceiver\nmetadata:\n  name: {STS}\n  namespace: {ns}\nspec:\n  replicas: 3\n  replicationFactor: 3\n  image: thanos-receiver:e2e\n  objectStorage:\n    secretName: bucket\n"
+                "apiVersion: receiver.thanos-rs.io/v1alpha1\nkind: ThanosReceiver\nmetadata:\n  name: {STS}\n  namespace: {ns}\nspec:\n  replicas: 3\n  replicationFactor: 3\n  image: thanos-receiver:e2e\n  objectStorage:\n    secretName: bucket\n{spec}"
             ),
         )
         .unwrap();
@@ -646,4 +660,62 @@ async fn a_receiver_killed_during_scale_up_comes_back_and_keeps_its_place_in_the
         .filter(|((_, _, t), replicas)| *t > back_ms && replicas.contains_key("recv-1"))
         .count();
     assert!(after > 0, "recv-1 stored nothing after it came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_tls_spec_runs_the_ring_over_mtls() {
+    use e2e::certs::Ca;
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = "tls-loop";
+    // A Secret as cert-manager writes it: tls.crt, tls.key, ca.crt; the certificate covers every
+    // receiver's ring name and serves as client certificate of forwards.
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let ca = Ca::new(&certs, "ring");
+    let pem = ca.server(
+        "ring",
+        "recv",
+        &[&format!("*.{STS}.{ns}.svc.cluster.local")],
+    );
+    let secret = tmp.path().join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::copy(&pem.cert, secret.join("tls.crt")).unwrap();
+    std::fs::copy(&pem.key, secret.join("tls.key")).unwrap();
+    std::fs::copy(&ca.cert, secret.join("ca.crt")).unwrap();
+    let mut cluster = Loop::start_with(
+        ns,
+        tmp,
+        &[("recv-tls", &secret)],
+        "  tls:\n    secretName: recv-tls\n    remoteWrite: false\n",
+    )
+    .await;
+    let traffic = Traffic::start(&cluster);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (logs, _) = traffic.stop().await;
+    cluster.kubelet.shutdown().await;
+    cluster.operator.assert_running();
+    assert!(
+        cluster.kubelet.errors().is_empty(),
+        "{:?}",
+        cluster.kubelet.errors()
+    );
+    assert!(
+        logs.iter().all(|w| w.failed().is_empty()),
+        "writes failed:\n{}",
+        failed_report(&logs)
+    );
+    for (pod, log) in cluster.kubelet.exit_logs() {
+        assert!(
+            log.contains("grpc_tls=true") && log.contains("forward_tls=true"),
+            "{pod} did not run TLS:\n{log}"
+        );
+    }
+    // Every acknowledged sample reached its replicas: the forwards went over mTLS.
+    let (checked, copies) = assert_every_acked_sample_stored(&logs, &cluster.bucket);
+    assert!(checked > 0);
+    assert_eq!(
+        copies.keys().copied().collect::<Vec<_>>(),
+        [3],
+        "{copies:?}"
+    );
 }
