@@ -110,6 +110,25 @@ remote_write:
         Self::spawn(dir, port, &config, &[&tsdb_path])
     }
 
+    /// Starts a Prometheus server with exemplar storage in `dir`, scraping `targets` every second
+    /// as job `job` and remote-writing samples and exemplars to `url`.
+    pub fn exemplar_sender(dir: &Path, job: &str, targets: &[String], url: &str) -> Prometheus {
+        let port = free_port();
+        std::fs::create_dir_all(dir).expect("prometheus dir");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\nremote_write:\n  - url: {url}\n    send_exemplars: true\n    queue_config:\n      batch_send_deadline: 500ms\n      min_backoff: 50ms\n      max_backoff: 1s\n",
+            targets.join(", ")
+        );
+        let tsdb_path = format!("--storage.tsdb.path={}", dir.join("tsdb").display());
+        Self::spawn(
+            dir,
+            port,
+            &config,
+            &[&tsdb_path, "--enable-feature=exemplar-storage"],
+        )
+    }
+
     /// Starts a Prometheus server in `dir` scraping `targets` every second as job `job`.
     pub fn scraper(dir: &Path, job: &str, targets: &[String]) -> Prometheus {
         let port = free_port();

@@ -14,7 +14,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::cli::{Args, GrpcCompression, LogFormat, LogLevel, ReplicationProtocol};
-use crate::grpc::{StoreServer, UnaryServer};
+use crate::grpc::{StoreServer, StreamServer, UnaryServer};
 use crate::http::{App, Handles, HttpConfig, ops_router, remote_write_router};
 use crate::ingest::Ingester;
 use crate::ingest::limits::LimitsConfig;
@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::replicate::{ReplicationConfig, Replicator};
 use crate::ring::{self, RingHolder};
 use crate::shipper::{Shipper, objstore};
+use crate::store::exemplars::ExemplarsService;
 use crate::store::info::InfoService;
 use crate::store::store_api::StoreService;
 use crate::tls::{ClientTls, ServerOptions, ServerTls, WebConfig};
@@ -181,6 +182,7 @@ impl Config {
             tenant_label_name: args.tenant_label_name.clone(),
             index_cache: Arc::default(),
             ring_labels: Arc::default(),
+            max_exemplars: usize::try_from(args.max_exemplars).unwrap_or(0),
         };
         let bucket = match (&args.objstore_config_file, &args.objstore_config) {
             (Some(path), _) => Some(objstore::load(path).context("--objstore.config-file")?),
@@ -192,12 +194,6 @@ impl Config {
         if args.replication_protocol == ReplicationProtocol::Capnproto {
             anyhow::bail!(
                 "--receive.replication-protocol=capnproto cannot be honoured: forwards use gRPC (protobuf), which Thanos receivers also accept"
-            );
-        }
-        if args.max_exemplars > 0 {
-            tracing::warn!(
-                max_exemplars = args.max_exemplars,
-                "--tsdb.max-exemplars: exemplars are not stored yet; they are dropped and the writes accepted"
             );
         }
         let tls = Tls::from_args(&args)?;
@@ -373,6 +369,10 @@ impl Receiver {
                     Arc::clone(&self.tsdb),
                     Arc::clone(&self.ingester),
                 )),
+                self.metrics.grpc.clone(),
+            ))
+            .add_service(StreamServer::new(
+                Arc::new(ExemplarsService::new(self.app.reads())),
                 self.metrics.grpc.clone(),
             ))
             .add_service(StoreServer::new(

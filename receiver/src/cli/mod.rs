@@ -44,8 +44,7 @@ pub struct Args {
     #[arg(long = "tsdb.max-retention-bytes", default_value = "0", value_parser = parse_bytes)]
     pub max_retention_bytes: u64,
 
-    /// Exemplars kept per tenant; exemplars are not stored yet, so any value drops them (with 2xx,
-    /// as Thanos' default of 0 does).
+    /// Exemplars kept per tenant (the newest); 0 drops them with 2xx, as Thanos does.
     #[arg(long = "tsdb.max-exemplars", default_value_t = 0)]
     pub max_exemplars: i64,
 

@@ -33,6 +33,8 @@ pub const SERIES_PATH: &str = "/thanos.Store/Series";
 pub const LABEL_NAMES_PATH: &str = "/thanos.Store/LabelNames";
 /// Path of the Store API's label values method.
 pub const LABEL_VALUES_PATH: &str = "/thanos.Store/LabelValues";
+/// Path of the exemplars method.
+pub const EXEMPLARS_PATH: &str = "/thanos.Exemplars/Exemplars";
 /// Largest gRPC message sent or accepted: twice the largest decompressed remote-write body, so
 /// any forward of an accepted HTTP request fits, and a hostile peer cannot send gigabytes.
 pub const MAX_MESSAGE_SIZE: usize = 2 * crate::wire::MAX_DECODED_SIZE;
@@ -192,6 +194,89 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
                     Ok(status.into_http())
                 }
             }
+        })
+    }
+}
+
+/// One server-streaming gRPC method whose messages its implementor decodes and encodes itself.
+pub trait StreamMethod: Send + Sync + 'static {
+    /// The service's full name, e.g. `thanos.Exemplars`.
+    const SERVICE: &'static str;
+    /// The method's path, e.g. [`EXEMPLARS_PATH`].
+    const PATH: &'static str;
+    /// Answers one request with the messages of its stream.
+    fn call(self: &Arc<Self>, request: Bytes) -> BoxFuture<Vec<Bytes>, Status>;
+}
+
+/// A gRPC service serving one [`StreamMethod`].
+pub struct StreamServer<M> {
+    method: Arc<M>,
+    metrics: GrpcMetrics,
+}
+
+impl<M> Clone for StreamServer<M> {
+    fn clone(&self) -> Self {
+        StreamServer {
+            method: Arc::clone(&self.method),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<M: StreamMethod> StreamServer<M> {
+    /// A service that hands requests to `method`, counting calls in `metrics`.
+    pub fn new(method: Arc<M>, metrics: GrpcMetrics) -> Self {
+        StreamServer { method, metrics }
+    }
+}
+
+impl<M: StreamMethod> tonic::server::NamedService for StreamServer<M> {
+    const NAME: &'static str = M::SERVICE;
+}
+
+struct OneStream<M>(Arc<M>, GrpcMetrics);
+
+impl<M: StreamMethod> tonic::server::ServerStreamingService<Bytes> for OneStream<M> {
+    type Response = Bytes;
+    type ResponseStream = futures::stream::Iter<
+        std::iter::Map<std::vec::IntoIter<Bytes>, fn(Bytes) -> Result<Bytes, Status>>,
+    >;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let (method, metrics) = (Arc::clone(&self.0), self.1.clone());
+        Box::pin(async move {
+            let call = call_of(M::SERVICE, M::PATH, "server_stream");
+            let frames = observed(&metrics, call, method.call(request.into_inner())).await?;
+            let ok: fn(Bytes) -> Result<Bytes, Status> = Ok;
+            Ok(tonic::Response::new(futures::stream::iter(
+                frames.into_iter().map(ok),
+            )))
+        })
+    }
+}
+
+impl<M: StreamMethod> Service<http::Request<tonic::body::Body>> for StreamServer<M> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let (method, metrics) = (Arc::clone(&self.method), self.metrics.clone());
+        Box::pin(async move {
+            if req.uri().path() != M::PATH {
+                return Ok(
+                    Status::unimplemented(format!("unknown method {}", req.uri().path()))
+                        .into_http(),
+                );
+            }
+            Ok(raw_server()
+                .server_streaming(OneStream(method, metrics), req)
+                .await)
         })
     }
 }

@@ -111,10 +111,11 @@ impl Ingester {
         let (mut histograms, mut exemplars) = (0u64, 0u64);
         for i in range {
             histograms += u64::from(batch.series[i].histograms);
-            exemplars += u64::from(batch.series[i].exemplars);
+            exemplars += batch.series_exemplars(i).len() as u64;
             match validate_series(batch, i, rules) {
                 Ok(()) => {
                     checked.samples += batch.series_samples(i).len() as u64;
+                    checked.exemplars += batch.series_exemplars(i).len() as u64;
                     checked.valid.push(i);
                 }
                 Err(r) => {
@@ -135,10 +136,14 @@ impl Ingester {
         }
         self.metrics
             .rejected(tenant, "native_histograms_unsupported", histograms);
-        // Exemplars are dropped and the write accepted, as Thanos does with its default
-        // --tsdb.max-exemplars=0: a sender with `send_exemplars: true` must not fail every batch.
-        self.metrics
-            .rejected(tenant, "exemplars_dropped", exemplars);
+        // Without exemplar storage they are dropped and the write accepted, as Thanos does with
+        // its default --tsdb.max-exemplars=0: a sender with `send_exemplars: true` must not fail
+        // every batch.
+        if !self.tsdb.stores_exemplars() {
+            self.metrics
+                .rejected(tenant, "exemplars_dropped", exemplars);
+            checked.exemplars = 0;
+        }
         if histograms > 0 {
             checked.unsupported = Some(format!(
                 "{histograms} native histogram samples rejected: not supported by this receiver"
@@ -184,6 +189,16 @@ impl Ingester {
             db.head.num_series(),
             db.wal_size(),
         );
+        for (reason, n) in [
+            ("exemplar_out_of_order", out.exemplars_out_of_order),
+            ("exemplar_labels_too_long", out.exemplars_too_long),
+        ] {
+            self.metrics.rejected(tenant, reason, n);
+        }
+        if out.exemplars_added > 0 {
+            self.tsdb_metrics
+                .exemplars(tenant, out.exemplars_added, db.exemplar_count());
+        }
         for (conflict, n) in [
             (Conflict::OutOfOrder, out.out_of_order),
             (Conflict::DuplicateTimestamp, out.duplicate_conflicts),
@@ -227,6 +242,8 @@ pub struct Checked {
     pub valid: Vec<usize>,
     /// Samples in the valid series.
     pub samples: u64,
+    /// Exemplars in the valid series, when exemplars are stored.
+    pub exemplars: u64,
     /// Why some series were rejected (400), if any were.
     pub invalid: Option<String>,
     /// Native histograms that were refused (400), if any.

@@ -18,6 +18,8 @@ pub struct TsdbMetrics {
     wal_corruptions: Family<TenantLabel, Counter>,
     wal_fsync_failures: Counter,
     replay_duration: Family<TenantLabel, FloatGauge>,
+    exemplars_appended: Family<TenantLabel, Counter>,
+    exemplars_in_storage: Family<TenantLabel, Gauge>,
 }
 
 impl TsdbMetrics {
@@ -31,6 +33,8 @@ impl TsdbMetrics {
             wal_corruptions: Family::default(),
             wal_fsync_failures: Counter::default(),
             replay_duration: Family::default(),
+            exemplars_appended: Family::default(),
+            exemplars_in_storage: Family::default(),
         };
         registry.register(
             "prometheus_tsdb_head_series",
@@ -67,7 +71,29 @@ impl TsdbMetrics {
             "Time the last WAL replay took",
             m.replay_duration.clone(),
         );
+        registry.register(
+            "prometheus_tsdb_exemplar_exemplars_appended",
+            "Exemplars stored",
+            m.exemplars_appended.clone(),
+        );
+        registry.register(
+            "prometheus_tsdb_exemplar_exemplars_in_storage",
+            "Exemplars held in the exemplar store",
+            m.exemplars_in_storage.clone(),
+        );
         m
+    }
+
+    /// An append to `tenant` stored `added` exemplars; its store now holds `held`.
+    pub fn exemplars(&self, tenant: &str, added: u64, held: usize) {
+        if added == 0 {
+            return;
+        }
+        let t = TenantLabel::of(tenant);
+        self.exemplars_appended.get_or_create(&t).inc_by(added);
+        self.exemplars_in_storage
+            .get_or_create(&t)
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     /// An append to `tenant` stored `samples` and created `created` series; the head and WAL

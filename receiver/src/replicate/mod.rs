@@ -191,6 +191,7 @@ impl Replicator {
             Ok(()) => {
                 let written = Written {
                     samples: checked.samples,
+                    exemplars: checked.exemplars,
                     ..Written::default()
                 };
                 (written, checked.rejection())

@@ -9,7 +9,7 @@ use tonic::codegen::BoxFuture;
 use crate::grpc::{INFO_PATH, UnaryMethod};
 use crate::ingest::Ingester;
 use crate::tsdb::MultiTsdb;
-use crate::wire::info::{InfoResponse, Label, StoreInfo, TsdbInfo, ZLabelSet};
+use crate::wire::info::{ExemplarsInfo, InfoResponse, Label, StoreInfo, TsdbInfo, ZLabelSet};
 
 /// The `thanos.info.Info` service over every tenant's storage.
 pub struct InfoService {
@@ -77,6 +77,11 @@ pub fn info(tsdb: &MultiTsdb) -> InfoResponse {
                     max_time,
                 })
                 .collect(),
+        }),
+        // As Thanos Receive: the API is there, over all time, when exemplars are stored.
+        exemplars: tsdb.stores_exemplars().then_some(ExemplarsInfo {
+            min_time: i64::MIN,
+            max_time: i64::MAX,
         }),
     }
 }

@@ -10,6 +10,7 @@
 //! Every read runs through [`Reads`]: on its own threads, a bounded number at once, at the lowest
 //! CPU priority, so reads take what writes leave of the cores and never starve them (Thanos #8885).
 
+pub mod exemplars;
 pub mod info;
 pub mod labels_api;
 pub mod remote_read;

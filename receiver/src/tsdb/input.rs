@@ -12,12 +12,27 @@ pub struct Sample {
     pub v: f64,
 }
 
+/// One exemplar given with a series: its label pairs, value and time.
+#[derive(Debug, Clone)]
+pub struct InputExemplar<'a> {
+    /// Label pairs `(name, value)`, e.g. `trace_id`.
+    pub labels: Vec<(&'a [u8], &'a [u8])>,
+    /// The exemplar's value.
+    pub value: f64,
+    /// Milliseconds since the epoch.
+    pub t: i64,
+}
+
 /// Series to append, addressed by index: labels sorted by name, samples sorted by time.
 pub trait SeriesSource {
     /// Label pairs `(name, value)` of series `i`.
     fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone;
     /// Samples of series `i`.
     fn series_samples(&self, i: usize) -> &[Sample];
+    /// Exemplars of series `i` (none unless the source carries them).
+    fn series_exemplars(&self, _i: usize) -> Vec<InputExemplar<'_>> {
+        Vec::new()
+    }
 }
 
 /// One series of a [`SeriesVec`]: label pairs and samples.

@@ -6,6 +6,7 @@
 //! acknowledged. Decoding, hashing and series lookup happen before the lock, in parallel.
 
 pub mod compact;
+pub mod exemplars;
 pub mod head;
 pub mod index_cache;
 pub mod input;
@@ -24,10 +25,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use exemplars::{Exemplar, ExemplarStore, Verdict};
+
 pub use compact::Retention;
 pub use head::{Head, MemSeries};
 pub use index_cache::IndexCache;
-pub use input::{Sample, SeriesSource, SeriesVec};
+pub use input::{InputExemplar, Sample, SeriesSource, SeriesVec};
 pub use labels::Labels;
 pub use matcher::Matcher;
 pub use query::{Budget, ChunkSeries, LocalBlock, QueryError, ReadView, SeriesData, StoredChunk};
@@ -51,6 +54,8 @@ pub struct TsdbOptions {
     /// External labels the hashrings in force give tenants (`external_labels` of a ring that
     /// lists the tenant), kept current by the ring holder.
     pub ring_labels: Arc<RingLabels>,
+    /// Exemplars kept per tenant (`--tsdb.max-exemplars`); 0 keeps none.
+    pub max_exemplars: usize,
 }
 
 /// Per-tenant external labels from the hashrings in force.
@@ -82,6 +87,7 @@ impl Default for TsdbOptions {
             tenant_label_name: "tenant_id".into(),
             index_cache: Arc::default(),
             ring_labels: Arc::default(),
+            max_exemplars: 0,
         }
     }
 }
@@ -194,6 +200,14 @@ pub struct AppendOutcome {
     pub too_far_in_future: u64,
     /// Series created by this append.
     pub new_series: u64,
+    /// Exemplars stored.
+    pub exemplars_added: u64,
+    /// Exemplars identical to a series' newest, ignored.
+    pub exemplars_duplicate: u64,
+    /// Exemplars not newer than their series' newest, refused.
+    pub exemplars_out_of_order: u64,
+    /// Exemplars with labels over 128 characters, refused.
+    pub exemplars_too_long: u64,
     /// The first conflicting series (index into the batch) and why.
     pub first_conflict: Option<(usize, Conflict)>,
 }
@@ -225,6 +239,8 @@ pub struct TenantDb {
     future_blocks: Mutex<Vec<(i64, i64)>>,
     /// The blocks queries read and where the head takes over; see [`query`].
     view: RwLock<ReadView>,
+    /// The newest exemplars; changed under the WAL lock, like the head.
+    exemplars: Mutex<ExemplarStore>,
     opts: TsdbOptions,
 }
 
@@ -300,6 +316,7 @@ impl TenantDb {
         let in_block = |t: i64| t < min_valid || future.iter().any(|&(a, b)| t >= a && t < b);
         let mut by_id: HashMap<u64, Arc<MemSeries>> = HashMap::new();
         let mut samples = 0u64;
+        let mut exemplars = ExemplarStore::new(opts.max_exemplars);
         let (wal, replay) = Wal::open(&dir.join("wal"), |record| {
             match record {
                 Record::Series(series) => {
@@ -329,6 +346,16 @@ impl TenantDb {
                         }
                     }
                 }
+                Record::Exemplars(rows) => {
+                    for (id, t, value, labels) in rows {
+                        let (Some(series), Some(labels)) =
+                            (by_id.get(&id), Labels::from_wal(labels))
+                        else {
+                            continue;
+                        };
+                        exemplars.add(id, &series.labels, Exemplar { labels, value, t });
+                    }
+                }
             }
             Ok(())
         })?;
@@ -355,6 +382,7 @@ impl TenantDb {
                 wal,
                 enc: RecordEncoder::default(),
             }),
+            exemplars: Mutex::new(exemplars),
             opts,
         };
         Ok((
@@ -479,6 +507,7 @@ impl TenantDb {
             ranges.push(range);
         }
         enc.end_samples();
+        let exemplars = self.log_exemplars(batch, series, &refs, enc, &mut out);
 
         let logged = wal.write(enc.bytes()).and_then(|()| {
             if self.opts.fsync_every_write {
@@ -499,7 +528,93 @@ impl TenantDb {
             s.logged.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.apply(batch, series, &refs, ranges, now, &mut out);
+        if !exemplars.is_empty() {
+            let mut store = self.exemplars.lock();
+            for (s, e) in exemplars {
+                store.add(s.id, &s.labels, e);
+            }
+        }
         Ok(out)
+    }
+
+    /// Checks the exemplars of the appended series against the store and adds a WAL record of
+    /// the accepted ones; returns them, to be stored once the WAL write succeeded. Callers hold
+    /// the WAL lock, so the store cannot change in between.
+    fn log_exemplars<'a, S: SeriesSource + ?Sized>(
+        &self,
+        batch: &S,
+        series: &[usize],
+        refs: &'a [Arc<MemSeries>],
+        enc: &mut RecordEncoder,
+        out: &mut AppendOutcome,
+    ) -> Vec<(&'a Arc<MemSeries>, Exemplar)> {
+        let mut accepted: Vec<(&Arc<MemSeries>, Exemplar)> = Vec::new();
+        if self.opts.max_exemplars == 0 {
+            return accepted;
+        }
+        let mut labels_buf = Vec::new();
+        for (&i, s) in series.iter().zip(refs.iter()) {
+            for e in batch.series_exemplars(i) {
+                let e = Exemplar {
+                    labels: Labels::from_pairs(e.labels.iter().copied()),
+                    value: e.value,
+                    t: e.t,
+                };
+                // Checked against the store and against those accepted before it in this batch.
+                let store = self.exemplars.lock();
+                let verdict = match accepted.iter().rev().find(|(a, _)| a.id == s.id) {
+                    Some((_, newer)) if e.t <= newer.t => {
+                        if e.t == newer.t
+                            && e.value.to_bits() == newer.value.to_bits()
+                            && e.labels == newer.labels
+                        {
+                            Verdict::Duplicate
+                        } else {
+                            Verdict::OutOfOrder
+                        }
+                    }
+                    _ => store.check(s.id, &e),
+                };
+                drop(store);
+                match verdict {
+                    Verdict::Added => accepted.push((s, e)),
+                    Verdict::Duplicate => out.exemplars_duplicate += 1,
+                    Verdict::OutOfOrder => out.exemplars_out_of_order += 1,
+                    Verdict::LabelsTooLong => out.exemplars_too_long += 1,
+                }
+            }
+        }
+        if !accepted.is_empty() {
+            enc.begin_exemplars();
+            for (s, e) in &accepted {
+                labels_buf.clear();
+                e.labels.write_wal(&mut labels_buf);
+                enc.exemplar(s.id, e.t, e.value, &labels_buf);
+            }
+            enc.end_samples();
+        }
+        out.exemplars_added = accepted.len() as u64;
+        accepted
+    }
+
+    /// The exemplars in `[mint, maxt]` of series matching any of `selectors`.
+    pub fn select_exemplars(
+        &self,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, Vec<Exemplar>)> {
+        self.exemplars.lock().select(selectors, mint, maxt)
+    }
+
+    /// Exemplars stored now.
+    pub fn exemplar_count(&self) -> usize {
+        self.exemplars.lock().len()
+    }
+
+    /// Oldest and newest stored exemplar times (a scan of the store).
+    pub fn exemplar_time_range(&self) -> Option<(i64, i64)> {
+        self.exemplars.lock().time_range()
     }
 
     /// The series of `refs` with any that a cut dropped between lookup and the WAL lock looked
@@ -673,6 +788,11 @@ impl MultiTsdb {
     /// `--label` pairs and the tenant label.
     pub fn external_labels(&self, tenant: &str) -> BTreeMap<String, String> {
         self.opts.tenant_labels(tenant)
+    }
+
+    /// Whether exemplars are stored (`--tsdb.max-exemplars` above 0).
+    pub fn stores_exemplars(&self) -> bool {
+        self.opts.max_exemplars > 0
     }
 
     /// Name of the external label that carries the tenant (`--receive.tenant-label-name`).

@@ -35,6 +35,8 @@ pub const SEGMENT_SIZE: u64 = 128 << 20;
 pub const RECORD_SERIES: u8 = 1;
 /// Record type of a float samples record.
 pub const RECORD_SAMPLES: u8 = 2;
+/// Record type of an exemplars record (Prometheus' `record.Exemplars`).
+pub const RECORD_EXEMPLARS: u8 = 4;
 const HEADER_LEN: usize = 8;
 
 /// A WAL open for appending.
@@ -70,6 +72,8 @@ pub enum Record<'a> {
     Series(Vec<(u64, &'a [u8])>),
     /// Float samples: `(ref, t, value)`.
     Samples(Vec<(u64, i64, f64)>),
+    /// Exemplars: `(ref, t, value, encoded labels)`.
+    Exemplars(Vec<(u64, i64, f64, &'a [u8])>),
 }
 
 /// WAL failures.
@@ -414,6 +418,15 @@ pub fn checkpoint(
                     }
                     enc.end_samples();
                 }
+                Record::Exemplars(rows) => {
+                    enc.begin_exemplars();
+                    for (id, t, v, labels) in rows {
+                        if t >= min_time && keep(id) {
+                            enc.exemplar(id, t, v, labels);
+                        }
+                    }
+                    enc.end_samples();
+                }
             }
             if let Err(e) = out.write_all(enc.bytes()) {
                 write_err = Some(e);
@@ -533,6 +546,42 @@ fn decode_record(payload: &[u8]) -> Result<Record<'_>, WalError> {
             }
             Ok(Record::Samples(out))
         }
+        RECORD_EXEMPLARS => {
+            if rest.len() < 16 {
+                return Err(bad("short exemplars header"));
+            }
+            let first_ref = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+            let first_t = i64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
+            rest = &rest[16..];
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let (dref, u) = varint(rest).ok_or(bad("bad ref delta"))?;
+                rest = &rest[u..];
+                let (dt, u) = varint(rest).ok_or(bad("bad time delta"))?;
+                rest = &rest[u..];
+                let v = rest.get(..8).ok_or(bad("short value"))?;
+                let v = f64::from_bits(u64::from_be_bytes(v.try_into().expect("8 bytes")));
+                rest = &rest[8..];
+                let (n, used) = uvarint(rest).ok_or(bad("bad label count"))?;
+                rest = &rest[used..];
+                let mut len = 0;
+                for _ in 0..n * 2 {
+                    let (l, u) = uvarint(&rest[len..]).ok_or(bad("bad label length"))?;
+                    len += u + l as usize;
+                    if len > rest.len() {
+                        return Err(bad("short label"));
+                    }
+                }
+                out.push((
+                    first_ref.wrapping_add(dref as u64),
+                    first_t.wrapping_add(dt),
+                    v,
+                    &rest[..len],
+                ));
+                rest = &rest[len..];
+            }
+            Ok(Record::Exemplars(out))
+        }
         _ => Err(bad("unknown record type")),
     }
 }
@@ -618,7 +667,24 @@ impl RecordEncoder {
         self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
     }
 
-    /// Closes the open samples record; an empty one is dropped.
+    /// Starts an exemplars record; add rows with [`RecordEncoder::exemplar`], then
+    /// [`RecordEncoder::end_samples`].
+    pub fn begin_exemplars(&mut self) {
+        self.begin(RECORD_EXEMPLARS);
+        self.first = None;
+    }
+
+    /// Adds an exemplar row (labels already encoded as WAL label pairs) to the open record.
+    pub fn exemplar(&mut self, id: u64, t: i64, v: f64, labels: &[u8]) {
+        self.sample(id, t, v);
+        let pairs = super::Labels::from_wal(labels)
+            .map(|l| l.len())
+            .unwrap_or(0);
+        put_uvarint(&mut self.buf, pairs as u64);
+        self.buf.extend_from_slice(labels);
+    }
+
+    /// Closes the open samples (or exemplars) record; an empty one is dropped.
     pub fn end_samples(&mut self) {
         if self.first.is_none() {
             self.buf.truncate(self.record_start);
@@ -647,6 +713,12 @@ mod tests {
                         seen.push(format!("sample {id} {t} {:x}", v.to_bits()));
                     }
                 }
+                Record::Exemplars(e) => {
+                    for (id, t, v, l) in e {
+                        let l = Labels::from_wal(l).unwrap();
+                        seen.push(format!("exemplar {id} {t} {v} {l}"));
+                    }
+                }
             }
             Ok(())
         })
@@ -665,6 +737,33 @@ mod tests {
         enc.begin_samples();
         enc.end_samples();
         wal.write(enc.bytes()).unwrap();
+    }
+
+    #[test]
+    fn exemplar_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), |_| Ok(())).unwrap();
+        let mut enc = RecordEncoder::default();
+        enc.begin_exemplars();
+        let mut labels = Vec::new();
+        Labels::from_strs(&[("trace_id", "abc")]).write_wal(&mut labels);
+        enc.exemplar(7, 1001, 0.5, &labels);
+        enc.exemplar(3, 990, 2.0, &labels);
+        enc.end_samples();
+        // An empty exemplars record is not written.
+        enc.begin_exemplars();
+        enc.end_samples();
+        wal.write(enc.bytes()).unwrap();
+        drop(wal);
+        let (seen, stats) = collect(dir.path());
+        assert_eq!(
+            seen,
+            [
+                r#"exemplar 7 1001 0.5 {trace_id="abc"}"#,
+                r#"exemplar 3 990 2 {trace_id="abc"}"#,
+            ]
+        );
+        assert_eq!(stats.records, 1);
     }
 
     #[test]

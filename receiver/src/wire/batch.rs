@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use super::{DecodeError, SnappyError};
-use crate::tsdb::{Sample, SeriesSource};
+use crate::tsdb::{InputExemplar, Sample, SeriesSource};
 
 /// Largest decompressed body accepted, as the reference remote-write handler.
 pub const MAX_DECODED_SIZE: usize = 32 << 20;
@@ -49,8 +49,22 @@ pub struct SeriesEntry {
     pub samples: Range<u32>,
     /// Native histogram samples carried by the series.
     pub histograms: u32,
-    /// Exemplars carried by the series.
-    pub exemplars: u32,
+    /// Range into [`WriteBatch::exemplars`].
+    pub exemplars: Range<u32>,
+}
+
+/// Most labels one exemplar may carry (Prometheus allows 128 characters in all).
+pub const MAX_LABELS_PER_EXEMPLAR: usize = 64;
+
+/// One exemplar of a series: labels (a range of [`WriteBatch::exemplar_labels`]), value, time.
+#[derive(Debug, Clone, Default)]
+pub struct ExemplarRef {
+    /// Range into [`WriteBatch::exemplar_labels`].
+    pub labels: Range<u32>,
+    /// The exemplar's value.
+    pub value: f64,
+    /// Milliseconds since the epoch.
+    pub t: i64,
 }
 
 /// A decoded request: the body plus flat arrays that describe it; reuse it across requests.
@@ -64,6 +78,10 @@ pub struct WriteBatch {
     pub series: Vec<SeriesEntry>,
     /// Samples of all series, in request order.
     pub samples: Vec<Sample>,
+    /// Exemplars of all series, in request order.
+    pub exemplars: Vec<ExemplarRef>,
+    /// Labels of all exemplars.
+    pub exemplar_labels: Vec<LabelRef>,
     /// Metadata entries seen (remote write 1.0 field 3); they are not stored.
     pub metadata: u32,
     /// Remote write 2.0 symbols, resolved into labels at the end of a decode.
@@ -72,6 +90,10 @@ pub struct WriteBatch {
     pub(super) label_refs: Vec<u32>,
     /// Per series, its range of [`WriteBatch::label_refs`].
     pub(super) series_refs: Vec<Range<u32>>,
+    /// Remote write 2.0 label references of all exemplars.
+    pub(super) exemplar_label_refs: Vec<u32>,
+    /// Per exemplar (2.0), its range of [`WriteBatch::exemplar_label_refs`].
+    pub(super) exemplar_refs: Vec<Range<u32>>,
 }
 
 impl WriteBatch {
@@ -84,7 +106,7 @@ impl WriteBatch {
     }
 
     /// The decoded arrays as `(len, capacity, element size)`.
-    fn arrays(&self) -> [(usize, usize, usize); 6] {
+    fn arrays(&self) -> [(usize, usize, usize); 10] {
         use std::mem::size_of;
         [
             (
@@ -116,6 +138,26 @@ impl WriteBatch {
                 self.series_refs.len(),
                 self.series_refs.capacity(),
                 size_of::<Range<u32>>(),
+            ),
+            (
+                self.exemplars.len(),
+                self.exemplars.capacity(),
+                size_of::<ExemplarRef>(),
+            ),
+            (
+                self.exemplar_labels.len(),
+                self.exemplar_labels.capacity(),
+                size_of::<LabelRef>(),
+            ),
+            (
+                self.exemplar_refs.len(),
+                self.exemplar_refs.capacity(),
+                size_of::<Range<u32>>(),
+            ),
+            (
+                self.exemplar_label_refs.len(),
+                self.exemplar_label_refs.capacity(),
+                size_of::<u32>(),
             ),
         ]
     }
@@ -149,6 +191,10 @@ impl WriteBatch {
         self.symbols.clear();
         self.label_refs.clear();
         self.series_refs.clear();
+        self.exemplars.clear();
+        self.exemplar_labels.clear();
+        self.exemplar_refs.clear();
+        self.exemplar_label_refs.clear();
     }
 
     /// Decompresses a snappy block-format body into the batch buffer, enforcing `max_len`.
@@ -187,6 +233,22 @@ impl WriteBatch {
     pub fn series_samples(&self, i: usize) -> &[Sample] {
         let r = &self.series[i].samples;
         &self.samples[r.start as usize..r.end as usize]
+    }
+
+    /// Exemplars of series `i`.
+    pub fn series_exemplars(&self, i: usize) -> &[ExemplarRef] {
+        let r = &self.series[i].exemplars;
+        &self.exemplars[r.start as usize..r.end as usize]
+    }
+
+    /// Label pairs of an exemplar.
+    pub fn exemplar_labels(
+        &self,
+        e: &ExemplarRef,
+    ) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + Clone + '_ {
+        self.exemplar_labels[e.labels.start as usize..e.labels.end as usize]
+            .iter()
+            .map(|l| (self.bytes(l.name), self.bytes(l.value)))
     }
 
     /// Label set of series `i` rendered as `{a="b", ...}` for error messages, cut after about
@@ -235,6 +297,17 @@ impl WriteBatch {
 impl SeriesSource for WriteBatch {
     fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
         WriteBatch::series_labels(self, i)
+    }
+
+    fn series_exemplars(&self, i: usize) -> Vec<InputExemplar<'_>> {
+        WriteBatch::series_exemplars(self, i)
+            .iter()
+            .map(|e| InputExemplar {
+                labels: self.exemplar_labels(e).collect(),
+                value: e.value,
+                t: e.t,
+            })
+            .collect()
     }
 
     fn series_samples(&self, i: usize) -> &[Sample] {

@@ -11,7 +11,7 @@ use super::protobuf::{
     Reader, WIRE_LEN, WIRE_VARINT, len_field_size, put_fixed64_field, put_len_field,
     put_len_prefix, put_varint_field,
 };
-use super::{DecodeError, Span, WriteBatch};
+use super::{DecodeError, ExemplarRef, Span, WriteBatch};
 use tsdb_format::encoding::uvarint_len;
 
 /// What a forwarded `thanos.WriteRequest` carries besides its series.
@@ -84,11 +84,22 @@ impl WriteBatch {
 pub fn encode(batch: &WriteBatch, series: &[usize], tenant: &str, replica: i64, out: &mut Vec<u8>) {
     out.clear();
     // prometheus.Label{name = 1, value = 2} and prometheus.Sample{value = 1, timestamp = 2}.
+    // prometheus.Exemplar{labels = 1, value = 2, timestamp = 3}.
     let label_len = |n: usize, v: usize| len_field_size(n) + len_field_size(v);
     let sample_len = |t: i64| 9 + 1 + uvarint_len(t as u64);
+    let exemplar_len = |e: &ExemplarRef| {
+        batch
+            .exemplar_labels(e)
+            .map(|(n, v)| len_field_size(label_len(n.len(), v.len())))
+            .sum::<usize>()
+            + 9
+            + 1
+            + uvarint_len(e.t as u64)
+    };
     for &i in series {
         let labels = batch.series_labels(i);
         let samples = batch.series_samples(i);
+        let exemplars = batch.series_exemplars(i);
         let ts_len: usize = labels
             .clone()
             .map(|(n, v)| len_field_size(label_len(n.len(), v.len())))
@@ -96,6 +107,10 @@ pub fn encode(batch: &WriteBatch, series: &[usize], tenant: &str, replica: i64, 
             + samples
                 .iter()
                 .map(|s| len_field_size(sample_len(s.t)))
+                .sum::<usize>()
+            + exemplars
+                .iter()
+                .map(|e| len_field_size(exemplar_len(e)))
                 .sum::<usize>();
         put_len_prefix(out, 1, ts_len);
         for (n, v) in labels {
@@ -107,6 +122,16 @@ pub fn encode(batch: &WriteBatch, series: &[usize], tenant: &str, replica: i64, 
             put_len_prefix(out, 2, sample_len(s.t));
             put_fixed64_field(out, 1, s.v.to_bits());
             put_varint_field(out, 2, s.t as u64);
+        }
+        for e in exemplars {
+            put_len_prefix(out, 3, exemplar_len(e));
+            for (n, v) in batch.exemplar_labels(e) {
+                put_len_prefix(out, 1, label_len(n.len(), v.len()));
+                put_len_field(out, 1, n);
+                put_len_field(out, 2, v);
+            }
+            put_fixed64_field(out, 2, e.value.to_bits());
+            put_varint_field(out, 3, e.t as u64);
         }
     }
     put_len_field(out, 2, tenant.as_bytes());
@@ -138,7 +163,18 @@ mod tests {
                 &[("__name__", "up"), ("job", "a")],
                 &[(1000, 1.0), (-5, f64::from_bits(0x7ff0_0000_0000_0002))],
             ),
-            v1::series(&[("__name__", "x")], &[(1_700_000_000_000, 42.5)]),
+            {
+                let mut ts = v1::series(&[("__name__", "x")], &[(1_700_000_000_000, 42.5)]);
+                ts.exemplars.push(v1::Exemplar {
+                    labels: vec![v1::Label {
+                        name: "trace_id".into(),
+                        value: "0af7651916cd43dd".into(),
+                    }],
+                    value: 0.25,
+                    timestamp: 1_700_000_000_001,
+                });
+                ts
+            },
             v1::series(&[("__name__", "skipped")], &[(1, 1.0)]),
         ];
         let mut batch = WriteBatch::with_body(

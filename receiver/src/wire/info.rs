@@ -1,8 +1,8 @@
 //! Thanos' `thanos.info.Info/Info` messages, with the field numbers of Thanos v0.42's
 //! `pkg/info/infopb/rpc.proto` and `pkg/store/labelpb/types.proto`. Thanos Query calls Info on
 //! every endpoint to learn its label sets, time range and APIs before it sends queries. Only the
-//! store section is filled (field 4 on: rules, exemplars... stay empty until those APIs are
-//! served), so Thanos Query sends no request a receiver cannot answer.
+//! store section is filled, and the exemplars section when exemplars are stored (rules, targets,
+//! metadata stay empty), so Thanos Query sends no request a receiver cannot answer.
 
 /// `thanos.info.InfoResponse`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -16,6 +16,20 @@ pub struct InfoResponse {
     /// The Store API's time range and capabilities.
     #[prost(message, optional, tag = "3")]
     pub store: Option<StoreInfo>,
+    /// The Exemplars API, when exemplars are stored.
+    #[prost(message, optional, tag = "7")]
+    pub exemplars: Option<ExemplarsInfo>,
+}
+
+/// `thanos.info.ExemplarsInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExemplarsInfo {
+    /// Oldest exemplar time served.
+    #[prost(int64, tag = "1")]
+    pub min_time: i64,
+    /// Newest exemplar time served.
+    #[prost(int64, tag = "2")]
+    pub max_time: i64,
 }
 
 /// `thanos.info.StoreInfo`.
@@ -91,6 +105,7 @@ mod tests {
                     max_time: 6,
                 }],
             }),
+            exemplars: None,
         };
         // label_sets(1) { labels(1) { name(1) "t" value(2) "a" } } ComponentType(2) "receive"
         // store(3) { min_time(1) 5, supports_without_replica_labels(5) true,
@@ -102,9 +117,22 @@ mod tests {
             0x1a, 0x0a, 0x08, 0x05, 0x28, 0x01, 0x32, 0x04, 0x10, 0x05, 0x18, 0x06,
         ]);
         assert_eq!(response.encode_to_vec(), want);
-        // A Thanos answer with sections we do not fill (rules(4), exemplars(7)) decodes too.
+        // A Thanos answer with a section we do not fill (rules(4)) decodes too.
         let mut thanos = want.clone();
-        thanos.extend_from_slice(&[0x22, 0x00, 0x3a, 0x00]);
+        thanos.extend_from_slice(&[0x22, 0x00]);
         assert_eq!(InfoResponse::decode(&thanos[..]).unwrap(), response);
+        // exemplars(7) { min_time(1) -1 }
+        let with = InfoResponse {
+            exemplars: Some(ExemplarsInfo {
+                min_time: -1,
+                max_time: 0,
+            }),
+            ..response
+        };
+        let mut ex = want.clone();
+        ex.extend_from_slice(&[0x3a, 0x0b, 0x08]);
+        ex.extend_from_slice(&[0xff; 9]);
+        ex.push(0x01);
+        assert_eq!(with.encode_to_vec(), ex);
     }
 }

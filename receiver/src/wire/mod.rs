@@ -13,6 +13,7 @@
 //! ([`crate::ingest::validate`]); here a body is only checked to be well-formed and bounded.
 
 pub mod batch;
+pub mod exemplars;
 pub mod forward;
 pub mod info;
 pub mod messages;
@@ -22,8 +23,8 @@ pub mod remote_write;
 pub mod store;
 
 pub use batch::{
-    LabelRef, MAX_DECODED_MEMORY, MAX_DECODED_SIZE, MAX_LABELS_PER_SERIES, SeriesEntry, Span,
-    WriteBatch,
+    ExemplarRef, LabelRef, MAX_DECODED_MEMORY, MAX_DECODED_SIZE, MAX_LABELS_PER_EXEMPLAR,
+    MAX_LABELS_PER_SERIES, SeriesEntry, Span, WriteBatch,
 };
 pub use forward::ForwardMeta;
 pub use remote_write::Protocol;

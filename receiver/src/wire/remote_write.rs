@@ -3,7 +3,8 @@
 
 use super::protobuf::{Reader, WIRE_I64, WIRE_LEN, WIRE_VARINT};
 use super::{
-    DecodeError, LabelRef, MAX_DECODED_MEMORY, MAX_LABELS_PER_SERIES, SeriesEntry, Span, WriteBatch,
+    DecodeError, ExemplarRef, LabelRef, MAX_DECODED_MEMORY, MAX_LABELS_PER_EXEMPLAR,
+    MAX_LABELS_PER_SERIES, SeriesEntry, Span, WriteBatch,
 };
 use crate::tsdb::Sample;
 
@@ -89,6 +90,7 @@ impl WriteBatch {
         let labels_start = self.labels.len() as u32;
         let labels_cap = labels_start as usize + MAX_LABELS_PER_SERIES;
         let samples_start = self.samples.len() as u32;
+        let exemplars_start = self.exemplars.len() as u32;
         let mut entry = SeriesEntry::default();
         let mut r = Reader::new(start, end);
         while !r.done() {
@@ -108,8 +110,8 @@ impl WriteBatch {
                     self.push_sample(sample)?;
                 }
                 (3, WIRE_LEN) => {
-                    r.len_delimited(&self.buf)?;
-                    entry.exemplars += 1;
+                    let (s, e) = r.len_delimited(&self.buf)?;
+                    self.decode_v1_exemplar(s, e)?;
                 }
                 (4, WIRE_LEN) => {
                     r.len_delimited(&self.buf)?;
@@ -120,6 +122,7 @@ impl WriteBatch {
         }
         entry.labels = labels_start..self.labels.len() as u32;
         entry.samples = samples_start..self.samples.len() as u32;
+        entry.exemplars = exemplars_start..self.exemplars.len() as u32;
         self.series.push(entry);
         self.check_budget_every_256_series()
     }
@@ -190,12 +193,113 @@ impl WriteBatch {
             }
             self.series[i].labels = start..self.labels.len() as u32;
         }
+        for i in 0..self.exemplars.len() {
+            let refs = self.exemplar_refs[i].clone();
+            let refs = &self.exemplar_label_refs[refs.start as usize..refs.end as usize];
+            if !refs.len().is_multiple_of(2) {
+                return Err(DecodeError::OddLabelRefs);
+            }
+            let start = self.exemplar_labels.len() as u32;
+            for pair in refs.chunks_exact(2) {
+                let sym = |r: u32| {
+                    self.symbols
+                        .get(r as usize)
+                        .copied()
+                        .ok_or(DecodeError::SymbolOutOfRange(r.into(), self.symbols.len()))
+                };
+                let label = LabelRef {
+                    name: sym(pair[0])?,
+                    value: sym(pair[1])?,
+                };
+                resolved_bytes += (label.name.len + label.value.len) as usize;
+                self.exemplar_labels.push(label);
+            }
+            if resolved_bytes > MAX_DECODED_MEMORY {
+                return Err(DecodeError::DecodedTooLarge);
+            }
+            self.exemplars[i].labels = start..self.exemplar_labels.len() as u32;
+        }
         self.check_budget()
+    }
+
+    /// Decodes one 1.0 `prometheus.Exemplar`: `labels = 1`, `value = 2`, `timestamp = 3`.
+    fn decode_v1_exemplar(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
+        let labels_start = self.exemplar_labels.len() as u32;
+        let mut exemplar = ExemplarRef::default();
+        let mut r = Reader::new(start, end);
+        while !r.done() {
+            let (field, wire) = r.key(&self.buf)?;
+            match (field, wire) {
+                (1, WIRE_LEN) => {
+                    let (s, e) = r.len_delimited(&self.buf)?;
+                    if self.exemplar_labels.len() - labels_start as usize == MAX_LABELS_PER_EXEMPLAR
+                    {
+                        return Err(DecodeError::TooManyLabels);
+                    }
+                    let label = decode_label(&self.buf, s, e)?;
+                    self.exemplar_labels.push(label);
+                }
+                (2, WIRE_I64) => exemplar.value = f64::from_bits(r.fixed64(&self.buf)?),
+                (3, WIRE_VARINT) => exemplar.t = r.varint(&self.buf)? as i64,
+                _ => r.skip(&self.buf, field, wire)?,
+            }
+        }
+        exemplar.labels = labels_start..self.exemplar_labels.len() as u32;
+        self.push_exemplar(exemplar)
+    }
+
+    /// Decodes one 2.0 `Exemplar`: `labels_refs = 1`, `value = 2`, `timestamp = 3`; its
+    /// references are resolved with the series'.
+    fn decode_v2_exemplar(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
+        let refs_start = self.exemplar_label_refs.len() as u32;
+        let mut exemplar = ExemplarRef::default();
+        let mut r = Reader::new(start, end);
+        let push = |this: &mut Self, v: u64| {
+            let r = u32::try_from(v)
+                .map_err(|_| DecodeError::SymbolOutOfRange(v, this.symbols.len()))?;
+            if this.exemplar_label_refs.len() - refs_start as usize >= 2 * MAX_LABELS_PER_EXEMPLAR {
+                return Err(DecodeError::TooManyLabels);
+            }
+            this.exemplar_label_refs.push(r);
+            Ok(())
+        };
+        while !r.done() {
+            let (field, wire) = r.key(&self.buf)?;
+            match (field, wire) {
+                (1, WIRE_LEN) => {
+                    let (s, e) = r.len_delimited(&self.buf)?;
+                    let mut packed = Reader::new(s, e);
+                    while !packed.done() {
+                        let v = packed.varint(&self.buf)?;
+                        push(self, v)?;
+                    }
+                }
+                (1, WIRE_VARINT) => {
+                    let v = r.varint(&self.buf)?;
+                    push(self, v)?;
+                }
+                (2, WIRE_I64) => exemplar.value = f64::from_bits(r.fixed64(&self.buf)?),
+                (3, WIRE_VARINT) => exemplar.t = r.varint(&self.buf)? as i64,
+                _ => r.skip(&self.buf, field, wire)?,
+            }
+        }
+        self.exemplar_refs
+            .push(refs_start..self.exemplar_label_refs.len() as u32);
+        self.push_exemplar(exemplar)
+    }
+
+    fn push_exemplar(&mut self, exemplar: ExemplarRef) -> Result<(), DecodeError> {
+        if self.exemplars.len() & 0xfff == 0xfff {
+            self.check_budget()?;
+        }
+        self.exemplars.push(exemplar);
+        Ok(())
     }
 
     fn decode_v2_series(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
         let refs_start = self.label_refs.len() as u32;
         let samples_start = self.samples.len() as u32;
+        let exemplars_start = self.exemplars.len() as u32;
         let mut entry = SeriesEntry::default();
         let mut r = Reader::new(start, end);
         while !r.done() {
@@ -223,13 +327,14 @@ impl WriteBatch {
                     entry.histograms += 1;
                 }
                 (4, WIRE_LEN) => {
-                    r.len_delimited(&self.buf)?;
-                    entry.exemplars += 1;
+                    let (s, e) = r.len_delimited(&self.buf)?;
+                    self.decode_v2_exemplar(s, e)?;
                 }
                 _ => r.skip(&self.buf, field, wire)?,
             }
         }
         entry.samples = samples_start..self.samples.len() as u32;
+        entry.exemplars = exemplars_start..self.exemplars.len() as u32;
         self.series_refs
             .push(refs_start..self.label_refs.len() as u32);
         self.series.push(entry);
@@ -331,9 +436,12 @@ mod tests {
             timestamp: 1,
         });
         ts.exemplars.push(v1::Exemplar {
-            labels: vec![],
-            value: 1.0,
-            timestamp: 1,
+            labels: vec![v1::Label {
+                name: "trace_id".into(),
+                value: "abc".into(),
+            }],
+            value: 1.5,
+            timestamp: 7,
         });
         let body = v1::WriteRequest {
             timeseries: vec![ts],
@@ -341,10 +449,47 @@ mod tests {
         }
         .encode_to_vec();
         let b = batch_of(body, Protocol::V1).unwrap();
-        assert_eq!(
-            (b.series[0].histograms, b.series[0].exemplars, b.metadata),
-            (1, 1, 1)
-        );
+        assert_eq!((b.series[0].histograms, b.metadata), (1, 1));
+        let ex = b.series_exemplars(0);
+        assert_eq!(ex.len(), 1);
+        assert_eq!((ex[0].value, ex[0].t), (1.5, 7));
+        let labels: Vec<_> = b.exemplar_labels(&ex[0]).collect();
+        assert_eq!(labels, [(&b"trace_id"[..], &b"abc"[..])]);
+    }
+
+    #[test]
+    fn v2_resolves_exemplar_labels_whatever_the_field_order() {
+        let mut req = v2::request(&[(&[("__name__", "up")], &[(1, 1.0)])]);
+        req.symbols
+            .extend(["trace_id".to_string(), "t1".to_string()]);
+        let (name, value) = (req.symbols.len() as u32 - 2, req.symbols.len() as u32 - 1);
+        // The exemplar comes before the series' own references on the wire.
+        let mut ts = req.timeseries.remove(0);
+        ts.exemplars.push(v2::Exemplar {
+            labels_refs: vec![name, value],
+            value: 2.0,
+            timestamp: 9,
+        });
+        let mut body = Vec::new();
+        for (i, s) in req.symbols.iter().enumerate() {
+            if i == 0 {
+                body.extend([0x22, 0x00]);
+                continue;
+            }
+            prost::encoding::string::encode(4, s, &mut body);
+        }
+        let mut series = Vec::new();
+        prost::encoding::message::encode(4, &ts.exemplars[0], &mut series);
+        prost::encoding::uint32::encode_packed(1, &ts.labels_refs, &mut series);
+        prost::encoding::message::encode(2, &ts.samples[0], &mut series);
+        prost::encoding::bytes::encode(5, &series, &mut body);
+        let b = batch_of(body, Protocol::V2).unwrap();
+        let labels: Vec<_> = b.series_labels(0).collect();
+        assert_eq!(labels, [(&b"__name__"[..], &b"up"[..])]);
+        let ex = b.series_exemplars(0);
+        assert_eq!((ex.len(), ex[0].value, ex[0].t), (1, 2.0, 9));
+        let labels: Vec<_> = b.exemplar_labels(&ex[0]).collect();
+        assert_eq!(labels, [(&b"trace_id"[..], &b"t1"[..])]);
     }
 
     #[test]
