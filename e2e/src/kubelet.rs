@@ -731,7 +731,8 @@ fn tag_of(line: &str) -> Option<(u32, u8)> {
 /// place (it may be a bind mount) and only lines after the system's own change, so a resolver
 /// reading meanwhile always sees `localhost`.
 fn edit_hosts(f: impl FnOnce(Vec<String>) -> Vec<String>) -> std::io::Result<()> {
-    let lock = File::create(std::env::temp_dir().join("thanos-receiver-e2e-hosts.lock"))?;
+    // A fixed path: test processes with different TMPDIRs must still exclude each other.
+    let lock = File::create("/tmp/thanos-receiver-e2e-hosts.lock")?;
     lock.lock()?;
     let text = std::fs::read_to_string(HOSTS)?;
     let lines = f(text.lines().map(str::to_owned).collect());

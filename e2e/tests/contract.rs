@@ -21,7 +21,7 @@ fn full_spec() -> ThanosReceiver {
         "hashrings": [{"name": "team-a", "tenants": ["a-*"], "tenantMatcherType": "glob"}],
         "extraArgs": ["--log.level=debug", "--log.format=json"],
         "tls": {"secretName": "recv-tls", "clientSecretName": "recv-client",
-            "caSecretName": "recv-ca", "remoteWriteClientAuth": true,
+            "caSecretName": "recv-ca", "clientCaSecretName": "clients", "remoteWriteClientAuth": true,
             "tenantCertificateField": "commonName"},
     }))
     .expect("a spec with every receiver-facing field");
@@ -59,7 +59,7 @@ fn the_receiver_parses_what_the_operator_writes() {
     assert_eq!(tls.grpc_client_ca, "/etc/thanos/tls/ca/ca.crt");
     assert!(tls.client_secure);
     assert_eq!(tls.client_cert, "/etc/thanos/tls/client/tls.crt");
-    assert_eq!(tls.rw_client_ca, "/etc/thanos/tls/ca/ca.crt");
+    assert_eq!(tls.rw_client_ca, "/etc/thanos/tls/client-ca/ca.crt");
     assert_eq!(
         tls.tenant_certificate_field,
         Some(receiver::tls::CertificateField::CommonName)

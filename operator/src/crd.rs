@@ -371,6 +371,7 @@ fn default_true() -> bool {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.tenantCertificateField) || self.remoteWriteClientAuth").message("tenantCertificateField needs remoteWriteClientAuth: the tenant comes from a verified client certificate"),
+    validation = Rule::new("!has(self.tenantCertificateField) || has(self.clientCaSecretName)").message("tenantCertificateField needs clientCaSecretName: with the ring's CA a tenant's certificate would also open the gRPC port to every tenant"),
     validation = Rule::new("!self.remoteWriteClientAuth || self.remoteWrite").message("remoteWriteClientAuth needs remoteWrite")
 )]
 pub struct TlsSpec {
@@ -382,10 +383,14 @@ pub struct TlsSpec {
     /// then allow client auth too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_name: Option<String>,
-    /// Secret whose `ca.crt` signs the receivers' and the clients' certificates; unset: `ca.crt`
-    /// of `secretName`.
+    /// Secret whose `ca.crt` signs the receivers' certificates; unset: `ca.crt` of `secretName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_name: Option<String>,
+    /// Secret whose `ca.crt` signs remote-write clients' certificates; unset: the receivers' CA,
+    /// which also admits to the gRPC port (forwards into any tenant, reads of every tenant), so
+    /// give clients their own CA whenever they are not as trusted as the receivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_secret_name: Option<String>,
     /// TLS on the remote-write port too.
     #[serde(default = "default_true")]
     pub remote_write: bool,
@@ -611,6 +616,9 @@ impl ThanosReceiverSpec {
             if t.remote_write_client_auth && !t.remote_write {
                 problems.push("tls.remoteWriteClientAuth needs tls.remoteWrite".into());
             }
+            if t.tenant_certificate_field.is_some() && t.client_ca_secret_name.is_none() {
+                problems.push("tls.tenantCertificateField needs tls.clientCaSecretName: with the ring's CA a tenant's certificate would also open the gRPC port to every tenant".into());
+            }
         }
         problems
     }
@@ -789,7 +797,7 @@ mod tests {
                 "hashrings": [{"name": "team-a", "tenants": ["a-*"], "tenantMatcherType": "glob"}]}),
             serde_json::json!({"tls": {"secretName": "recv-tls"}}),
             serde_json::json!({"tls": {"secretName": "recv-tls", "remoteWriteClientAuth": true,
-                "tenantCertificateField": "commonName"}}),
+                "tenantCertificateField": "commonName", "clientCaSecretName": "clients"}}),
         ] {
             assert_eq!(broken_rules(good.clone()), Vec::<String>::new(), "{good}");
         }
@@ -815,8 +823,14 @@ mod tests {
                 "a tenant hashring needs at least one tenant",
             ),
             (
-                serde_json::json!({"tls": {"secretName": "t", "tenantCertificateField": "organization"}}),
+                serde_json::json!({"tls": {"secretName": "t", "tenantCertificateField": "organization",
+                    "clientCaSecretName": "c"}}),
                 "tenantCertificateField needs remoteWriteClientAuth: the tenant comes from a verified client certificate",
+            ),
+            (
+                serde_json::json!({"tls": {"secretName": "t", "remoteWriteClientAuth": true,
+                    "tenantCertificateField": "organization"}}),
+                "tenantCertificateField needs clientCaSecretName: with the ring's CA a tenant's certificate would also open the gRPC port to every tenant",
             ),
             (
                 serde_json::json!({"tls": {"secretName": "t", "remoteWrite": false, "remoteWriteClientAuth": true}}),

@@ -33,6 +33,8 @@ const TLS_CLIENT_VOLUME: &str = "tls-client";
 const TLS_CLIENT_DIR: &str = "/etc/thanos/tls/client";
 const TLS_CA_VOLUME: &str = "tls-ca";
 const TLS_CA_DIR: &str = "/etc/thanos/tls/ca";
+const TLS_CLIENT_CA_VOLUME: &str = "tls-client-ca";
+const TLS_CLIENT_CA_DIR: &str = "/etc/thanos/tls/client-ca";
 
 /// The receiver command line, exactly the flags thanos-receiver accepts (with the Thanos flavor,
 /// only flags `thanos receive` knows too), then `extraArgs`.
@@ -109,7 +111,14 @@ fn tls_args(tls: &TlsSpec) -> Vec<String> {
         args.push(format!("--remote-write.server-tls-cert={server}/tls.crt"));
         args.push(format!("--remote-write.server-tls-key={server}/tls.key"));
         if tls.remote_write_client_auth {
-            args.push(format!("--remote-write.server-tls-client-ca={ca}/ca.crt"));
+            let clients = if tls.client_ca_secret_name.is_some() {
+                TLS_CLIENT_CA_DIR
+            } else {
+                ca
+            };
+            args.push(format!(
+                "--remote-write.server-tls-client-ca={clients}/ca.crt"
+            ));
         }
         if let Some(field) = tls.tenant_certificate_field {
             args.push(format!(
@@ -263,6 +272,11 @@ fn volumes(tr: &ThanosReceiver, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>
                 tls.client_secret_name.as_ref(),
             ),
             (TLS_CA_VOLUME, TLS_CA_DIR, tls.ca_secret_name.as_ref()),
+            (
+                TLS_CLIENT_CA_VOLUME,
+                TLS_CLIENT_CA_DIR,
+                tls.client_ca_secret_name.as_ref(),
+            ),
         ];
         for (volume, dir, secret) in secrets {
             let Some(secret) = secret else { continue };
@@ -655,7 +669,8 @@ mod tests {
             Some(serde_json::from_value(serde_json::json!({"secretName": "s3"})).unwrap());
         tr.spec.tls = Some(
             serde_json::from_value(serde_json::json!({"secretName": "tls",
-                "remoteWriteClientAuth": true, "tenantCertificateField": "commonName"}))
+                "remoteWriteClientAuth": true, "tenantCertificateField": "commonName",
+                "clientCaSecretName": "clients"}))
             .unwrap(),
         );
         assert_eq!(tr.spec.flavor(), Flavor::Thanos);
@@ -691,7 +706,7 @@ mod tests {
         tr.spec.tls = Some(
             serde_json::from_value(serde_json::json!({"secretName": "recv-tls",
                 "caSecretName": "ca", "remoteWriteClientAuth": true,
-                "tenantCertificateField": "organization"}))
+                "clientCaSecretName": "clients", "tenantCertificateField": "organization"}))
             .unwrap(),
         );
         let names = Names::new(&tr, "cluster.local");
@@ -703,7 +718,7 @@ mod tests {
             "--remote-write.client-tls-cert=/etc/thanos/tls/server/tls.crt",
             "--remote-write.client-tls-ca=/etc/thanos/tls/ca/ca.crt",
             "--remote-write.server-tls-key=/etc/thanos/tls/server/tls.key",
-            "--remote-write.server-tls-client-ca=/etc/thanos/tls/ca/ca.crt",
+            "--remote-write.server-tls-client-ca=/etc/thanos/tls/client-ca/ca.crt",
             "--receive.tenant-certificate-field=organization",
         ] {
             assert!(args.iter().any(|a| a == want), "{want} missing: {args:?}");
@@ -716,7 +731,7 @@ mod tests {
             .iter()
             .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
             .collect();
-        assert_eq!(secrets, ["recv-tls", "ca"]);
+        assert_eq!(secrets, ["recv-tls", "ca", "clients"]);
         let mounts: Vec<_> = pod.containers[0]
             .volume_mounts
             .as_ref()

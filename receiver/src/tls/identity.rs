@@ -32,7 +32,7 @@ impl CertificateField {
 /// connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientIdentity {
-    /// `CN`.
+    /// `CN` (the last one, as Go reads a subject).
     pub common_name: Option<String>,
     /// First `O`.
     pub organization: Option<String>,
@@ -46,7 +46,12 @@ impl ClientIdentity {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let subject = cert.subject();
         Some(ClientIdentity {
-            common_name: first(subject.iter_common_name()),
+            // Go keeps the last CN of a subject (and the first O and OU, as Thanos reads them).
+            common_name: subject
+                .iter_common_name()
+                .last()
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_owned),
             organization: first(subject.iter_organization()),
             organizational_unit: first(subject.iter_organizational_unit()),
         })

@@ -110,12 +110,19 @@ impl WebConfig {
             return Ok(None);
         };
         let client_ca = (!tls.client_ca_file.is_empty()).then(|| tls.client_ca_file.clone().into());
+        let client_auth = ClientAuth::from_web_config(&tls.client_auth_type)?;
+        // As Prometheus' exporter-toolkit: a CA without a policy is a mistake, not "no mTLS".
+        if client_ca.is_some() && client_auth == ClientAuth::None {
+            return Err(TlsError::Option(
+                "client_ca_file is set but client_auth_type is not: set RequireAndVerifyClientCert (or VerifyClientCertIfGiven)".into(),
+            ));
+        }
         Ok(Some(ServerOptions {
             what: "http.config".into(),
             cert: tls.cert_file.clone().into(),
             key: tls.key_file.clone().into(),
             client_ca,
-            client_auth: ClientAuth::from_web_config(&tls.client_auth_type)?,
+            client_auth,
             min_version: if tls.min_version.is_empty() {
                 "TLS12".into()
             } else {
@@ -131,9 +138,16 @@ impl WebConfig {
     /// Basic auth, if the file lists users.
     pub fn basic_auth(&self) -> Option<Arc<BasicAuth>> {
         (!self.basic_auth_users.is_empty()).then(|| {
+            let cost = self
+                .basic_auth_users
+                .values()
+                .find_map(|h| h.parse::<bcrypt::HashParts>().ok())
+                .map_or(bcrypt::DEFAULT_COST, |p| p.get_cost());
             Arc::new(BasicAuth {
                 users: self.basic_auth_users.clone(),
                 verified: Mutex::new(HashSet::new()),
+                one_at_a_time: tokio::sync::Semaphore::new(1),
+                dummy: bcrypt::hash("not a password", cost).unwrap_or_default(),
             })
         })
     }
@@ -150,6 +164,12 @@ pub struct BasicAuth {
     /// Digests of credentials already verified: bcrypt is slow by design, and probes and
     /// scrapes send the same credentials every few seconds.
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// One bcrypt at a time: wrong passwords are not cached, and a flood of them must not take
+    /// every core from the write path.
+    one_at_a_time: tokio::sync::Semaphore,
+    /// A hash with the users' cost, checked for unknown users so the answer takes as long as for
+    /// a known one and does not tell which users exist.
+    dummy: String,
 }
 
 /// Most verified credentials remembered.
@@ -161,9 +181,8 @@ impl BasicAuth {
         let Some((user, password)) = header.and_then(parse_basic) else {
             return false;
         };
-        let Some(hash) = self.users.get(&user).cloned() else {
-            return false;
-        };
+        let known = self.users.get(&user).cloned();
+        let hash = known.clone().unwrap_or_else(|| self.dummy.clone());
         let digest: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0])
@@ -172,13 +191,17 @@ impl BasicAuth {
             .chain_update(hash.as_bytes())
             .finalize()
             .into();
-        if self.verified.lock().contains(&digest) {
+        if known.is_some() && self.verified.lock().contains(&digest) {
             return true;
         }
+        let Ok(_permit) = self.one_at_a_time.acquire().await else {
+            return false;
+        };
         let ok =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
-                .unwrap_or(false);
+                .unwrap_or(false)
+                && known.is_some();
         if ok {
             let mut verified = self.verified.lock();
             if verified.len() >= VERIFIED_CAP {
@@ -243,6 +266,10 @@ mod tests {
                 "client_allowed_sans",
             ),
             ("unknown_section: {}\n", "unknown field"),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: ca\n",
+                "client_auth_type",
+            ),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = WebConfig::load(&path).unwrap_err().to_string();

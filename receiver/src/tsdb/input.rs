@@ -21,6 +21,8 @@ pub struct InputExemplar<'a> {
     pub value: f64,
     /// Milliseconds since the epoch.
     pub t: i64,
+    /// The exemplar carried more labels than were kept: refused as too long.
+    pub too_many_labels: bool,
 }
 
 /// Series to append, addressed by index: labels sorted by name, samples sorted by time.

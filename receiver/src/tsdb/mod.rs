@@ -284,6 +284,40 @@ pub struct OpenStats {
     pub duration: Duration,
 }
 
+/// An exemplar's labels as Prometheus accepts them: valid UTF-8, no empty or repeated name, at
+/// most [`exemplars::MAX_LABEL_SET_CHARS`] characters in all (counted on the bytes given, before
+/// anything is copied), sorted by name; `None` when they are not.
+fn exemplar_labels(pairs: &[(&[u8], &[u8])]) -> Option<Labels> {
+    let mut bytes = 0usize;
+    let mut sorted: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
+    for (n, v) in pairs {
+        // Cheap bound first: a character takes at most four bytes.
+        bytes = bytes.checked_add(n.len() + v.len())?;
+        if bytes > exemplars::MAX_LABEL_SET_CHARS * 4 {
+            return None;
+        }
+        let (n, v) = (std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?);
+        if n.is_empty() {
+            return None;
+        }
+        sorted.push((n, v));
+    }
+    let chars: usize = sorted
+        .iter()
+        .map(|(n, v)| n.chars().count() + v.chars().count())
+        .sum();
+    if chars > exemplars::MAX_LABEL_SET_CHARS {
+        return None;
+    }
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
+    Some(Labels::from_pairs(
+        sorted.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+    ))
+}
+
 /// Hash of a label key (see [`labels::write_key`]) used to find its series in the head.
 pub fn labels_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
@@ -553,17 +587,21 @@ impl TenantDb {
             return accepted;
         }
         let mut labels_buf = Vec::new();
+        // The newest exemplar accepted so far per series of this batch, by index into `accepted`.
+        let mut newest: HashMap<u64, usize> = HashMap::new();
         for (&i, s) in series.iter().zip(refs.iter()) {
             for e in batch.series_exemplars(i) {
+                let Some(labels) = exemplar_labels(&e.labels).filter(|_| !e.too_many_labels) else {
+                    out.exemplars_too_long += 1;
+                    continue;
+                };
                 let e = Exemplar {
-                    labels: Labels::from_pairs(e.labels.iter().copied()),
+                    labels,
                     value: e.value,
                     t: e.t,
                 };
-                // Checked against the store and against those accepted before it in this batch.
-                let store = self.exemplars.lock();
-                let verdict = match accepted.iter().rev().find(|(a, _)| a.id == s.id) {
-                    Some((_, newer)) if e.t <= newer.t => {
+                let verdict = match newest.get(&s.id).map(|&k| &accepted[k].1) {
+                    Some(newer) if e.t <= newer.t => {
                         if e.t == newer.t
                             && e.value.to_bits() == newer.value.to_bits()
                             && e.labels == newer.labels
@@ -573,11 +611,14 @@ impl TenantDb {
                             Verdict::OutOfOrder
                         }
                     }
-                    _ => store.check(s.id, &e),
+                    Some(_) => Verdict::Added,
+                    None => self.exemplars.lock().check(s.id, &e),
                 };
-                drop(store);
                 match verdict {
-                    Verdict::Added => accepted.push((s, e)),
+                    Verdict::Added => {
+                        newest.insert(s.id, accepted.len());
+                        accepted.push((s, e));
+                    }
                     Verdict::Duplicate => out.exemplars_duplicate += 1,
                     Verdict::OutOfOrder => out.exemplars_out_of_order += 1,
                     Verdict::LabelsTooLong => out.exemplars_too_long += 1,
@@ -598,6 +639,8 @@ impl TenantDb {
     }
 
     /// The exemplars in `[mint, maxt]` of series matching any of `selectors`.
+    // The scan holds the exemplar lock, which appends with exemplars wait for: a store of
+    // `--tsdb.max-exemplars` entries is scanned in milliseconds.
     pub fn select_exemplars(
         &self,
         selectors: &[Vec<Matcher>],
@@ -938,6 +981,23 @@ impl MultiTsdb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exemplar_labels_are_checked_on_their_bytes_and_sorted() {
+        let ok = exemplar_labels(&[(b"z", b"1"), (b"trace_id", b"abc")]).unwrap();
+        assert_eq!(ok, Labels::from_strs(&[("trace_id", "abc"), ("z", "1")]));
+        // Invalid UTF-8 is refused, not rendered as one replacement character.
+        let mut long = vec![b'x'; 30 << 20];
+        long[0] = 0x80;
+        assert!(exemplar_labels(&[(b"trace_id", &long)]).is_none());
+        assert!(exemplar_labels(&[(b"trace_id", &[0xff, 0xfe][..])]).is_none());
+        assert!(exemplar_labels(&[(b"", b"v")]).is_none());
+        assert!(exemplar_labels(&[(b"a", b"1"), (b"a", b"2")]).is_none());
+        let at_limit = "é".repeat(exemplars::MAX_LABEL_SET_CHARS - 1);
+        assert!(exemplar_labels(&[(b"a", at_limit.as_bytes())]).is_some());
+        let over = "é".repeat(exemplars::MAX_LABEL_SET_CHARS);
+        assert!(exemplar_labels(&[(b"a", over.as_bytes())]).is_none());
+    }
 
     type Spec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
 

@@ -65,6 +65,8 @@ pub struct ExemplarRef {
     pub value: f64,
     /// Milliseconds since the epoch.
     pub t: i64,
+    /// It carried more than [`MAX_LABELS_PER_EXEMPLAR`] labels (the rest were not kept).
+    pub too_many_labels: bool,
 }
 
 /// A decoded request: the body plus flat arrays that describe it; reuse it across requests.
@@ -306,6 +308,7 @@ impl SeriesSource for WriteBatch {
                 labels: self.exemplar_labels(e).collect(),
                 value: e.value,
                 t: e.t,
+                too_many_labels: e.too_many_labels,
             })
             .collect()
     }

@@ -259,11 +259,12 @@ impl WriteBatch {
         let refs_start = self.exemplar_label_refs.len() as u32;
         let mut exemplar = ExemplarRef::default();
         let mut r = Reader::new(start, end);
-        let push = |this: &mut Self, v: u64| {
+        let push = |this: &mut Self, v: u64, too_many: &mut bool| {
             let r = u32::try_from(v)
                 .map_err(|_| DecodeError::SymbolOutOfRange(v, this.symbols.len()))?;
             if this.exemplar_label_refs.len() - refs_start as usize >= 2 * MAX_LABELS_PER_EXEMPLAR {
-                return Err(DecodeError::TooManyLabels);
+                *too_many = true;
+                return Ok(());
             }
             this.exemplar_label_refs.push(r);
             Ok(())
@@ -276,12 +277,12 @@ impl WriteBatch {
                     let mut packed = Reader::new(s, e);
                     while !packed.done() {
                         let v = packed.varint(&self.buf)?;
-                        push(self, v)?;
+                        push(self, v, &mut exemplar.too_many_labels)?;
                     }
                 }
                 (1, WIRE_VARINT) => {
                     let v = r.varint(&self.buf)?;
-                    push(self, v)?;
+                    push(self, v, &mut exemplar.too_many_labels)?;
                 }
                 (2, WIRE_I64) => exemplar.value = f64::from_bits(r.fixed64(&self.buf)?),
                 (3, WIRE_VARINT) => exemplar.t = r.varint(&self.buf)? as i64,
