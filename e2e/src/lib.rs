@@ -456,6 +456,18 @@ pub async fn post_v1(
     body: Vec<u8>,
     tenant: Option<&str>,
 ) -> (u16, String) {
+    try_post_v1(client, url, body, tenant)
+        .await
+        .expect("POST remote write")
+}
+
+/// [`post_v1`] that gives back a transport error (refused connection, failed handshake).
+pub async fn try_post_v1(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    tenant: Option<&str>,
+) -> Result<(u16, String), reqwest::Error> {
     let mut req = client
         .post(url)
         .header("Content-Type", "application/x-protobuf")
@@ -465,9 +477,39 @@ pub async fn post_v1(
     if let Some(t) = tenant {
         req = req.header("THANOS-TENANT", t);
     }
-    let r = req.send().await.expect("POST remote write");
+    let r = req.send().await?;
     let status = r.status().as_u16();
-    (status, r.text().await.unwrap_or_default())
+    Ok((status, r.text().await.unwrap_or_default()))
+}
+
+/// A `thanos.WriteRequest` for tenant `default-tenant` holding one series named `name`, as a
+/// peer forwards it.
+pub fn forward_message(name: &str) -> Vec<u8> {
+    use prost::Message as _;
+    use receiver::wire::messages::v1;
+    let mut batch = receiver::wire::WriteBatch::with_body(
+        v1::WriteRequest {
+            timeseries: vec![v1::series(&[("__name__", name)], &[(now_ms(), 1.0)])],
+            metadata: vec![],
+        }
+        .encode_to_vec(),
+    );
+    batch
+        .decode(receiver::wire::Protocol::V1)
+        .expect("a valid request");
+    let mut out = Vec::new();
+    receiver::wire::forward::encode(&batch, &[0], "default-tenant", 1, &mut out);
+    out
+}
+
+/// One gRPC frame: compressed flag, big-endian length, payload.
+pub fn grpc_frame(compressed: bool, payload: &[u8]) -> bytes::Bytes {
+    use bytes::BufMut as _;
+    let mut b = bytes::BytesMut::new();
+    b.put_u8(u8::from(compressed));
+    b.put_u32(payload.len() as u32);
+    b.put_slice(payload);
+    b.freeze()
 }
 
 /// Posts a snappy-compressed remote write 2.0 body; returns the status and reason.

@@ -136,22 +136,14 @@ impl Retry {
 
 /// One attempt: `Ok` on 2xx; Prometheus retries connection errors, 5xx and 429, not other 4xx.
 async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), Retry> {
-    let r = client
-        .post(url)
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body)
-        .send()
+    let (status, text) = crate::try_post_v1(client, url, body, None)
         .await
         .map_err(|e| Retry::Yes(format!("{e}")))?;
-    let status = r.status();
-    if status.is_success() {
+    if (200..300).contains(&status) {
         return Ok(());
     }
-    let text = r.text().await.unwrap_or_default();
     let e = format!("{status}: {}", text.trim());
-    if status.is_server_error() || status.as_u16() == 429 {
+    if status >= 500 || status == 429 {
         Err(Retry::Yes(e))
     } else {
         Err(Retry::No(e))

@@ -9,37 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use e2e::{Receiver, eventually, free_port, now_ms, post_v1};
 use http_body_util::BodyExt as _;
-use receiver::wire::batch::WriteBatch;
 use receiver::wire::messages::{snappy, v1};
-use receiver::wire::remote_write::Protocol;
-
-/// A `thanos.WriteRequest` for tenant `default-tenant` holding one series named `name`.
-fn forward_message(name: &str) -> Vec<u8> {
-    use prost::Message as _;
-    let mut batch = WriteBatch::with_body(
-        v1::WriteRequest {
-            timeseries: vec![v1::series(&[("__name__", name)], &[(now_ms(), 1.0)])],
-            metadata: vec![],
-        }
-        .encode_to_vec(),
-    );
-    batch.decode(Protocol::V1).unwrap();
-    let mut out = Vec::new();
-    receiver::wire::forward::encode(&batch, &[0], "default-tenant", 1, &mut out);
-    out
-}
-
-/// One gRPC frame: flag, big-endian length, payload.
-fn frame(compressed: bool, payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_u8(u8::from(compressed));
-    b.put_u32(payload.len() as u32);
-    b.put_slice(payload);
-    b.freeze()
-}
 
 /// Posts `body` to the receiver's RemoteWrite with `grpc-encoding: snappy`; returns grpc-status.
 async fn post_snappy(grpc_port: u16, body: Bytes) -> String {
@@ -75,18 +48,23 @@ async fn thanos_snappy_compressed_forwards_are_accepted() {
     recv.wait_ready(&client).await;
 
     let mut encoder = snap::write::FrameEncoder::new(Vec::new());
-    encoder.write_all(&forward_message("from_thanos")).unwrap();
+    encoder
+        .write_all(&e2e::forward_message("from_thanos"))
+        .unwrap();
     let stream = encoder.into_inner().unwrap();
     assert_eq!(
         &stream[..10],
         b"\xff\x06\x00\x00sNaPpY",
         "a snappy framed stream"
     );
-    assert_eq!(post_snappy(recv.grpc_port, frame(true, &stream)).await, "0");
+    assert_eq!(
+        post_snappy(recv.grpc_port, e2e::grpc_frame(true, &stream)).await,
+        "0"
+    );
     assert_eq!(e2e::head_series(&client, &recv).await, 1);
 
     // Garbage under the snappy flag is refused; the receiver keeps serving.
-    let status = post_snappy(recv.grpc_port, frame(true, b"not snappy at all")).await;
+    let status = post_snappy(recv.grpc_port, e2e::grpc_frame(true, b"not snappy at all")).await;
     assert_eq!(status, (tonic::Code::InvalidArgument as i32).to_string());
     let (s, b) = post_v1(
         &client,

@@ -97,6 +97,11 @@ async fn wait_condition(
     .await;
 }
 
+/// `kubectl patch --type=merge` of ThanosReceiver `recv` in `ns`.
+fn patch_receiver(server: &KubeApiServer, ns: &str, patch: &str) {
+    server.kubectl(&["patch", "-n", ns, "tr", "recv", "--type=merge", "-p", patch]);
+}
+
 fn apply_receiver(server: &KubeApiServer, ns: &str, name: &str, replicas: i32, rf: i32) {
     let manifest = format!(
         "apiVersion: receiver.thanos-rs.io/v1alpha1\nkind: ThanosReceiver\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: {replicas}\n  replicationFactor: {rf}\n  image: thanos-receiver:e2e\n  ringPropagationSeconds: 2\n  externalLabels:\n    cluster: e2e\n"
@@ -601,16 +606,7 @@ async fn operator_keeps_namespaces_apart_and_rejects_invalid_specs() {
     );
 
     // paused: scaling the resource changes nothing until it is unpaused.
-    server.kubectl(&[
-        "patch",
-        "-n",
-        "team-a",
-        "tr",
-        "recv",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"paused":true}}"#,
-    ]);
+    patch_receiver(&server, "team-a", r#"{"spec":{"paused":true}}"#);
     wait_condition(&client, "team-a", "recv", "Progressing", "False", "Paused").await;
     let paused_column = || {
         server.kubectl(&[
@@ -638,16 +634,7 @@ async fn operator_keeps_namespaces_apart_and_rejects_invalid_specs() {
         Some(3),
         "a paused resource was reconciled"
     );
-    server.kubectl(&[
-        "patch",
-        "-n",
-        "team-a",
-        "tr",
-        "recv",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"paused":false}}"#,
-    ]);
+    patch_receiver(&server, "team-a", r#"{"spec":{"paused":false}}"#);
     eventually(WAIT, "unpaused StatefulSet scaled to 5", || async {
         (sts_replicas(&client, "team-a", "recv").await? == 5).then_some(())
     })
@@ -656,16 +643,11 @@ async fn operator_keeps_namespaces_apart_and_rejects_invalid_specs() {
 
     // A storage change (which 1.20 cannot refuse: it ignores the CEL transition rule) must not
     // wedge the StatefulSet: the running claim template stays, later changes still apply.
-    server.kubectl(&[
-        "patch",
-        "-n",
+    patch_receiver(
+        &server,
         "team-a",
-        "tr",
-        "recv",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"storage":{"size":"200Gi"}}}"#,
-    ]);
+    );
     server.kubectl(&[
         "scale",
         "-n",
@@ -733,16 +715,11 @@ async fn operator_manages_a_service_monitor_while_enabled() {
     })
     .await;
     // A spec change makes the operator look again at once (it would on its resync anyway).
-    server.kubectl(&[
-        "patch",
-        "-n",
+    patch_receiver(
+        &server,
         NS,
-        "tr",
-        "recv",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"serviceMonitor":{"scrapeTimeout":"10s"}}}"#,
-    ]);
+    );
     let sm = eventually(WAIT, "the ServiceMonitor", || async {
         monitors.get_opt("recv").await.ok()?
     })
@@ -787,16 +764,11 @@ async fn operator_manages_a_service_monitor_while_enabled() {
     assert!(!selected(services.get("recv-remote-write").await.unwrap()));
 
     // Turned off: deleted.
-    server.kubectl(&[
-        "patch",
-        "-n",
+    patch_receiver(
+        &server,
         NS,
-        "tr",
-        "recv",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"serviceMonitor":{"enabled":false}}}"#,
-    ]);
+    );
     eventually(WAIT, "the ServiceMonitor deleted", || async {
         monitors.get_opt("recv").await.ok()?.is_none().then_some(())
     })

@@ -483,6 +483,28 @@ fn assert_clean_exits(cluster: &Loop, expected: usize) {
     }
 }
 
+/// The checks every loop run ends with: the harness met no API error, no write failed after its
+/// retries, and (when the rings were observed) no pod joined a ring before it was Ready.
+fn assert_loop_healthy(cluster: &Loop, logs: &[WriterLog], observed: Option<&Observed>) {
+    assert!(
+        cluster.kubelet.errors().is_empty(),
+        "{:?}",
+        cluster.kubelet.errors()
+    );
+    assert!(
+        logs.iter().all(|w| w.failed().is_empty()),
+        "remote-write requests failed after their retries:\n{}",
+        failed_report(logs)
+    );
+    if let Some(observed) = observed {
+        assert!(
+            observed.joined_unready.is_empty(),
+            "pods in the ring before they were Ready: {:?}",
+            observed.joined_unready
+        );
+    }
+}
+
 fn failed_report(logs: &[WriterLog]) -> String {
     logs.iter()
         .flat_map(|w| w.failed())
@@ -549,21 +571,7 @@ async fn scale_3_7_3_by_kubectl_then_by_the_scale_subresource_under_load() {
     let requests: usize = logs.iter().map(|w| w.sent.len()).sum();
     eprintln!("{requests} requests, {attempts_failed} failed attempts retried");
 
-    assert!(
-        cluster.kubelet.errors().is_empty(),
-        "{:?}",
-        cluster.kubelet.errors()
-    );
-    assert!(
-        logs.iter().all(|w| w.failed().is_empty()),
-        "remote-write requests failed after their retries:\n{}",
-        failed_report(&logs)
-    );
-    assert!(
-        observed.joined_unready.is_empty(),
-        "pods in the ring before they were Ready: {:?}",
-        observed.joined_unready
-    );
+    assert_loop_healthy(&cluster, &logs, Some(&observed));
     let pods = cluster.kubelet.pods();
     for (i, lag) in observed.propagation(1, &pods, &[]) {
         eprintln!(
@@ -616,27 +624,13 @@ async fn a_receiver_killed_during_scale_up_comes_back_and_keeps_its_place_in_the
     cluster.kubelet.shutdown().await;
     cluster.operator.assert_running();
 
-    assert!(
-        cluster.kubelet.errors().is_empty(),
-        "{:?}",
-        cluster.kubelet.errors()
-    );
     let attempts_failed: usize = logs
         .iter()
         .flat_map(|w| &w.sent)
         .map(|s| s.errors.len())
         .sum();
     eprintln!("{attempts_failed} failed attempts retried");
-    assert!(
-        logs.iter().all(|w| w.failed().is_empty()),
-        "remote-write requests failed after their retries:\n{}",
-        failed_report(&logs)
-    );
-    assert!(
-        observed.joined_unready.is_empty(),
-        "pods in the ring before they were Ready: {:?}",
-        observed.joined_unready
-    );
+    assert_loop_healthy(&cluster, &logs, Some(&observed));
     // A Ready member that stops answering keeps its place: no ring without recv-1.
     for ring in &observed.rings {
         assert!(
@@ -694,16 +688,7 @@ async fn the_operators_tls_spec_runs_the_ring_over_mtls() {
     let (logs, _) = traffic.stop().await;
     cluster.kubelet.shutdown().await;
     cluster.operator.assert_running();
-    assert!(
-        cluster.kubelet.errors().is_empty(),
-        "{:?}",
-        cluster.kubelet.errors()
-    );
-    assert!(
-        logs.iter().all(|w| w.failed().is_empty()),
-        "writes failed:\n{}",
-        failed_report(&logs)
-    );
+    assert_loop_healthy(&cluster, &logs, None);
     for (pod, log) in cluster.kubelet.exit_logs() {
         assert!(
             log.contains("grpc_tls=true") && log.contains("forward_tls=true"),

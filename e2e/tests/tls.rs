@@ -7,14 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
 use e2e::certs::{Ca, Pem};
 use e2e::prometheus::Prometheus;
 use e2e::{Receiver, eventually, free_port, metric_sum, now_ms, ring_json, write_atomic};
 use http_body_util::BodyExt as _;
-use receiver::wire::batch::WriteBatch;
 use receiver::wire::messages::{snappy, v1};
-use receiver::wire::remote_write::Protocol;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -59,19 +56,10 @@ async fn post(
     body: Vec<u8>,
     tenant: Option<&str>,
 ) -> Result<u16, String> {
-    let mut req = client
-        .post(url)
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body);
-    if let Some(t) = tenant {
-        req = req.header(TENANT_HEADER, t);
-    }
-    match req.send().await {
-        Ok(r) => Ok(r.status().as_u16()),
-        Err(e) => Err(format!("{e:?}")),
-    }
+    e2e::try_post_v1(client, url, body, tenant)
+        .await
+        .map(|(status, _)| status)
+        .map_err(|e| format!("{e:?}"))
 }
 
 /// The certificate a TLS server on `port` presents to a fresh connection.
@@ -99,26 +87,6 @@ async fn presented_certificate(port: u16, ca: &Path, identity: &Pem, alpn: &[u8]
         .await
         .expect("TLS handshake");
     stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
-}
-
-/// A `thanos.WriteRequest` of one series named `name`, as a peer forwards it.
-fn forward_frame(name: &str) -> Bytes {
-    use prost::Message as _;
-    let mut batch = WriteBatch::with_body(
-        v1::WriteRequest {
-            timeseries: vec![v1::series(&[("__name__", name)], &[(now_ms(), 1.0)])],
-            metadata: vec![],
-        }
-        .encode_to_vec(),
-    );
-    batch.decode(Protocol::V1).unwrap();
-    let mut message = Vec::new();
-    receiver::wire::forward::encode(&batch, &[0], "default-tenant", 1, &mut message);
-    let mut frame = BytesMut::new();
-    frame.put_u8(0);
-    frame.put_u32(message.len() as u32);
-    frame.put_slice(&message);
-    frame.freeze()
 }
 
 /// Sends a forward to a receiver's gRPC port over TLS presenting `identity` (trusting `ca`);
@@ -150,7 +118,7 @@ async fn grpc_forward(
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(tonic::body::Body::new(http_body_util::Full::new(
-            forward_frame(name),
+            e2e::grpc_frame(false, &e2e::forward_message(name)),
         )))
         .unwrap();
     let resp = tonic::codegen::Service::call(&mut channel, req)

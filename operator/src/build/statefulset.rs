@@ -242,10 +242,25 @@ fn volumes(tr: &ThanosReceiver, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>
             ..VolumeMount::default()
         },
     ];
-    if let Some(objstore) = &spec.object_storage {
+    // A read-only Secret volume mounted at `dir`.
+    let mut mount_secret = |volume: &str, dir: &str, secret: SecretVolumeSource| {
         volumes.push(Volume {
-            name: OBJSTORE_VOLUME.into(),
-            secret: Some(SecretVolumeSource {
+            name: volume.into(),
+            secret: Some(secret),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: volume.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    };
+    if let Some(objstore) = &spec.object_storage {
+        mount_secret(
+            OBJSTORE_VOLUME,
+            OBJSTORE_DIR,
+            SecretVolumeSource {
                 secret_name: Some(objstore.secret_name.clone()),
                 items: Some(vec![KeyToPath {
                     key: objstore.key.clone(),
@@ -253,15 +268,8 @@ fn volumes(tr: &ThanosReceiver, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>
                     ..KeyToPath::default()
                 }]),
                 ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: OBJSTORE_VOLUME.into(),
-            mount_path: OBJSTORE_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+            },
+        );
     }
     if let Some(tls) = &spec.tls {
         let secrets = [
@@ -282,20 +290,14 @@ fn volumes(tr: &ThanosReceiver, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>
             let Some(secret) = secret else { continue };
             // The whole Secret: the kubelet swaps its files atomically on rotation, and the
             // receiver reloads them.
-            volumes.push(Volume {
-                name: volume.into(),
-                secret: Some(SecretVolumeSource {
+            mount_secret(
+                volume,
+                dir,
+                SecretVolumeSource {
                     secret_name: Some(secret.clone()),
                     ..SecretVolumeSource::default()
-                }),
-                ..Volume::default()
-            });
-            mounts.push(VolumeMount {
-                name: volume.into(),
-                mount_path: dir.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            });
+                },
+            );
         }
     }
     (volumes, mounts)

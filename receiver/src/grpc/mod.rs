@@ -198,6 +198,17 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
     }
 }
 
+/// The stream of a server-streaming answer whose messages are all known up front.
+type Frames = futures::stream::Iter<
+    std::iter::Map<std::vec::IntoIter<Bytes>, fn(Bytes) -> Result<Bytes, Status>>,
+>;
+
+/// Streams `frames` as the answer.
+fn frames_response(frames: Vec<Bytes>) -> tonic::Response<Frames> {
+    let ok: fn(Bytes) -> Result<Bytes, Status> = Ok;
+    tonic::Response::new(futures::stream::iter(frames.into_iter().map(ok)))
+}
+
 /// One server-streaming gRPC method whose messages its implementor decodes and encodes itself.
 pub trait StreamMethod: Send + Sync + 'static {
     /// The service's full name, e.g. `thanos.Exemplars`.
@@ -238,20 +249,15 @@ struct OneStream<M>(Arc<M>, GrpcMetrics);
 
 impl<M: StreamMethod> tonic::server::ServerStreamingService<Bytes> for OneStream<M> {
     type Response = Bytes;
-    type ResponseStream = futures::stream::Iter<
-        std::iter::Map<std::vec::IntoIter<Bytes>, fn(Bytes) -> Result<Bytes, Status>>,
-    >;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+    type ResponseStream = Frames;
+    type Future = BoxFuture<tonic::Response<Frames>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let (method, metrics) = (Arc::clone(&self.0), self.1.clone());
         Box::pin(async move {
             let call = call_of(M::SERVICE, M::PATH, "server_stream");
             let frames = observed(&metrics, call, method.call(request.into_inner())).await?;
-            let ok: fn(Bytes) -> Result<Bytes, Status> = Ok;
-            Ok(tonic::Response::new(futures::stream::iter(
-                frames.into_iter().map(ok),
-            )))
+            Ok(frames_response(frames))
         })
     }
 }
@@ -351,20 +357,15 @@ struct Streaming<M>(Arc<M>, GrpcMetrics);
 
 impl<M: StoreMethods> tonic::server::ServerStreamingService<Bytes> for Streaming<M> {
     type Response = Bytes;
-    type ResponseStream = futures::stream::Iter<
-        std::iter::Map<std::vec::IntoIter<Bytes>, fn(Bytes) -> Result<Bytes, Status>>,
-    >;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+    type ResponseStream = Frames;
+    type Future = BoxFuture<tonic::Response<Frames>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let (methods, metrics) = (Arc::clone(&self.0), self.1.clone());
         Box::pin(async move {
             let call = call_of(STORE_SERVICE, SERIES_PATH, "server_stream");
             let frames = observed(&metrics, call, methods.series(request.into_inner())).await?;
-            let ok: fn(Bytes) -> Result<Bytes, Status> = Ok;
-            Ok(tonic::Response::new(futures::stream::iter(
-                frames.into_iter().map(ok),
-            )))
+            Ok(frames_response(frames))
         })
     }
 }

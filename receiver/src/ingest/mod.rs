@@ -111,11 +111,12 @@ impl Ingester {
         let (mut histograms, mut exemplars) = (0u64, 0u64);
         for i in range {
             histograms += u64::from(batch.series[i].histograms);
-            exemplars += batch.series_exemplars(i).len() as u64;
+            let series_exemplars = batch.series_exemplars(i).len() as u64;
+            exemplars += series_exemplars;
             match validate_series(batch, i, rules) {
                 Ok(()) => {
                     checked.samples += batch.series_samples(i).len() as u64;
-                    checked.exemplars += batch.series_exemplars(i).len() as u64;
+                    checked.exemplars += series_exemplars;
                     checked.valid.push(i);
                 }
                 Err(r) => {

@@ -10,6 +10,21 @@ use super::{Labels, Matcher};
 /// Most characters (names and values together) an exemplar's labels may hold.
 pub const MAX_LABEL_SET_CHARS: usize = 128;
 
+/// Whether `e` may follow `newest` in the same series: only if newer; an identical one is a
+/// duplicate.
+pub fn after(newest: &Exemplar, e: &Exemplar) -> Verdict {
+    if e.t > newest.t {
+        Verdict::Added
+    } else if e.t == newest.t
+        && e.value.to_bits() == newest.value.to_bits()
+        && e.labels == newest.labels
+    {
+        Verdict::Duplicate
+    } else {
+        Verdict::OutOfOrder
+    }
+}
+
 /// One stored exemplar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exemplar {
@@ -86,15 +101,8 @@ impl ExemplarStore {
             return Verdict::LabelsTooLong;
         }
         match self.series.get(&id).and_then(|s| s.newest.as_ref()) {
-            Some(newest) if e.t < newest.t => Verdict::OutOfOrder,
-            Some(newest) if e.t == newest.t => {
-                if newest.value.to_bits() == e.value.to_bits() && newest.labels == e.labels {
-                    Verdict::Duplicate
-                } else {
-                    Verdict::OutOfOrder
-                }
-            }
-            _ => Verdict::Added,
+            Some(newest) => after(newest, e),
+            None => Verdict::Added,
         }
     }
 

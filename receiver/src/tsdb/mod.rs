@@ -589,6 +589,8 @@ impl TenantDb {
         let mut labels_buf = Vec::new();
         // The newest exemplar accepted so far per series of this batch, by index into `accepted`.
         let mut newest: HashMap<u64, usize> = HashMap::new();
+        // Held for the whole batch: only appends (under the WAL lock, held here) change it.
+        let store = self.exemplars.lock();
         for (&i, s) in series.iter().zip(refs.iter()) {
             for e in batch.series_exemplars(i) {
                 let Some(labels) = exemplar_labels(&e.labels).filter(|_| !e.too_many_labels) else {
@@ -600,19 +602,9 @@ impl TenantDb {
                     value: e.value,
                     t: e.t,
                 };
-                let verdict = match newest.get(&s.id).map(|&k| &accepted[k].1) {
-                    Some(newer) if e.t <= newer.t => {
-                        if e.t == newer.t
-                            && e.value.to_bits() == newer.value.to_bits()
-                            && e.labels == newer.labels
-                        {
-                            Verdict::Duplicate
-                        } else {
-                            Verdict::OutOfOrder
-                        }
-                    }
-                    Some(_) => Verdict::Added,
-                    None => self.exemplars.lock().check(s.id, &e),
+                let verdict = match newest.get(&s.id) {
+                    Some(&k) => exemplars::after(&accepted[k].1, &e),
+                    None => store.check(s.id, &e),
                 };
                 match verdict {
                     Verdict::Added => {
@@ -625,6 +617,7 @@ impl TenantDb {
                 }
             }
         }
+        drop(store);
         if !accepted.is_empty() {
             enc.begin_exemplars();
             for (s, e) in &accepted {

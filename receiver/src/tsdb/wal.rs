@@ -507,83 +507,80 @@ fn decode_record(payload: &[u8]) -> Result<Record<'_>, WalError> {
                         .expect("8 bytes"),
                 );
                 rest = &rest[8..];
-                let (n, used) = uvarint(rest).ok_or(bad("bad label count"))?;
-                rest = &rest[used..];
-                let mut len = 0;
-                for _ in 0..n * 2 {
-                    let (l, u) = uvarint(&rest[len..]).ok_or(bad("bad label length"))?;
-                    len += u + l as usize;
-                    if len > rest.len() {
-                        return Err(bad("short label"));
-                    }
-                }
-                out.push((id, &rest[..len]));
-                rest = &rest[len..];
+                out.push((id, label_pairs(&mut rest)?));
             }
             Ok(Record::Series(out))
         }
         RECORD_SAMPLES => {
-            if rest.len() < 16 {
-                return Err(bad("short samples header"));
-            }
-            let first_ref = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-            let first_t = i64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
-            rest = &rest[16..];
+            let base = row_base(&mut rest)?;
             let mut out = Vec::new();
             while !rest.is_empty() {
-                let (dref, u) = varint(rest).ok_or(bad("bad ref delta"))?;
-                rest = &rest[u..];
-                let (dt, u) = varint(rest).ok_or(bad("bad time delta"))?;
-                rest = &rest[u..];
-                let v = rest.get(..8).ok_or(bad("short value"))?;
-                let v = f64::from_bits(u64::from_be_bytes(v.try_into().expect("8 bytes")));
-                rest = &rest[8..];
-                out.push((
-                    first_ref.wrapping_add(dref as u64),
-                    first_t.wrapping_add(dt),
-                    v,
-                ));
+                out.push(row(&mut rest, base)?);
             }
             Ok(Record::Samples(out))
         }
         RECORD_EXEMPLARS => {
-            if rest.len() < 16 {
-                return Err(bad("short exemplars header"));
-            }
-            let first_ref = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-            let first_t = i64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
-            rest = &rest[16..];
+            let base = row_base(&mut rest)?;
             let mut out = Vec::new();
             while !rest.is_empty() {
-                let (dref, u) = varint(rest).ok_or(bad("bad ref delta"))?;
-                rest = &rest[u..];
-                let (dt, u) = varint(rest).ok_or(bad("bad time delta"))?;
-                rest = &rest[u..];
-                let v = rest.get(..8).ok_or(bad("short value"))?;
-                let v = f64::from_bits(u64::from_be_bytes(v.try_into().expect("8 bytes")));
-                rest = &rest[8..];
-                let (n, used) = uvarint(rest).ok_or(bad("bad label count"))?;
-                rest = &rest[used..];
-                let mut len = 0;
-                for _ in 0..n * 2 {
-                    let (l, u) = uvarint(&rest[len..]).ok_or(bad("bad label length"))?;
-                    len += u + l as usize;
-                    if len > rest.len() {
-                        return Err(bad("short label"));
-                    }
-                }
-                out.push((
-                    first_ref.wrapping_add(dref as u64),
-                    first_t.wrapping_add(dt),
-                    v,
-                    &rest[..len],
-                ));
-                rest = &rest[len..];
+                let (id, t, v) = row(&mut rest, base)?;
+                out.push((id, t, v, label_pairs(&mut rest)?));
             }
             Ok(Record::Exemplars(out))
         }
         _ => Err(bad("unknown record type")),
     }
+}
+
+/// The first series ref and time of a samples or exemplars record (big-endian), which its
+/// rows are deltas from.
+#[inline]
+fn row_base(rest: &mut &[u8]) -> Result<(u64, i64), WalError> {
+    if rest.len() < 16 {
+        return Err(WalError::Record("short record header"));
+    }
+    let first_ref = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+    let first_t = i64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
+    *rest = &rest[16..];
+    Ok((first_ref, first_t))
+}
+
+/// One `(ref, t, value)` row: varint deltas from `base`, then the value's bits (big-endian).
+#[inline]
+fn row(rest: &mut &[u8], (first_ref, first_t): (u64, i64)) -> Result<(u64, i64, f64), WalError> {
+    let bad = WalError::Record;
+    let (dref, u) = varint(rest).ok_or(bad("bad ref delta"))?;
+    *rest = &rest[u..];
+    let (dt, u) = varint(rest).ok_or(bad("bad time delta"))?;
+    *rest = &rest[u..];
+    let v = rest.get(..8).ok_or(bad("short value"))?;
+    let v = f64::from_bits(u64::from_be_bytes(v.try_into().expect("8 bytes")));
+    *rest = &rest[8..];
+    Ok((
+        first_ref.wrapping_add(dref as u64),
+        first_t.wrapping_add(dt),
+        v,
+    ))
+}
+
+/// A label set: `uvarint count`, then `count` pairs of uvarint-length strings; returns the
+/// pairs' bytes.
+#[inline]
+fn label_pairs<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], WalError> {
+    let bad = WalError::Record;
+    let (n, used) = uvarint(rest).ok_or(bad("bad label count"))?;
+    *rest = &rest[used..];
+    let mut len = 0;
+    for _ in 0..n * 2 {
+        let (l, u) = uvarint(&rest[len..]).ok_or(bad("bad label length"))?;
+        len += u + l as usize;
+        if len > rest.len() {
+            return Err(bad("short label"));
+        }
+    }
+    let pairs = &rest[..len];
+    *rest = &rest[len..];
+    Ok(pairs)
 }
 
 /// Builds framed records in a reusable buffer.

@@ -170,54 +170,18 @@ impl WriteBatch {
         for i in 0..self.series.len() {
             let refs = self.series_refs[i].clone();
             let refs = &self.label_refs[refs.start as usize..refs.end as usize];
-            if !refs.len().is_multiple_of(2) {
-                return Err(DecodeError::OddLabelRefs);
-            }
-            let start = self.labels.len() as u32;
-            for pair in refs.chunks_exact(2) {
-                let sym = |r: u32| {
-                    self.symbols
-                        .get(r as usize)
-                        .copied()
-                        .ok_or(DecodeError::SymbolOutOfRange(r.into(), self.symbols.len()))
-                };
-                let label = LabelRef {
-                    name: sym(pair[0])?,
-                    value: sym(pair[1])?,
-                };
-                resolved_bytes += (label.name.len + label.value.len) as usize;
-                self.labels.push(label);
-            }
-            if resolved_bytes > MAX_DECODED_MEMORY {
-                return Err(DecodeError::DecodedTooLarge);
-            }
-            self.series[i].labels = start..self.labels.len() as u32;
+            self.series[i].labels =
+                resolve_refs(&self.symbols, refs, &mut self.labels, &mut resolved_bytes)?;
         }
         for i in 0..self.exemplars.len() {
             let refs = self.exemplar_refs[i].clone();
             let refs = &self.exemplar_label_refs[refs.start as usize..refs.end as usize];
-            if !refs.len().is_multiple_of(2) {
-                return Err(DecodeError::OddLabelRefs);
-            }
-            let start = self.exemplar_labels.len() as u32;
-            for pair in refs.chunks_exact(2) {
-                let sym = |r: u32| {
-                    self.symbols
-                        .get(r as usize)
-                        .copied()
-                        .ok_or(DecodeError::SymbolOutOfRange(r.into(), self.symbols.len()))
-                };
-                let label = LabelRef {
-                    name: sym(pair[0])?,
-                    value: sym(pair[1])?,
-                };
-                resolved_bytes += (label.name.len + label.value.len) as usize;
-                self.exemplar_labels.push(label);
-            }
-            if resolved_bytes > MAX_DECODED_MEMORY {
-                return Err(DecodeError::DecodedTooLarge);
-            }
-            self.exemplars[i].labels = start..self.exemplar_labels.len() as u32;
+            self.exemplars[i].labels = resolve_refs(
+                &self.symbols,
+                refs,
+                &mut self.exemplar_labels,
+                &mut resolved_bytes,
+            )?;
         }
         self.check_budget()
     }
@@ -359,6 +323,39 @@ impl WriteBatch {
         self.label_refs.push(r);
         Ok(())
     }
+}
+
+/// Resolves 2.0 `(name, value)` symbol references into labels appended to `out`, counting their
+/// bytes into `resolved_bytes` (bounded by [`MAX_DECODED_MEMORY`]); returns the range they fill.
+#[inline(always)]
+fn resolve_refs(
+    symbols: &[Span],
+    refs: &[u32],
+    out: &mut Vec<LabelRef>,
+    resolved_bytes: &mut usize,
+) -> Result<std::ops::Range<u32>, DecodeError> {
+    if !refs.len().is_multiple_of(2) {
+        return Err(DecodeError::OddLabelRefs);
+    }
+    let sym = |r: u32| {
+        symbols
+            .get(r as usize)
+            .copied()
+            .ok_or(DecodeError::SymbolOutOfRange(r.into(), symbols.len()))
+    };
+    let start = out.len() as u32;
+    for pair in refs.chunks_exact(2) {
+        let label = LabelRef {
+            name: sym(pair[0])?,
+            value: sym(pair[1])?,
+        };
+        *resolved_bytes += (label.name.len + label.value.len) as usize;
+        out.push(label);
+    }
+    if *resolved_bytes > MAX_DECODED_MEMORY {
+        return Err(DecodeError::DecodedTooLarge);
+    }
+    Ok(start..out.len() as u32)
 }
 
 // Inlined into the series loop, as it was before exemplars gave it a second caller (+10 % of
