@@ -129,6 +129,45 @@ remote_write:
         )
     }
 
+    /// Starts a Prometheus server in `dir` that takes remote writes with native histograms
+    /// (`/api/v1/write`) and writes its head as a block on [`Prometheus::snapshot`].
+    pub fn histogram_receiver(dir: &Path) -> Prometheus {
+        let port = free_port();
+        std::fs::create_dir_all(dir).expect("prometheus dir");
+        let tsdb_path = format!("--storage.tsdb.path={}", dir.join("tsdb").display());
+        Self::spawn(
+            dir,
+            port,
+            "global:\n  scrape_interval: 1m\n",
+            &[
+                &tsdb_path,
+                "--web.enable-remote-write-receiver",
+                "--web.enable-admin-api",
+                "--enable-feature=native-histograms",
+            ],
+        )
+    }
+
+    /// Writes the head and every block into a snapshot (admin API) and returns its directory.
+    pub async fn snapshot(&self, client: &reqwest::Client, dir: &Path) -> PathBuf {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/admin/tsdb/snapshot?skip_head=false",
+            self.port
+        );
+        let r: serde_json::Value = client
+            .post(&url)
+            .send()
+            .await
+            .expect("snapshot")
+            .json()
+            .await
+            .expect("snapshot JSON");
+        let name = r["data"]["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("snapshot failed: {r}\nlog:\n{}", self.log_text()));
+        dir.join("tsdb").join("snapshots").join(name)
+    }
+
     /// Starts a Prometheus server in `dir` scraping `targets` every second as job `job`.
     pub fn scraper(dir: &Path, job: &str, targets: &[String]) -> Prometheus {
         let port = free_port();

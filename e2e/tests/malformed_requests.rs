@@ -144,6 +144,7 @@ async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
         sum: 1.0,
         schema: 0,
         timestamp: 5,
+        ..Default::default()
     });
     let (s, b) = post_v1(&client, &url, v1_body(vec![ts]), None).await;
     assert_reason(s, &b, 400, "native histogram");

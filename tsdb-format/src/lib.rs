@@ -9,6 +9,7 @@ pub mod chunks;
 pub mod encoding;
 pub mod error;
 mod fsutil;
+pub mod histogram;
 pub mod index;
 pub mod meta;
 pub mod tombstones;

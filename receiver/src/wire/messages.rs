@@ -61,15 +61,128 @@ pub mod v1 {
         pub timestamp: i64,
     }
 
-    /// `prometheus.Histogram`, reduced to the fields a receiver that rejects histograms needs to see.
+    /// `prometheus.Histogram` (also `io.prometheus.write.v2.Histogram`, fields 1..16).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Histogram {
+        #[prost(oneof = "histogram::Count", tags = "1, 2")]
+        pub count: Option<histogram::Count>,
         #[prost(double, tag = "3")]
         pub sum: f64,
         #[prost(sint32, tag = "4")]
         pub schema: i32,
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        #[prost(oneof = "histogram::ZeroCount", tags = "6, 7")]
+        pub zero_count: Option<histogram::ZeroCount>,
+        #[prost(message, repeated, tag = "8")]
+        pub negative_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "9")]
+        pub negative_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "10")]
+        pub negative_counts: Vec<f64>,
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "13")]
+        pub positive_counts: Vec<f64>,
+        #[prost(int32, tag = "14")]
+        pub reset_hint: i32,
         #[prost(int64, tag = "15")]
         pub timestamp: i64,
+        #[prost(double, repeated, tag = "16")]
+        pub custom_values: Vec<f64>,
+    }
+
+    /// The oneofs of `prometheus.Histogram`.
+    pub mod histogram {
+        /// Integer or float observation count.
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum Count {
+            #[prost(uint64, tag = "1")]
+            CountInt(u64),
+            #[prost(double, tag = "2")]
+            CountFloat(f64),
+        }
+
+        /// Integer or float zero-bucket count.
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum ZeroCount {
+            #[prost(uint64, tag = "6")]
+            ZeroCountInt(u64),
+            #[prost(double, tag = "7")]
+            ZeroCountFloat(f64),
+        }
+    }
+
+    /// `prometheus.BucketSpan`.
+    #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+    pub struct BucketSpan {
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        #[prost(uint32, tag = "2")]
+        pub length: u32,
+    }
+
+    fn spans(s: &[tsdb_format::histogram::Span]) -> Vec<BucketSpan> {
+        s.iter()
+            .map(|s| BucketSpan {
+                offset: s.offset,
+                length: s.length,
+            })
+            .collect()
+    }
+
+    fn reset_hint(h: tsdb_format::histogram::CounterResetHint) -> i32 {
+        use tsdb_format::histogram::CounterResetHint as H;
+        match h {
+            H::Unknown => 0,
+            H::CounterReset => 1,
+            H::NotCounterReset => 2,
+            H::Gauge => 3,
+        }
+    }
+
+    impl Histogram {
+        /// The wire form of an integer histogram at `timestamp`.
+        pub fn from_int(timestamp: i64, h: &tsdb_format::histogram::Histogram) -> Self {
+            Self {
+                count: Some(histogram::Count::CountInt(h.count)),
+                sum: h.sum,
+                schema: h.schema,
+                zero_threshold: h.zero_threshold,
+                zero_count: Some(histogram::ZeroCount::ZeroCountInt(h.zero_count)),
+                negative_spans: spans(&h.negative_spans),
+                negative_deltas: h.negative_buckets.clone(),
+                negative_counts: vec![],
+                positive_spans: spans(&h.positive_spans),
+                positive_deltas: h.positive_buckets.clone(),
+                positive_counts: vec![],
+                reset_hint: reset_hint(h.hint),
+                timestamp,
+                custom_values: h.custom_values.clone(),
+            }
+        }
+
+        /// The wire form of a float histogram at `timestamp`.
+        pub fn from_float(timestamp: i64, h: &tsdb_format::histogram::FloatHistogram) -> Self {
+            Self {
+                count: Some(histogram::Count::CountFloat(h.count)),
+                sum: h.sum,
+                schema: h.schema,
+                zero_threshold: h.zero_threshold,
+                zero_count: Some(histogram::ZeroCount::ZeroCountFloat(h.zero_count)),
+                negative_spans: spans(&h.negative_spans),
+                negative_deltas: vec![],
+                negative_counts: h.negative_buckets.clone(),
+                positive_spans: spans(&h.positive_spans),
+                positive_deltas: vec![],
+                positive_counts: h.positive_buckets.clone(),
+                reset_hint: reset_hint(h.hint),
+                timestamp,
+                custom_values: h.custom_values.clone(),
+            }
+        }
     }
 
     /// `prometheus.MetricMetadata`.

@@ -440,6 +440,7 @@ mod tests {
             sum: 1.0,
             schema: 0,
             timestamp: 1,
+            ..Default::default()
         });
         ts.exemplars.push(v1::Exemplar {
             labels: vec![v1::Label {

@@ -4,52 +4,13 @@
 //! sample 1 as `uvarint(Δt) | xor(value)`, later samples as `dod bucket | xor(value)`.
 //! The bit stream is MSB-first with the last byte zero-padded.
 
-use thiserror::Error;
-
-/// Chunk encoding byte of XOR float chunks in segment files.
-pub const ENCODING_XOR: u8 = 1;
-
-/// Marker for "no leading/trailing window yet" (Prometheus uses the same sentinel).
-const NO_WINDOW: u8 = 0xff;
-
-/// Why an XOR chunk could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ChunkError {
-    /// Fewer than the two header bytes holding the sample count.
-    #[error("chunk is {0} bytes, shorter than its 2-byte header")]
-    MissingHeader(usize),
-    /// The bit stream ended before the header's sample count was reached.
-    #[error("chunk data ends after {read} of {expected} samples")]
-    Truncated {
-        /// Samples decoded successfully.
-        read: u16,
-        /// Sample count announced by the header.
-        expected: u16,
-    },
-    /// A field holds a value no valid encoder produces.
-    #[error("corrupt chunk at sample {sample}: {reason}")]
-    Corrupt {
-        /// Index of the sample being decoded.
-        sample: u16,
-        /// What was wrong.
-        reason: &'static str,
-    },
-}
-
-/// Returns the sample count stored in an XOR chunk's header.
-pub fn num_samples(data: &[u8]) -> Result<u16, ChunkError> {
-    match data {
-        [a, b, ..] => Ok(u16::from_be_bytes([*a, *b])),
-        _ => Err(ChunkError::MissingHeader(data.len())),
-    }
-}
+use super::bstream::{BitReader, BitWriter, NO_WINDOW, xor_read, xor_write};
+use super::{ChunkError, num_samples};
 
 /// Incremental XOR encoder; its buffer is a complete chunk after every append.
 #[derive(Debug, Clone)]
 pub struct XorAppender {
-    buf: Vec<u8>,
-    /// Unused low bits of the last byte (0 = byte aligned).
-    free: u32,
+    w: BitWriter,
     num: u16,
     t0: i64,
     t: i64,
@@ -69,8 +30,7 @@ impl XorAppender {
     /// Creates an empty chunk (header with sample count 0).
     pub fn new() -> Self {
         Self {
-            buf: vec![0, 0],
-            free: 0,
+            w: BitWriter::with_header(&[0, 0]),
             num: 0,
             t0: 0,
             t: 0,
@@ -88,42 +48,54 @@ impl XorAppender {
         let vbits = v.to_bits();
         match self.num {
             0 => {
-                self.write_uvarint(zigzag(t));
-                self.write_bits(vbits, 64);
+                self.w.write_uvarint(zigzag(t));
+                self.w.write_bits(vbits, 64);
                 self.t0 = t;
             }
             1 => {
                 let delta = t.wrapping_sub(self.t) as u64;
-                self.write_uvarint(delta);
-                self.write_value(vbits);
+                self.w.write_uvarint(delta);
+                xor_write(
+                    &mut self.w,
+                    vbits,
+                    self.v,
+                    &mut self.leading,
+                    &mut self.trailing,
+                );
                 self.t_delta = delta;
             }
             _ => {
                 let delta = t.wrapping_sub(self.t) as u64;
                 let dod = delta.wrapping_sub(self.t_delta) as i64;
                 if dod == 0 {
-                    self.write_bits(0, 1);
+                    self.w.write_bits(0, 1);
                 } else if bit_range(dod, 14) {
-                    self.write_bits(0b10, 2);
-                    self.write_bits(dod as u64, 14);
+                    self.w.write_bits(0b10, 2);
+                    self.w.write_bits(dod as u64, 14);
                 } else if bit_range(dod, 17) {
-                    self.write_bits(0b110, 3);
-                    self.write_bits(dod as u64, 17);
+                    self.w.write_bits(0b110, 3);
+                    self.w.write_bits(dod as u64, 17);
                 } else if bit_range(dod, 20) {
-                    self.write_bits(0b1110, 4);
-                    self.write_bits(dod as u64, 20);
+                    self.w.write_bits(0b1110, 4);
+                    self.w.write_bits(dod as u64, 20);
                 } else {
-                    self.write_bits(0b1111, 4);
-                    self.write_bits(dod as u64, 64);
+                    self.w.write_bits(0b1111, 4);
+                    self.w.write_bits(dod as u64, 64);
                 }
-                self.write_value(vbits);
+                xor_write(
+                    &mut self.w,
+                    vbits,
+                    self.v,
+                    &mut self.leading,
+                    &mut self.trailing,
+                );
                 self.t_delta = delta;
             }
         }
         self.t = t;
         self.v = vbits;
         self.num += 1;
-        self.buf[..2].copy_from_slice(&self.num.to_be_bytes());
+        self.w.buf[..2].copy_from_slice(&self.num.to_be_bytes());
     }
 
     /// Number of samples appended so far.
@@ -133,12 +105,12 @@ impl XorAppender {
 
     /// The chunk as it stands: valid and decodable at any moment.
     pub fn bytes(&self) -> &[u8] {
-        &self.buf
+        &self.w.buf
     }
 
     /// Closes the chunk, returning its bytes without spare capacity.
     pub fn into_bytes(self) -> Box<[u8]> {
-        self.buf.into_boxed_slice()
+        self.w.buf.into_boxed_slice()
     }
 
     /// Timestamp of the first sample (meaningless while empty).
@@ -154,57 +126,6 @@ impl XorAppender {
     /// The last appended sample, if any.
     pub fn last(&self) -> Option<(i64, f64)> {
         (self.num > 0).then(|| (self.t, f64::from_bits(self.v)))
-    }
-
-    fn write_value(&mut self, vbits: u64) {
-        let x = vbits ^ self.v;
-        if x == 0 {
-            self.write_bits(0, 1);
-            return;
-        }
-        self.write_bits(1, 1);
-        // Clamped so it fits the 5-bit field.
-        let lead = (x.leading_zeros() as u8).min(31);
-        let trail = x.trailing_zeros() as u8;
-        if self.leading != NO_WINDOW && lead >= self.leading && trail >= self.trailing {
-            self.write_bits(0, 1);
-            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.write_bits(x >> self.trailing, sig);
-            return;
-        }
-        self.leading = lead;
-        self.trailing = trail;
-        self.write_bits(1, 1);
-        self.write_bits(u64::from(lead), 5);
-        let sig = 64 - u32::from(lead) - u32::from(trail);
-        // 64 significant bits do not fit 6 bits; readers map 0 back to 64.
-        self.write_bits(u64::from(sig), 6);
-        self.write_bits(x >> trail, sig);
-    }
-
-    fn write_uvarint(&mut self, mut x: u64) {
-        while x >= 0x80 {
-            self.write_bits((x as u8 | 0x80).into(), 8);
-            x >>= 7;
-        }
-        self.write_bits(x, 8);
-    }
-
-    /// Writes the low `n` bits of `value`, most significant first.
-    fn write_bits(&mut self, value: u64, mut n: u32) {
-        while n > 0 {
-            if self.free == 0 {
-                self.buf.push(0);
-                self.free = 8;
-            }
-            let take = n.min(self.free);
-            let part = ((value >> (n - take)) & ((1u64 << take) - 1)) as u8;
-            if let Some(last) = self.buf.last_mut() {
-                *last |= part << (self.free - take);
-            }
-            self.free -= take;
-            n -= take;
-        }
     }
 }
 
@@ -317,46 +238,30 @@ impl XorIter<'_> {
     }
 
     fn read_value(&mut self) -> Result<(), ChunkError> {
-        if self.br.read_bits(1).ok_or_else(|| self.truncated())? == 0 {
-            return Ok(());
-        }
-        if self.br.read_bits(1).ok_or_else(|| self.truncated())? == 1 {
-            let lead = self.br.read_bits(5).ok_or_else(|| self.truncated())? as u8;
-            let mut sig = self.br.read_bits(6).ok_or_else(|| self.truncated())? as u8;
-            if sig == 0 {
-                sig = 64;
-            }
-            if u32::from(lead) + u32::from(sig) > 64 {
-                return Err(ChunkError::Corrupt {
-                    sample: self.read,
-                    reason: "leading + significant bits exceed 64",
-                });
-            }
-            self.leading = lead;
-            self.trailing = 64 - lead - sig;
-        }
-        let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-        let bits = self.br.read_bits(sig).ok_or_else(|| self.truncated())?;
-        self.v ^= bits << self.trailing;
-        Ok(())
+        let (read, total) = (self.read, self.total);
+        let truncated = || ChunkError::Truncated {
+            read,
+            expected: total,
+        };
+        xor_read(
+            &mut self.br,
+            &mut self.v,
+            &mut self.leading,
+            &mut self.trailing,
+            truncated,
+            read,
+        )
     }
 
     fn read_uvarint(&mut self) -> Result<u64, ChunkError> {
-        let mut x = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.br.read_bits(8).ok_or_else(|| self.truncated())?;
-            if shift == 63 && b > 1 {
-                break;
-            }
-            x |= (b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(x);
-            }
+        match self.br.read_uvarint() {
+            None => Err(self.truncated()),
+            Some(Ok(x)) => Ok(x),
+            Some(Err(reason)) => Err(ChunkError::Corrupt {
+                sample: self.read,
+                reason,
+            }),
         }
-        Err(ChunkError::Corrupt {
-            sample: self.read,
-            reason: "varint overflows 64 bits",
-        })
     }
 }
 
@@ -377,34 +282,6 @@ impl Iterator for XorIter<'_> {
                 None
             }
         }
-    }
-}
-
-/// MSB-first bit cursor over a byte slice.
-#[derive(Debug, Clone)]
-struct BitReader<'a> {
-    data: &'a [u8],
-    /// Absolute bit position.
-    pos: usize,
-}
-
-impl BitReader<'_> {
-    /// Reads `n ≤ 64` bits, or `None` if the data ends first.
-    fn read_bits(&mut self, mut n: u32) -> Option<u64> {
-        if self.pos + n as usize > self.data.len() * 8 {
-            return None;
-        }
-        let mut out = 0u64;
-        while n > 0 {
-            let byte = *self.data.get(self.pos / 8)?;
-            let avail = 8 - (self.pos % 8) as u32;
-            let take = n.min(avail);
-            let part = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-            out = (out << take) | u64::from(part);
-            self.pos += take as usize;
-            n -= take;
-        }
-        Some(out)
     }
 }
 
@@ -534,7 +411,7 @@ mod tests {
         let base = 1_000_000i64;
         // Δ1 large enough that every negative dod keeps timestamps increasing.
         let d1 = 2_000_000i64;
-        let bits_used = |app: &XorAppender| app.bytes().len() as u32 * 8 - app.free;
+        let bits_used = |app: &XorAppender| app.w.bit_len() as u32;
         let zero_dod = bits_used(&encode(&[
             (base, 1.0),
             (base + d1, 1.0),

@@ -1,0 +1,149 @@
+//! Bucket-layout arithmetic for histogram chunks: the union of two layouts, a histogram's
+//! buckets re-laid into a wider layout, and the bucket-wise counter-reset test.
+
+use crate::histogram::{Span, bucket_indices, spans_from_indices};
+
+/// The layout holding every bucket of `a` and of `b`; `a` itself when it already does.
+pub(crate) fn union(a: &[Span], b: &[Span]) -> Vec<Span> {
+    if a == b {
+        return a.to_vec();
+    }
+    let ia: Vec<i64> = bucket_indices(a).collect();
+    let ib: Vec<i64> = bucket_indices(b).collect();
+    let mut merged = Vec::with_capacity(ia.len() + ib.len());
+    let (mut i, mut j) = (0, 0);
+    while i < ia.len() || j < ib.len() {
+        let next = match (ia.get(i), ib.get(j)) {
+            (Some(&x), Some(&y)) if x == y => {
+                i += 1;
+                j += 1;
+                x
+            }
+            (Some(&x), Some(&y)) if x < y => {
+                i += 1;
+                x
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (_, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (None, None) => unreachable!("loop condition"),
+        };
+        merged.push(next);
+    }
+    if merged == ia {
+        return a.to_vec();
+    }
+    spans_from_indices(&merged)
+}
+
+/// Absolute counts of `from` placed at their indices in `to` (a superset), zero elsewhere.
+fn relay<T: Copy + Default>(from: &[Span], counts: &[T], to: &[Span]) -> Vec<T> {
+    let mut out = Vec::with_capacity(counts.len());
+    let mut src = bucket_indices(from).zip(counts.iter().copied()).peekable();
+    for idx in bucket_indices(to) {
+        match src.peek() {
+            Some(&(i, c)) if i == idx => {
+                out.push(c);
+                src.next();
+            }
+            _ => out.push(T::default()),
+        }
+    }
+    out
+}
+
+/// Delta-coded integer buckets of `from` re-laid into `to`, delta-coded again.
+pub(crate) fn expand_deltas(from: &[Span], deltas: &[i64], to: &[Span]) -> Vec<i64> {
+    let mut c = 0i64;
+    let absolute: Vec<i64> = deltas
+        .iter()
+        .map(|&d| {
+            c = c.wrapping_add(d);
+            c
+        })
+        .collect();
+    let mut prev = 0i64;
+    relay(from, &absolute, to)
+        .into_iter()
+        .map(|a| {
+            let d = a.wrapping_sub(prev);
+            prev = a;
+            d
+        })
+        .collect()
+}
+
+/// Absolute float buckets of `from` re-laid into `to`.
+pub(crate) fn expand_floats(from: &[Span], counts: &[f64], to: &[Span]) -> Vec<f64> {
+    relay(from, counts, to)
+}
+
+/// Whether any bucket's absolute count went down from `old` to `new` (a bucket missing on
+/// one side counts as empty).
+pub(crate) fn decreased<T: Copy + Default + PartialOrd>(
+    old_spans: &[Span],
+    old: &[T],
+    new_spans: &[Span],
+    new: &[T],
+) -> bool {
+    let mut n = bucket_indices(new_spans)
+        .zip(new.iter().copied())
+        .peekable();
+    for (idx, before) in bucket_indices(old_spans).zip(old.iter().copied()) {
+        while n.peek().is_some_and(|&(i, _)| i < idx) {
+            n.next();
+        }
+        let after = match n.peek() {
+            Some(&(i, c)) if i == idx => c,
+            _ => T::default(),
+        };
+        if after < before {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[(i32, u32)]) -> Vec<Span> {
+        v.iter()
+            .map(|&(offset, length)| Span { offset, length })
+            .collect()
+    }
+
+    #[test]
+    fn union_keeps_the_wider_layout_as_is() {
+        let a = s(&[(0, 2), (0, 1)]);
+        assert_eq!(union(&a, &s(&[(1, 1)])), a);
+        assert_eq!(union(&s(&[(0, 1)]), &s(&[(2, 1)])), s(&[(0, 1), (1, 1)]));
+        assert_eq!(union(&s(&[(-1, 1)]), &s(&[(0, 2)])), s(&[(-1, 3)]));
+        assert_eq!(union(&[], &s(&[(3, 1)])), s(&[(3, 1)]));
+    }
+
+    #[test]
+    fn expansion_inserts_empty_buckets() {
+        // Buckets 0 and 2 with counts 3 and 5 -> deltas 3, 2; into 0..=2 -> 3, 0, 5.
+        let got = expand_deltas(&s(&[(0, 1), (1, 1)]), &[3, 2], &s(&[(0, 3)]));
+        assert_eq!(got, vec![3, -3, 5]);
+        let got = expand_floats(&s(&[(1, 1)]), &[2.0], &s(&[(0, 3)]));
+        assert_eq!(got, vec![0.0, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn decrease_is_found_in_any_bucket() {
+        let old = s(&[(0, 2)]);
+        assert!(!decreased(&old, &[1, 2], &s(&[(0, 3)]), &[1, 2, 0]));
+        assert!(decreased(&old, &[1, 2], &s(&[(0, 2)]), &[1, 1]));
+        // A bucket that disappears went to zero.
+        assert!(decreased(&old, &[1, 2], &s(&[(0, 1)]), &[1]));
+        assert!(!decreased(&old, &[1, 0], &s(&[(0, 1)]), &[1]));
+    }
+}
