@@ -129,6 +129,30 @@ remote_write:
         )
     }
 
+    /// Starts a Prometheus server with native histograms in `dir`, scraping `targets` every
+    /// second as job `job` (protobuf exposition) and remote-writing samples and native
+    /// histograms to `url`; its admin API takes [`Prometheus::snapshot`].
+    pub fn histogram_sender(dir: &Path, job: &str, targets: &[String], url: &str) -> Prometheus {
+        let port = free_port();
+        std::fs::create_dir_all(dir).expect("prometheus dir");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\nremote_write:\n  - url: {url}\n    send_native_histograms: true\n    queue_config:\n      batch_send_deadline: 500ms\n      min_backoff: 50ms\n      max_backoff: 1s\n",
+            targets.join(", ")
+        );
+        let tsdb_path = format!("--storage.tsdb.path={}", dir.join("tsdb").display());
+        Self::spawn(
+            dir,
+            port,
+            &config,
+            &[
+                &tsdb_path,
+                "--enable-feature=native-histograms",
+                "--web.enable-admin-api",
+            ],
+        )
+    }
+
     /// Starts a Prometheus server in `dir` that takes remote writes with native histograms
     /// (`/api/v1/write`) and writes its head as a block on [`Prometheus::snapshot`].
     pub fn histogram_receiver(dir: &Path) -> Prometheus {

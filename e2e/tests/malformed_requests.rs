@@ -138,16 +138,30 @@ async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     let (s, b) = post_v1(&client, &url, one(&up, &[(1000, 7.0)]), None).await;
     assert_reason(s, &b, 409, "duplicate sample");
 
-    // Native histograms are refused explicitly, never dropped silently.
+    // A native histogram that breaks Prometheus' rules is refused with the reason.
     let mut ts = v1::series(&[("__name__", "h")], &[]);
     ts.histograms.push(v1::Histogram {
+        count: Some(v1::histogram::Count::CountInt(3)),
         sum: 1.0,
         schema: 0,
         timestamp: 5,
         ..Default::default()
     });
     let (s, b) = post_v1(&client, &url, v1_body(vec![ts]), None).await;
-    assert_reason(s, &b, 400, "native histogram");
+    assert_reason(
+        s,
+        &b,
+        400,
+        "invalid native histogram: 0 observations found in buckets, but the Count field is 3",
+    );
+    let mut ts = v1::series(&[("__name__", "h")], &[]);
+    ts.histograms.push(v1::Histogram {
+        schema: 9,
+        timestamp: 5,
+        ..Default::default()
+    });
+    let (s, b) = post_v1(&client, &url, v1_body(vec![ts]), None).await;
+    assert_reason(s, &b, 400, "invalid schema 9");
 
     // Limits: 413 for request size and series count, 429 for head series.
     let many: Vec<_> = (0..60)

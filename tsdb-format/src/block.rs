@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use ulid::Ulid;
 
-use crate::chunkenc::{self, ENCODING_XOR, iter_xor};
+use crate::chunkenc::{self, ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, ENCODING_XOR, iter_xor};
 use crate::chunks::{ChunkReader, ChunkWriter};
 use crate::error::{Error, Result, corrupt, io_err};
 use crate::fsutil::sync_dir;
+use crate::histogram::FloatHistogram;
 use crate::index::{ChunkMeta, IndexReader, IndexWriter};
 use crate::meta::{
     BlockMeta, BlockStats, Compaction, IndexStats, META_FILENAME, META_VERSION, THANOS_VERSION,
@@ -102,23 +103,37 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Adds a series: labels sorted by name, label sets ascending across calls, chunks as
-    /// `(min_time, max_time, XOR bytes)` in time order, non-overlapping and inside the block.
-    ///
-    /// Input errors are detected before anything is written, so the caller may skip the
-    /// series and go on. A series without chunks is skipped, as Prometheus compaction does.
+    /// Adds a series of XOR chunks `(min_time, max_time, bytes)`; see [`Self::add_series_encoded`].
     pub fn add_series(
         &mut self,
         labels: &[(&str, &str)],
         chunks: &[(i64, i64, &[u8])],
     ) -> Result<()> {
+        let encoded: Vec<(i64, i64, u8, &[u8])> = chunks
+            .iter()
+            .map(|&(min, max, data)| (min, max, ENCODING_XOR, data))
+            .collect();
+        self.add_series_encoded(labels, &encoded)
+    }
+
+    /// Adds a series: labels sorted by name, label sets ascending across calls, chunks as
+    /// `(min_time, max_time, encoding, bytes)` in time order, non-overlapping and inside the
+    /// block; encodings XOR, histogram or float histogram.
+    ///
+    /// Input errors are detected before anything is written, so the caller may skip the
+    /// series and go on. A series without chunks is skipped, as Prometheus compaction does.
+    pub fn add_series_encoded(
+        &mut self,
+        labels: &[(&str, &str)],
+        chunks: &[(i64, i64, u8, &[u8])],
+    ) -> Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
         let (block_min, block_max) = (self.min_time, self.max_time);
-        let mut samples = 0u64;
+        let (mut floats, mut histograms) = (0u64, 0u64);
         let mut prev_max = None;
-        for &(mint, maxt, data) in chunks {
+        for &(mint, maxt, encoding, data) in chunks {
             let bad = |why: &str| {
                 Error::InvalidInput(format!("chunk [{mint}, {maxt}] of {labels:?}: {why}"))
             };
@@ -135,19 +150,27 @@ impl BlockWriter {
             }
             let n = chunkenc::num_samples(data).map_err(|e| bad(&e.to_string()))?;
             // The first timestamp is cheap to check and catches swapped or stale metadata.
-            match iter_xor(data).next() {
-                Some((t, _)) if n > 0 && t == mint => {}
-                _ => return Err(bad("data is empty or does not start at min_time")),
+            match chunkenc::first_time(encoding, data) {
+                Some(t) if n > 0 && t == mint => {}
+                _ => {
+                    return Err(bad(
+                        "data is empty, of an unknown encoding, or does not start at min_time",
+                    ));
+                }
             }
-            samples += u64::from(n);
+            if encoding == ENCODING_XOR {
+                floats += u64::from(n);
+            } else {
+                histograms += u64::from(n);
+            }
             prev_max = Some(maxt);
         }
         let mut metas = std::mem::take(&mut self.metas);
         metas.clear();
         let w = self.writers()?;
         w.index.check_labels(labels)?;
-        for &(min_time, max_time, data) in chunks {
-            let chunk_ref = w.chunks.write_chunk(ENCODING_XOR, data)?;
+        for &(min_time, max_time, encoding, data) in chunks {
+            let chunk_ref = w.chunks.write_chunk(encoding, data)?;
             metas.push(ChunkMeta {
                 min_time,
                 max_time,
@@ -158,8 +181,9 @@ impl BlockWriter {
         self.metas = metas;
         self.stats.num_series += 1;
         self.stats.num_chunks += chunks.len() as u64;
-        self.stats.num_samples += samples;
-        self.stats.num_float_samples += samples;
+        self.stats.num_samples += floats + histograms;
+        self.stats.num_float_samples += floats;
+        self.stats.num_histogram_samples += histograms;
         Ok(())
     }
 
@@ -249,8 +273,10 @@ impl Drop for BlockWriter {
 pub struct SeriesSamples {
     /// Label pairs sorted by name.
     pub labels: Vec<(String, String)>,
-    /// Samples in time order.
+    /// Float samples in time order.
     pub samples: Vec<(i64, f64)>,
+    /// Native histograms in time order (integer ones with float counts).
+    pub histograms: Vec<(i64, FloatHistogram)>,
 }
 
 /// A block opened for reading: the index is held in memory, chunks are read on demand.
@@ -304,29 +330,57 @@ impl Block {
     pub fn read_series(&self, id: u32) -> Result<SeriesSamples> {
         let entry = self.index.series(id)?;
         let mut samples = Vec::new();
+        let mut histograms = Vec::new();
         for c in &entry.chunks {
             let (encoding, data) = self.chunks.chunk(c.chunk_ref)?;
             let what = || format!("chunk {:#x} of series {id}", c.chunk_ref);
-            if encoding != ENCODING_XOR {
-                return Err(corrupt(what(), format!("unsupported encoding {encoding}")));
-            }
-            let mut it = iter_xor(&data);
-            for (t, v) in it.by_ref() {
+            let inside = |t: i64| {
                 if t < c.min_time || t > c.max_time {
                     return Err(corrupt(
                         what(),
                         format!("sample at {t} outside [{}, {}]", c.min_time, c.max_time),
                     ));
                 }
-                samples.push((t, v));
-            }
-            if let Some(e) = it.err() {
-                return Err(Error::Chunk(e.clone()));
+                Ok(())
+            };
+            match encoding {
+                ENCODING_XOR => {
+                    let mut it = iter_xor(&data);
+                    for (t, v) in it.by_ref() {
+                        inside(t)?;
+                        samples.push((t, v));
+                    }
+                    if let Some(e) = it.err() {
+                        return Err(Error::Chunk(e.clone()));
+                    }
+                }
+                ENCODING_HISTOGRAM => {
+                    let mut it = chunkenc::iter_histogram(&data);
+                    for (t, h) in it.by_ref() {
+                        inside(t)?;
+                        histograms.push((t, h.to_float()));
+                    }
+                    if let Some(e) = it.err() {
+                        return Err(Error::Chunk(e.clone()));
+                    }
+                }
+                ENCODING_FLOAT_HISTOGRAM => {
+                    let mut it = chunkenc::iter_float_histogram(&data);
+                    for (t, h) in it.by_ref() {
+                        inside(t)?;
+                        histograms.push((t, h));
+                    }
+                    if let Some(e) = it.err() {
+                        return Err(Error::Chunk(e.clone()));
+                    }
+                }
+                _ => return Err(corrupt(what(), format!("unsupported encoding {encoding}"))),
             }
         }
         Ok(SeriesSamples {
             labels: entry.labels,
             samples,
+            histograms,
         })
     }
 

@@ -90,7 +90,7 @@ pub struct FloatHistogram {
 }
 
 /// Why a histogram is not valid (Prometheus' `histogram.Validate` rules).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HistogramError {
     /// Schema outside -4..=8 and not -53.
     InvalidSchema(i32),

@@ -94,9 +94,10 @@ impl Ingester {
                 limits.series
             )));
         }
+        // A histogram counts as one sample, as in Thanos.
         let samples: u64 = range
             .clone()
-            .map(|i| batch.series_samples(i).len() as u64)
+            .map(|i| (batch.series_samples(i).len() + batch.series_histograms(i).len()) as u64)
             .sum();
         if limits.samples > 0 && samples > limits.samples {
             self.metrics.limit_hit(tenant, "samples");
@@ -108,20 +109,21 @@ impl Ingester {
         let mut checked = Checked::default();
         let mut first: Option<(usize, Rejection)> = None;
         let (mut invalid_series, mut invalid_samples) = (0u64, 0u64);
-        let (mut histograms, mut exemplars) = (0u64, 0u64);
+        let mut exemplars = 0u64;
         for i in range {
-            histograms += u64::from(batch.series[i].histograms);
             let series_exemplars = batch.series_exemplars(i).len() as u64;
             exemplars += series_exemplars;
             match validate_series(batch, i, rules) {
                 Ok(()) => {
                     checked.samples += batch.series_samples(i).len() as u64;
+                    checked.histograms += batch.series_histograms(i).len() as u64;
                     checked.exemplars += series_exemplars;
                     checked.valid.push(i);
                 }
                 Err(r) => {
                     invalid_series += 1;
-                    let n = batch.series_samples(i).len() as u64;
+                    let n =
+                        (batch.series_samples(i).len() + batch.series_histograms(i).len()) as u64;
                     invalid_samples += n;
                     self.metrics.rejected(tenant, r.reason(), n);
                     first.get_or_insert((i, r));
@@ -130,13 +132,10 @@ impl Ingester {
         }
         if let Some((i, r)) = first {
             checked.invalid = Some(format!(
-                "{invalid_series} series ({invalid_samples} samples) rejected; first {}: {}",
+                "{invalid_series} series ({invalid_samples} samples) rejected; first {}: {r}",
                 batch.series_string(i),
-                r.describe()
             ));
         }
-        self.metrics
-            .rejected(tenant, "native_histograms_unsupported", histograms);
         // Without exemplar storage they are dropped and the write accepted, as Thanos does with
         // its default --tsdb.max-exemplars=0: a sender with `send_exemplars: true` must not fail
         // every batch.
@@ -144,11 +143,6 @@ impl Ingester {
             self.metrics
                 .rejected(tenant, "exemplars_dropped", exemplars);
             checked.exemplars = 0;
-        }
-        if histograms > 0 {
-            checked.unsupported = Some(format!(
-                "{histograms} native histogram samples rejected: not supported by this receiver"
-            ));
         }
         Ok(checked)
     }
@@ -185,7 +179,10 @@ impl Ingester {
 
         self.tsdb_metrics.appended(
             tenant,
-            out.appended,
+            (
+                out.appended - out.histograms_appended,
+                out.histograms_appended,
+            ),
             resolved.created,
             db.head.num_series(),
             db.wal_size(),
@@ -243,18 +240,18 @@ pub struct Checked {
     pub valid: Vec<usize>,
     /// Samples in the valid series.
     pub samples: u64,
+    /// Native histograms in the valid series.
+    pub histograms: u64,
     /// Exemplars in the valid series, when exemplars are stored.
     pub exemplars: u64,
     /// Why some series were rejected (400), if any were.
     pub invalid: Option<String>,
-    /// Native histograms that were refused (400), if any.
-    pub unsupported: Option<String>,
 }
 
 impl Checked {
     /// The 400 to answer once the valid series are stored, if any series or parts were refused.
     pub fn rejection(self) -> Result<(), WriteError> {
-        match self.invalid.or(self.unsupported) {
+        match self.invalid {
             Some(msg) => Err(WriteError::Invalid(msg)),
             None => Ok(()),
         }

@@ -5,6 +5,9 @@
 //! `[a-zA-Z_][a-zA-Z0-9_]*`, metric names `[a-zA-Z_:][a-zA-Z0-9_:]*`); 2.0 allows any UTF-8
 //! name for both, as Prometheus 3 does. Label and metric names follow the same rule per protocol.
 
+use tsdb_format::histogram::HistogramError;
+
+use crate::tsdb::HistogramSample;
 use crate::wire::{Protocol, WriteBatch};
 
 /// Longest label name, in bytes.
@@ -13,7 +16,7 @@ pub const MAX_LABEL_NAME_LEN: usize = 1024;
 pub const MAX_LABEL_VALUE_LEN: usize = 64 << 10;
 
 /// Why one series of an otherwise well-formed request is rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rejection {
     /// The series has no labels.
     EmptyLabelSet,
@@ -39,6 +42,8 @@ pub enum Rejection {
     ConflictingDuplicateInRequest,
     /// A remote write 2.0 series carries both samples and histograms.
     SamplesAndHistograms,
+    /// A native histogram breaks Prometheus' rules (schema, spans, bucket counts).
+    InvalidHistogram(HistogramError),
 }
 
 impl Rejection {
@@ -57,6 +62,7 @@ impl Rejection {
             Rejection::OutOfOrderInRequest => "out_of_order_in_request",
             Rejection::ConflictingDuplicateInRequest => "duplicate_sample_for_timestamp",
             Rejection::SamplesAndHistograms => "samples_and_histograms",
+            Rejection::InvalidHistogram(_) => "invalid_histogram",
         }
     }
 
@@ -83,6 +89,16 @@ impl Rejection {
                 "two samples share a timestamp with different values"
             }
             Rejection::SamplesAndHistograms => "series carries both samples and histograms",
+            Rejection::InvalidHistogram(_) => "invalid native histogram",
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::InvalidHistogram(e) => write!(f, "invalid native histogram: {e}"),
+            r => f.write_str(r.describe()),
         }
     }
 }
@@ -161,8 +177,11 @@ pub fn validate_series(
         }
         prev = Some(name);
     }
-    if rules.one_kind_per_series && entry.histograms > 0 && !entry.samples.is_empty() {
+    if rules.one_kind_per_series && !entry.histograms.is_empty() && !entry.samples.is_empty() {
         return Err(Rejection::SamplesAndHistograms);
+    }
+    if !entry.histograms.is_empty() {
+        validate_histograms(batch.series_histograms(i))?;
     }
     let samples = batch.series_samples(i);
     for w in samples.windows(2) {
@@ -170,6 +189,24 @@ pub fn validate_series(
             return Err(Rejection::OutOfOrderInRequest);
         }
         if w[1].t == w[0].t && w[1].v.to_bits() != w[0].v.to_bits() {
+            return Err(Rejection::ConflictingDuplicateInRequest);
+        }
+    }
+    Ok(())
+}
+
+/// Each histogram valid, and all in time order (a repeated timestamp only with an identical
+/// histogram).
+#[cold]
+fn validate_histograms(histograms: &[HistogramSample]) -> Result<(), Rejection> {
+    for h in histograms {
+        h.h.validate().map_err(Rejection::InvalidHistogram)?;
+    }
+    for w in histograms.windows(2) {
+        if w[1].t < w[0].t {
+            return Err(Rejection::OutOfOrderInRequest);
+        }
+        if w[1].t == w[0].t && w[1].h != w[0].h {
             return Err(Rejection::ConflictingDuplicateInRequest);
         }
     }

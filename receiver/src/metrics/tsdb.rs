@@ -13,7 +13,8 @@ use super::{FloatGauge, TenantLabel};
 pub struct TsdbMetrics {
     head_series: Family<TenantLabel, Gauge>,
     series_created: Family<TenantLabel, Counter>,
-    samples_appended: Family<TenantLabel, Counter>,
+    /// By tenant and `type` (`float` or `histogram`), as Prometheus labels it.
+    samples_appended: Family<Vec<(String, String)>, Counter>,
     wal_size: Family<TenantLabel, Gauge>,
     wal_corruptions: Family<TenantLabel, Counter>,
     wal_fsync_failures: Counter,
@@ -96,18 +97,27 @@ impl TsdbMetrics {
             .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
-    /// An append to `tenant` stored `samples` and created `created` series; the head and WAL
-    /// now hold `head_series` series and `wal_bytes` bytes.
+    /// An append to `tenant` stored `floats` samples and `histograms` native histograms and
+    /// created `created` series; the head and WAL now hold `head_series` series and
+    /// `wal_bytes` bytes.
     pub fn appended(
         &self,
         tenant: &str,
-        samples: u64,
+        (floats, histograms): (u64, u64),
         created: u64,
         head_series: u64,
         wal_bytes: u64,
     ) {
         let t = TenantLabel::of(tenant);
-        self.samples_appended.get_or_create(&t).inc_by(samples);
+        for (kind, n) in [("float", floats), ("histogram", histograms)] {
+            if n > 0 {
+                let labels = vec![
+                    ("tenant".to_string(), tenant.to_string()),
+                    ("type".to_string(), kind.to_string()),
+                ];
+                self.samples_appended.get_or_create(&labels).inc_by(n);
+            }
+        }
         self.series_created.get_or_create(&t).inc_by(created);
         self.head_series.get_or_create(&t).set(head_series as i64);
         self.wal_size.get_or_create(&t).set(wal_bytes as i64);

@@ -191,8 +191,8 @@ impl Replicator {
             Ok(()) => {
                 let written = Written {
                     samples: checked.samples,
+                    histograms: checked.histograms,
                     exemplars: checked.exemplars,
-                    ..Written::default()
                 };
                 (written, checked.rejection())
             }

@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use tsdb_format::chunkenc::iter_xor;
+use tsdb_format::chunkenc::{
+    ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, iter_float_histogram, iter_histogram, iter_xor,
+};
 
 use crate::tsdb::{Budget, ChunkSeries, Matcher, MultiTsdb};
 use crate::wire::messages::v1;
 use crate::wire::remote_read::{
-    CHUNK_XOR, Chunk, ChunkedReadResponse, ChunkedSeries, MAX_BYTES_IN_FRAME, Query, QueryResult,
-    ReadRequest, ReadResponse, ResponseType, put_frame,
+    Chunk, ChunkedReadResponse, ChunkedSeries, MAX_BYTES_IN_FRAME, Query, QueryResult, ReadRequest,
+    ReadResponse, ResponseType, put_frame,
 };
 
 use super::{ReadError, ReadLimits, series_matchers, to_matcher, with_external};
@@ -144,16 +146,32 @@ fn samples_result(
     let timeseries = found
         .iter()
         .filter_map(|s| {
-            let samples: Vec<v1::Sample> = s
-                .chunks
-                .iter()
-                .flat_map(|c| iter_xor(&c.data))
-                .filter(|&(t, _)| t >= start && t <= end)
-                .map(|(timestamp, value)| v1::Sample { value, timestamp })
-                .collect();
-            (!samples.is_empty()).then(|| v1::TimeSeries {
+            let inside = |t: i64| t >= start && t <= end;
+            let mut samples = Vec::new();
+            let mut histograms = Vec::new();
+            for c in &s.chunks {
+                match c.encoding {
+                    ENCODING_HISTOGRAM => histograms.extend(
+                        iter_histogram(&c.data)
+                            .filter(|(t, _)| inside(*t))
+                            .map(|(t, h)| v1::Histogram::from_int(t, &h)),
+                    ),
+                    ENCODING_FLOAT_HISTOGRAM => histograms.extend(
+                        iter_float_histogram(&c.data)
+                            .filter(|(t, _)| inside(*t))
+                            .map(|(t, h)| v1::Histogram::from_float(t, &h)),
+                    ),
+                    _ => samples.extend(
+                        iter_xor(&c.data)
+                            .filter(|&(t, _)| inside(t))
+                            .map(|(timestamp, value)| v1::Sample { value, timestamp }),
+                    ),
+                }
+            }
+            (!samples.is_empty() || !histograms.is_empty()).then(|| v1::TimeSeries {
                 labels: labels(s, external),
                 samples,
+                histograms,
                 ..Default::default()
             })
         })
@@ -182,7 +200,8 @@ fn put_chunked(
             chunks.push(Chunk {
                 min_time_ms: c.min_time,
                 max_time_ms: c.max_time,
-                r#type: CHUNK_XOR,
+                // prometheus.Chunk.Encoding numbers are the TSDB encodings.
+                r#type: i32::from(c.encoding),
                 data: c.data.to_vec(),
             });
         }
@@ -207,6 +226,7 @@ fn put_series_frame(labels: &[v1::Label], chunks: Vec<Chunk>, index: i64, out: &
 mod tests {
     use super::*;
     use crate::tsdb::{SeriesVec, TsdbOptions};
+    use crate::wire::remote_read::CHUNK_XOR;
     use crate::wire::remote_read::{LabelMatcher, MatchType};
 
     fn matcher(t: MatchType, name: &str, value: &str) -> LabelMatcher {

@@ -24,8 +24,8 @@ use crate::tsdb::{Budget, ChunkSeries, Matcher, MultiTsdb, TenantDb};
 use crate::wire::info::Label;
 use crate::wire::remote_read::LabelMatcher;
 use crate::wire::store::{
-    ABORT, AggrChunk, CHUNK_XOR, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, Series, SeriesRequest, SeriesResponse, series_response,
+    ABORT, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, Series, SeriesRequest, SeriesResponse, chunk_type, series_response,
 };
 
 use super::{ReadError, ReadLimits, Reads, series_matchers, to_matcher};
@@ -221,7 +221,7 @@ pub fn series(
                     min_time: c.min_time,
                     max_time: c.max_time,
                     raw: Some(Chunk {
-                        r#type: CHUNK_XOR,
+                        r#type: chunk_type(c.encoding),
                         data: c.data.to_vec(),
                         hash: xxh64(&c.data, 0),
                     }),
@@ -384,6 +384,7 @@ mod tests {
     use super::*;
     use crate::tsdb::{SeriesVec, TsdbOptions};
     use crate::wire::remote_read::MatchType;
+    use crate::wire::store::CHUNK_XOR;
 
     fn m(t: MatchType, name: &str, value: &str) -> LabelMatcher {
         LabelMatcher {

@@ -16,19 +16,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tsdb_format::chunkenc::{XorAppender, iter_xor};
+use tsdb_format::chunkenc::{ENCODING_XOR, XorAppender, iter_xor};
 use tsdb_format::meta::{BlockMeta, read_meta};
 use tsdb_format::{BlockWriter, Error as FormatError};
 use ulid::Ulid;
 
 use super::head::boundary_after;
-use super::{LocalBlock, MemSeries, TenantDb, TsdbError, now_ms, wal};
+use super::{LocalBlock, MemSeries, TenantDb, TsdbError, histogram_chunks, now_ms, wal};
 
 /// Suffix of a block directory being written.
 pub const TMP_SUFFIX: &str = ".tmp-for-creation";
 
-/// One chunk of a series inside a block range: `(min_time, max_time, XOR bytes)`.
-type RangeChunk = (i64, i64, Box<[u8]>);
+/// One chunk of a series inside a block range: `(min_time, max_time, encoding, bytes)`.
+pub(super) type RangeChunk = (i64, i64, u8, Box<[u8]>);
 
 /// The chunks of `data` that fall in `[mint, maxt)`; a chunk crossing an edge is re-encoded to fit.
 pub(super) fn chunks_in_range(
@@ -37,23 +37,19 @@ pub(super) fn chunks_in_range(
     maxt: i64,
 ) -> Vec<RangeChunk> {
     let mut out = Vec::new();
-    let all = data
-        .closed
-        .iter()
-        .map(|c| (c.min_time, c.max_time, &c.data[..]))
-        .chain((data.open.num_samples() > 0).then(|| {
-            (
-                data.open.min_time(),
-                data.open.max_time(),
-                data.open.bytes(),
-            )
-        }));
-    for (cmin, cmax, bytes) in all {
+    for (cmin, cmax, encoding, bytes) in data.chunks() {
         if cmax < mint || cmin >= maxt {
             continue;
         }
         if cmin >= mint && cmax < maxt {
-            out.push((cmin, cmax, bytes.into()));
+            out.push((cmin, cmax, encoding, bytes.into()));
+            continue;
+        }
+        if encoding != ENCODING_XOR {
+            out.extend(
+                histogram_chunks::subset(encoding, bytes, |t| t >= mint && t < maxt)
+                    .map(|c| (c.min_time, c.max_time, c.encoding, c.data)),
+            );
             continue;
         }
         let mut app = XorAppender::new();
@@ -61,7 +57,12 @@ pub(super) fn chunks_in_range(
             app.append(t, v);
         }
         if app.num_samples() > 0 {
-            out.push((app.min_time(), app.max_time(), app.into_bytes()));
+            out.push((
+                app.min_time(),
+                app.max_time(),
+                ENCODING_XOR,
+                app.into_bytes(),
+            ));
         }
     }
     out
@@ -113,12 +114,7 @@ impl TenantDb {
             .into_iter()
             .filter(|s| {
                 let d = s.data.lock();
-                d.closed
-                    .iter()
-                    .any(|c| c.min_time < maxt && c.max_time >= mint)
-                    || (d.open.num_samples() > 0
-                        && d.open.min_time() < maxt
-                        && d.open.max_time() >= mint)
+                d.chunks().iter().any(|c| c.0 < maxt && c.1 >= mint)
             })
             .collect();
         let meta = if series.is_empty() {
@@ -137,11 +133,13 @@ impl TenantDb {
             writer.add_symbols(symbols).map_err(format_err(&self.dir))?;
             for s in &series {
                 let chunks = chunks_in_range(&s.data.lock(), mint, maxt);
-                let refs: Vec<(i64, i64, &[u8])> =
-                    chunks.iter().map(|(a, b, d)| (*a, *b, &d[..])).collect();
+                let refs: Vec<(i64, i64, u8, &[u8])> = chunks
+                    .iter()
+                    .map(|(a, b, e, d)| (*a, *b, *e, &d[..]))
+                    .collect();
                 let labels: Vec<(&str, &str)> = s.labels.iter().collect();
                 writer
-                    .add_series(&labels, &refs)
+                    .add_series_encoded(&labels, &refs)
                     .map_err(format_err(&self.dir))?;
             }
             let meta = writer

@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
-use tsdb_format::chunkenc::{XorAppender, iter_xor};
+use tsdb_format::chunkenc::{ENCODING_XOR, XorAppender, iter_xor};
 
+use super::histogram_chunks::{self, HistogramChunks};
+use super::histogram_record::fingerprint;
 use super::postings::{self, MemPostings};
-use super::{Labels, Matcher};
+use super::{HistogramValue, Labels, Matcher};
 
 const STRIPES: usize = 64;
 /// Samples per chunk, as Prometheus' `DefaultSamplesPerChunk`.
@@ -31,23 +33,34 @@ pub struct ClosedChunk {
     pub data: Box<[u8]>,
 }
 
+/// A chunk of a series as `(min_time, max_time, encoding, bytes)`.
+pub type ChunkRef<'a> = (i64, i64, u8, &'a [u8]);
+
 /// Samples of one series.
 #[derive(Default)]
 pub struct SeriesData {
-    /// Closed chunks, oldest first.
+    /// Closed float chunks, oldest first.
     pub closed: Vec<ClosedChunk>,
-    /// The chunk being appended to.
+    /// The float chunk being appended to.
     pub open: XorAppender,
+    /// Newest sample: time and value bits (a fingerprint for a histogram).
     last: Option<(i64, u64)>,
+    /// Native histogram chunks, for the few series that carry histograms; chunks of the two
+    /// kinds never overlap in time (appending one kind closes the other's open chunk).
+    pub histograms: Option<Box<HistogramChunks>>,
 }
 
 impl SeriesData {
-    /// Timestamp and value bits of the newest sample.
+    /// Timestamp and value bits of the newest sample (for a histogram, its
+    /// [`fingerprint`](super::histogram_record::fingerprint)).
     pub fn last(&self) -> Option<(i64, u64)> {
         self.last
     }
 
     fn append(&mut self, t: i64, v: f64, chunk_range: i64) {
+        if let Some(h) = &mut self.histograms {
+            h.close_open();
+        }
         let open = &self.open;
         if open.num_samples() > 0
             && (open.num_samples() >= SAMPLES_PER_CHUNK
@@ -65,7 +78,44 @@ impl SeriesData {
         self.last = Some((t, v.to_bits()));
     }
 
-    /// Samples with `mint <= t <= maxt`, oldest first.
+    fn append_histogram(&mut self, t: i64, h: &HistogramValue, chunk_range: i64) {
+        if self.open.num_samples() > 0 {
+            let full = std::mem::take(&mut self.open);
+            self.closed.push(ClosedChunk {
+                min_time: full.min_time(),
+                max_time: full.max_time(),
+                data: full.into_bytes(),
+            });
+        }
+        self.histograms
+            .get_or_insert_default()
+            .append(t, h, chunk_range);
+        self.last = Some((t, fingerprint(h)));
+    }
+
+    /// Every chunk, float and histogram, closed and open, oldest first.
+    pub fn chunks(&self) -> Vec<ChunkRef<'_>> {
+        let mut out: Vec<ChunkRef<'_>> = self
+            .closed
+            .iter()
+            .map(|c| (c.min_time, c.max_time, ENCODING_XOR, &c.data[..]))
+            .chain((self.open.num_samples() > 0).then(|| {
+                (
+                    self.open.min_time(),
+                    self.open.max_time(),
+                    ENCODING_XOR,
+                    self.open.bytes(),
+                )
+            }))
+            .collect();
+        if let Some(h) = &self.histograms {
+            out.extend(h.chunks());
+            out.sort_by_key(|c| c.0);
+        }
+        out
+    }
+
+    /// Float samples with `mint <= t <= maxt`, oldest first.
     pub fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
         let mut out = Vec::new();
         let chunks = self
@@ -100,11 +150,24 @@ impl SeriesData {
                 keep_from(open.bytes(), mint)
             };
         }
+        if let Some(h) = &mut self.histograms {
+            h.drop_before(mint);
+            if h.is_empty() {
+                self.histograms = None;
+            }
+        }
     }
 
-    /// Number of chunks, open one included.
+    /// Number of chunks, open ones included.
     pub fn chunk_count(&self) -> usize {
-        self.closed.len() + usize::from(self.open.num_samples() > 0)
+        self.closed.len()
+            + usize::from(self.open.num_samples() > 0)
+            + self.histograms.as_ref().map_or(0, |h| h.chunks().count())
+    }
+
+    /// The oldest sample's time, if any.
+    pub fn first_time(&self) -> Option<i64> {
+        self.chunks().first().map(|c| c.0)
     }
 }
 
@@ -119,13 +182,16 @@ fn keep_from(chunk: &[u8], mint: i64) -> XorAppender {
 
 /// The newest sample before `t` of the chunk of `data` that starts at `min`.
 fn chunk_max_before(data: &SeriesData, min: i64, t: i64) -> i64 {
-    let bytes = data
-        .closed
-        .iter()
-        .find(|c| c.min_time == min)
-        .map_or(data.open.bytes(), |c| &c.data[..]);
-    iter_xor(bytes)
-        .map(|(ts, _)| ts)
+    let Some(&(_, _, encoding, bytes)) = data.chunks().iter().find(|c| c.0 == min) else {
+        return min;
+    };
+    let times = if encoding == ENCODING_XOR {
+        iter_xor(bytes).map(|(ts, _)| ts).collect()
+    } else {
+        histogram_chunks::timestamps(encoding, bytes)
+    };
+    times
+        .into_iter()
         .take_while(|&ts| ts < t)
         .last()
         .unwrap_or(min)
@@ -289,6 +355,14 @@ impl Head {
         self.max_time.fetch_max(t, Ordering::Relaxed);
     }
 
+    /// Appends one native histogram that the caller checked is newer than the series' last
+    /// sample.
+    pub fn append_histogram(&self, data: &mut SeriesData, t: i64, h: &HistogramValue) {
+        data.append_histogram(t, h, self.chunk_range);
+        self.min_time.fetch_min(t, Ordering::Relaxed);
+        self.max_time.fetch_max(t, Ordering::Relaxed);
+    }
+
     /// Number of series in the head.
     pub fn num_series(&self) -> u64 {
         self.num_series.load(Ordering::Relaxed)
@@ -354,12 +428,7 @@ impl Head {
             table.retain(|s| {
                 let mut data = s.data.lock();
                 data.drop_before(mint);
-                let first = data
-                    .closed
-                    .first()
-                    .map(|c| c.min_time)
-                    .or_else(|| (data.open.num_samples() > 0).then(|| data.open.min_time()));
-                match first {
+                match data.first_time() {
                     Some(t) => {
                         new_min = new_min.min(t);
                         live.insert(s.id);
@@ -388,10 +457,8 @@ impl Head {
         for stripe in self.stripes.iter() {
             for s in stripe.read().iter() {
                 let data = s.data.lock();
-                let open = (data.open.num_samples() > 0)
-                    .then(|| (data.open.min_time(), data.open.max_time()));
-                let chunks = data.closed.iter().map(|c| (c.min_time, c.max_time));
-                for (min, max) in chunks.chain(open).filter(|&(min, _)| min < t) {
+                let chunks: Vec<(i64, i64)> = data.chunks().iter().map(|c| (c.0, c.1)).collect();
+                for (min, max) in chunks.into_iter().filter(|&(min, _)| min < t) {
                     let last = if max < t {
                         max
                     } else {

@@ -3,6 +3,8 @@
 //! Remote write, the forward path and tests all feed a tenant's head through [`SeriesSource`],
 //! so storage does not depend on any wire format.
 
+use tsdb_format::histogram::{FloatHistogram, Histogram, HistogramError};
+
 /// One float sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -10,6 +12,50 @@ pub struct Sample {
     pub t: i64,
     /// The value, stored bit-exact (stale markers included).
     pub v: f64,
+}
+
+/// A native histogram sample, integer or float.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistogramValue {
+    /// Integer counts (`count_int`), stored in histogram chunks.
+    Int(Histogram),
+    /// Float counts (`count_float`), stored in float histogram chunks.
+    Float(FloatHistogram),
+}
+
+impl HistogramValue {
+    /// Whether this is a stale marker.
+    pub fn is_stale(&self) -> bool {
+        match self {
+            Self::Int(h) => h.is_stale(),
+            Self::Float(h) => h.is_stale(),
+        }
+    }
+
+    /// Checks the histogram as Prometheus does before storing it.
+    pub fn validate(&self) -> Result<(), HistogramError> {
+        match self {
+            Self::Int(h) => h.validate(),
+            Self::Float(h) => h.validate(),
+        }
+    }
+
+    /// Buckets on both sides, for memory accounting.
+    pub fn buckets(&self) -> usize {
+        match self {
+            Self::Int(h) => h.positive_buckets.len() + h.negative_buckets.len(),
+            Self::Float(h) => h.positive_buckets.len() + h.negative_buckets.len(),
+        }
+    }
+}
+
+/// One native histogram sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// Milliseconds since the epoch.
+    pub t: i64,
+    /// The histogram.
+    pub h: HistogramValue,
 }
 
 /// One exemplar given with a series: its label pairs, value and time.
@@ -31,14 +77,18 @@ pub trait SeriesSource {
     fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone;
     /// Samples of series `i`.
     fn series_samples(&self, i: usize) -> &[Sample];
+    /// Native histograms of series `i`, sorted by time (none unless the source carries them).
+    fn series_histograms(&self, _i: usize) -> &[HistogramSample] {
+        &[]
+    }
     /// Exemplars of series `i` (none unless the source carries them).
     fn series_exemplars(&self, _i: usize) -> Vec<InputExemplar<'_>> {
         Vec::new()
     }
 }
 
-/// One series of a [`SeriesVec`]: label pairs and samples.
-type OwnedSeries = (Vec<(String, String)>, Vec<Sample>);
+/// One series of a [`SeriesVec`]: label pairs, samples and histograms.
+type OwnedSeries = (Vec<(String, String)>, Vec<Sample>, Vec<HistogramSample>);
 
 /// Series held as owned label pairs and samples: the simplest source, for tests and tools.
 #[derive(Debug, Default, Clone)]
@@ -60,6 +110,24 @@ impl SeriesVec {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
+            Vec::new(),
+        ));
+        self
+    }
+
+    /// Adds a series from label pairs (sorted by name) and native histograms sorted by time.
+    pub fn with_histograms(
+        mut self,
+        labels: &[(&str, &str)],
+        histograms: Vec<HistogramSample>,
+    ) -> Self {
+        self.series.push((
+            labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            Vec::new(),
+            histograms,
         ));
         self
     }
@@ -80,5 +148,9 @@ impl SeriesSource for SeriesVec {
 
     fn series_samples(&self, i: usize) -> &[Sample] {
         &self.series[i].1
+    }
+
+    fn series_histograms(&self, i: usize) -> &[HistogramSample] {
+        &self.series[i].2
     }
 }

@@ -8,6 +8,8 @@
 pub mod compact;
 pub mod exemplars;
 pub mod head;
+pub mod histogram_chunks;
+pub mod histogram_record;
 pub mod index_cache;
 pub mod input;
 pub mod labels;
@@ -30,7 +32,7 @@ use exemplars::{Exemplar, ExemplarStore, Verdict};
 pub use compact::Retention;
 pub use head::{Head, MemSeries};
 pub use index_cache::IndexCache;
-pub use input::{InputExemplar, Sample, SeriesSource, SeriesVec};
+pub use input::{HistogramSample, HistogramValue, InputExemplar, Sample, SeriesSource, SeriesVec};
 pub use labels::Labels;
 pub use matcher::Matcher;
 pub use query::{Budget, ChunkSeries, LocalBlock, QueryError, ReadView, SeriesData, StoredChunk};
@@ -200,6 +202,8 @@ pub struct AppendOutcome {
     pub too_far_in_future: u64,
     /// Series created by this append.
     pub new_series: u64,
+    /// Native histograms written (also counted in `appended`).
+    pub histograms_appended: u64,
     /// Exemplars stored.
     pub exemplars_added: u64,
     /// Exemplars identical to a series' newest, ignored.
@@ -318,6 +322,37 @@ fn exemplar_labels(pairs: &[(&[u8], &[u8])]) -> Option<Labels> {
     ))
 }
 
+/// Whether `t` is at `i64::MAX` or inside one of the `future` blocks (cut ahead of the clock),
+/// where the head takes no sample.
+fn beyond_head(future: &[(i64, i64)], t: i64) -> bool {
+    t == i64::MAX || future.iter().any(|&(min, max)| t >= min && t < max)
+}
+
+/// Replays one WAL row of `series` at `t` with `add`, unless a block holds it (`in_block`), it
+/// is not newer than the series' last sample, or the series' record was lost to repair (`None`);
+/// returns whether it was added.
+fn replay_row(
+    head: &Head,
+    series: Option<&Arc<MemSeries>>,
+    t: i64,
+    in_block: bool,
+    opened_at: i64,
+    add: impl FnOnce(&mut head::SeriesData),
+) -> bool {
+    let Some(series) = series.filter(|_| !in_block) else {
+        return false;
+    };
+    let mut data = series.data.lock();
+    if data.last().is_some_and(|(last, _)| t <= last) {
+        return false;
+    }
+    add(&mut data);
+    if t <= opened_at {
+        head.note_present(t);
+    }
+    true
+}
+
 /// Hash of a label key (see [`labels::write_key`]) used to find its series in the head.
 pub fn labels_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
@@ -363,21 +398,20 @@ impl TenantDb {
                 }
                 Record::Samples(rows) => {
                     for (id, t, v) in rows {
-                        // Samples of a series whose record was lost to repair cannot be placed.
-                        let Some(series) = by_id.get(&id) else {
-                            continue;
-                        };
-                        if in_block(t) {
-                            continue;
-                        }
-                        let mut data = series.data.lock();
-                        if data.last().is_none_or(|(last, _)| t > last) {
-                            head.append(&mut data, t, v);
-                            if t <= opened_at {
-                                head.note_present(t);
-                            }
-                            samples += 1;
-                        }
+                        let replayed =
+                            replay_row(&head, by_id.get(&id), t, in_block(t), opened_at, |d| {
+                                head.append(d, t, v);
+                            });
+                        samples += u64::from(replayed);
+                    }
+                }
+                Record::Histograms(rows) => {
+                    for (id, t, h) in rows {
+                        let replayed =
+                            replay_row(&head, by_id.get(&id), t, in_block(t), opened_at, |d| {
+                                head.append_histogram(d, t, &h);
+                            });
+                        samples += u64::from(replayed);
                     }
                 }
                 Record::Exemplars(rows) => {
@@ -541,6 +575,10 @@ impl TenantDb {
             ranges.push(range);
         }
         enc.end_samples();
+        let histograms = self.accepted_histograms(batch, series, &refs, &ranges, &bounds, &mut out);
+        if !histograms.is_empty() {
+            enc.histograms(histograms.iter().map(|(s, h)| (s.id, h.t, &h.h)));
+        }
         let exemplars = self.log_exemplars(batch, series, &refs, enc, &mut out);
 
         let logged = wal.write(enc.bytes()).and_then(|()| {
@@ -562,6 +600,7 @@ impl TenantDb {
             s.logged.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.apply(batch, series, &refs, ranges, now, &mut out);
+        self.apply_histograms(&histograms, now, &mut out);
         if !exemplars.is_empty() {
             let mut store = self.exemplars.lock();
             for (s, e) in exemplars {
@@ -769,6 +808,90 @@ impl TenantDb {
         self.head.note_present(newest_present);
     }
 
+    /// The histograms of the appended series that may be stored, counting the others in `out`
+    /// as [`Self::accepted_range`] counts samples. A series' histograms must be newer than its
+    /// stored samples and the samples of this request. Callers hold the WAL lock.
+    fn accepted_histograms<'a, S: SeriesSource + ?Sized>(
+        &self,
+        batch: &'a S,
+        series: &[usize],
+        refs: &'a [Arc<MemSeries>],
+        ranges: &[Range<usize>],
+        bounds: &Bounds,
+        out: &mut AppendOutcome,
+    ) -> Vec<(&'a Arc<MemSeries>, &'a HistogramSample)> {
+        let mut accepted = Vec::new();
+        for ((&i, s), range) in series.iter().zip(refs).zip(ranges) {
+            let histograms = batch.series_histograms(i);
+            if histograms.is_empty() {
+                continue;
+            }
+            let newest_sample = batch.series_samples(i)[range.clone()].last().map(|x| x.t);
+            let mut last = s.data.lock().last();
+            if let Some(t) = newest_sample
+                && last.is_none_or(|(l, _)| t > l)
+            {
+                last = Some((t, 0));
+            }
+            for h in histograms {
+                let conflict = if h.t < bounds.min_valid
+                    || (h.t >= bounds.ceiling && beyond_head(&self.future_blocks.lock(), h.t))
+                {
+                    out.out_of_bounds += 1;
+                    Some(Conflict::OutOfBounds)
+                } else if h.t > bounds.max_valid {
+                    out.too_far_in_future += 1;
+                    Some(Conflict::TooFarInFuture)
+                } else {
+                    match last {
+                        Some((l, _)) if h.t < l => {
+                            out.out_of_order += 1;
+                            Some(Conflict::OutOfOrder)
+                        }
+                        Some((l, print)) if h.t == l => {
+                            if print == histogram_record::fingerprint(&h.h) {
+                                out.duplicates += 1;
+                                None
+                            } else {
+                                out.duplicate_conflicts += 1;
+                                Some(Conflict::DuplicateTimestamp)
+                            }
+                        }
+                        _ => {
+                            last = Some((h.t, histogram_record::fingerprint(&h.h)));
+                            accepted.push((s, h));
+                            None
+                        }
+                    }
+                };
+                if let Some(c) = conflict {
+                    out.first_conflict.get_or_insert((i, c));
+                }
+            }
+        }
+        accepted
+    }
+
+    /// Adds logged histograms to the head. Callers hold the WAL lock.
+    fn apply_histograms(
+        &self,
+        histograms: &[(&Arc<MemSeries>, &HistogramSample)],
+        now: i64,
+        out: &mut AppendOutcome,
+    ) {
+        let mut newest_present = i64::MIN;
+        for (s, h) in histograms {
+            let mut data = s.data.lock();
+            self.head.append_histogram(&mut data, h.t, &h.h);
+            if h.t <= now {
+                newest_present = newest_present.max(h.t);
+            }
+            out.appended += 1;
+            out.histograms_appended += 1;
+        }
+        self.head.note_present(newest_present);
+    }
+
     /// Index of the first sample at `i64::MAX` or inside a block cut ahead of the clock; the
     /// series' samples from there on are out of bounds. Callers hold the WAL lock.
     fn first_out_of_bounds(&self, samples: &[Sample], ceiling: i64) -> usize {
@@ -776,9 +899,7 @@ impl TenantDb {
         let from = samples.partition_point(|x| x.t < ceiling);
         samples[from..]
             .iter()
-            .position(|x| {
-                x.t == i64::MAX || future.iter().any(|&(min, max)| x.t >= min && x.t < max)
-            })
+            .position(|x| beyond_head(&future, x.t))
             .map_or(samples.len(), |i| from + i)
     }
 
@@ -1044,6 +1165,91 @@ mod tests {
         drop(db);
         let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
         assert_eq!(db.head.num_series(), 3);
+    }
+
+    #[test]
+    fn histograms_are_appended_replayed_and_cut_into_blocks() {
+        use tsdb_format::histogram::{FloatHistogram, Histogram, Span};
+        let counter = |t: i64, n: u64| HistogramSample {
+            t,
+            h: HistogramValue::Int(Histogram {
+                count: n,
+                sum: n as f64,
+                positive_spans: vec![Span {
+                    offset: (n % 3) as i32,
+                    length: 1,
+                }],
+                positive_buckets: vec![n as i64],
+                ..Histogram::default()
+            }),
+        };
+        let gauge = |t: i64, x: f64| HistogramSample {
+            t,
+            h: HistogramValue::Float(FloatHistogram {
+                hint: tsdb_format::histogram::CounterResetHint::Gauge,
+                count: x,
+                zero_count: x,
+                ..FloatHistogram::default()
+            }),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
+        let h = [("__name__", "h")];
+        let g = [("__name__", "g")];
+        let hs: Vec<_> = (0..300)
+            .map(|i| counter(i * 15_000, i as u64 + 1))
+            .collect();
+        let b = SeriesVec::new()
+            .with_histograms(&h, hs.clone())
+            .with_histograms(&g, vec![gauge(1000, 2.0), gauge(2000, 1.0)]);
+        let out = append(&db, &b);
+        assert_eq!((out.appended, out.histograms_appended), (302, 302));
+
+        // A resent histogram is a duplicate; another value at a stored time, or an older one, a conflict.
+        let again = SeriesVec::new().with_histograms(
+            &h,
+            vec![
+                counter(299 * 15_000, 300),
+                counter(100, 1),
+                counter(299 * 15_000 - 1, 5),
+            ],
+        );
+        let out = append(&db, &again);
+        assert_eq!((out.duplicates, out.out_of_order, out.appended), (1, 2, 0));
+        let conflict = SeriesVec::new().with_histograms(&h, vec![counter(299 * 15_000, 7)]);
+        assert_eq!(append(&db, &conflict).duplicate_conflicts, 1);
+        // A float sample older than the newest histogram is out of order.
+        let float = SeriesVec::new().with(&h, &[(100, 1.0)]);
+        assert_eq!(append(&db, &float).out_of_order, 1);
+        drop(db);
+
+        // The WAL brings every histogram back, and a block holds them as Prometheus reads them.
+        let (db, stats) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
+        assert_eq!(stats.samples, 302);
+        let meta = db.cut_block(0, 7_200_000).unwrap().expect("a block");
+        assert_eq!(meta.stats.num_histogram_samples, 302);
+        assert_eq!(meta.stats.num_float_samples, 0);
+        let block = tsdb_format::Block::open(&dir.path().join(meta.ulid.to_string())).unwrap();
+        let series: Vec<_> = block.series().unwrap().map(Result::unwrap).collect();
+        assert_eq!(
+            series[0].labels,
+            vec![("__name__".to_string(), "g".to_string())]
+        );
+        assert_eq!(series[0].histograms.len(), 2);
+        assert_eq!(series[0].histograms[1].1.count, 1.0);
+        let got: Vec<_> = series[1]
+            .histograms
+            .iter()
+            .map(|(t, h)| (*t, h.count))
+            .collect();
+        let want: Vec<_> = hs
+            .iter()
+            .map(|s| match &s.h {
+                HistogramValue::Int(h) => (s.t, h.count as f64),
+                HistogramValue::Float(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

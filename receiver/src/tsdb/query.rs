@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tsdb_format::block::{CHUNKS_DIR, INDEX_FILENAME};
-use tsdb_format::chunkenc::{ENCODING_XOR, iter_xor, num_samples};
+use tsdb_format::chunkenc::{
+    ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, ENCODING_XOR, iter_xor, num_samples,
+};
 use tsdb_format::chunks::ChunkReader;
 use tsdb_format::meta::BlockMeta;
 
@@ -35,14 +37,16 @@ pub struct ReadView {
     pub head_floor: i64,
 }
 
-/// A chunk as stored: XOR-encoded samples.
+/// A chunk as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredChunk {
     /// First sample's timestamp.
     pub min_time: i64,
     /// Last sample's timestamp.
     pub max_time: i64,
-    /// The XOR chunk bytes (Prometheus' chunk encoding 1).
+    /// Prometheus chunk encoding: XOR (1), histogram (2) or float histogram (3).
+    pub encoding: u8,
+    /// The chunk bytes.
     pub data: Box<[u8]>,
 }
 
@@ -178,9 +182,10 @@ impl TenantDb {
         for s in self.head.select(matchers) {
             let mut chunks = chunks_in_range(&s.data.lock(), view.head_floor, i64::MAX)
                 .into_iter()
-                .map(|(min_time, max_time, data)| StoredChunk {
+                .map(|(min_time, max_time, encoding, data)| StoredChunk {
                     min_time,
                     max_time,
+                    encoding,
                     data,
                 })
                 .filter(overlaps)
@@ -215,6 +220,7 @@ impl TenantDb {
                 samples: s
                     .chunks
                     .iter()
+                    .filter(|c| c.encoding == ENCODING_XOR)
                     .flat_map(|c| iter_xor(&c.data))
                     .filter(|&(t, _)| t >= mint && t <= maxt)
                     .collect(),
@@ -293,7 +299,8 @@ fn select_block(
             };
             for meta in metas {
                 let (encoding, data) = reader.chunk(meta.chunk_ref).map_err(err)?;
-                if encoding != ENCODING_XOR {
+                if ![ENCODING_XOR, ENCODING_HISTOGRAM, ENCODING_FLOAT_HISTOGRAM].contains(&encoding)
+                {
                     return Err(err(tsdb_format::Error::Corrupt {
                         what: format!("chunk {:#x}", meta.chunk_ref),
                         reason: format!("unsupported encoding {encoding}"),
@@ -303,6 +310,7 @@ fn select_block(
                 chunks.push(StoredChunk {
                     min_time: meta.min_time,
                     max_time: meta.max_time,
+                    encoding,
                     data: data.into_boxed_slice(),
                 });
             }

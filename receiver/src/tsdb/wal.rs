@@ -7,6 +7,9 @@
 //!
 //! - series (1): `(ref u64 BE | n uvarint | (uvarint len, bytes) * 2n)*`
 //! - samples (2): `first_ref u64 BE | first_t i64 BE | (ref - first_ref varint | t - first_t varint | value u64 BE)*`
+//! - exemplars (4): sample rows each followed by the exemplar's label set
+//! - histograms (7, 8; 9, 10 with custom buckets): rows of `ref` and `t` deltas as in samples,
+//!   each followed by the histogram ([`super::histogram_record`])
 //!
 //! Durability: a request is acknowledged after its records are written to the segment file with
 //! one `write(2)`, so a killed process loses nothing acknowledged; `fsync` runs every
@@ -28,6 +31,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tsdb_format::encoding::{put_uvarint, put_varint, uvarint, varint};
+
+use super::HistogramValue;
+use super::histogram_record::{
+    self, RECORD_CUSTOM_FLOAT_HISTOGRAMS, RECORD_CUSTOM_HISTOGRAMS, RECORD_FLOAT_HISTOGRAMS,
+    RECORD_HISTOGRAMS,
+};
 
 /// Largest segment file before a new one is started.
 pub const SEGMENT_SIZE: u64 = 128 << 20;
@@ -74,6 +83,8 @@ pub enum Record<'a> {
     Samples(Vec<(u64, i64, f64)>),
     /// Exemplars: `(ref, t, value, encoded labels)`.
     Exemplars(Vec<(u64, i64, f64, &'a [u8])>),
+    /// Native histograms of one of the histogram record types: `(ref, t, histogram)`.
+    Histograms(Vec<(u64, i64, HistogramValue)>),
 }
 
 /// WAL failures.
@@ -427,6 +438,16 @@ pub fn checkpoint(
                     }
                     enc.end_samples();
                 }
+                Record::Histograms(rows) => {
+                    let kept: Vec<_> = rows
+                        .iter()
+                        .filter(|(id, t, _)| *t >= min_time && keep(*id))
+                        .map(|(id, t, h)| (*id, *t, h))
+                        .collect();
+                    stats.samples_kept += kept.len() as u64;
+                    stats.samples_dropped += (rows.len() - kept.len()) as u64;
+                    enc.histograms(kept);
+                }
             }
             if let Err(e) = out.write_all(enc.bytes()) {
                 write_err = Some(e);
@@ -528,6 +549,19 @@ fn decode_record(payload: &[u8]) -> Result<Record<'_>, WalError> {
             }
             Ok(Record::Exemplars(out))
         }
+        RECORD_HISTOGRAMS
+        | RECORD_FLOAT_HISTOGRAMS
+        | RECORD_CUSTOM_HISTOGRAMS
+        | RECORD_CUSTOM_FLOAT_HISTOGRAMS => {
+            let base = row_base(&mut rest)?;
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let (id, t) = row_key(&mut rest, base)?;
+                let h = histogram_record::decode(kind, &mut rest).ok_or(bad("bad histogram"))?;
+                out.push((id, t, h));
+            }
+            Ok(Record::Histograms(out))
+        }
         _ => Err(bad("unknown record type")),
     }
 }
@@ -545,22 +579,28 @@ fn row_base(rest: &mut &[u8]) -> Result<(u64, i64), WalError> {
     Ok((first_ref, first_t))
 }
 
-/// One `(ref, t, value)` row: varint deltas from `base`, then the value's bits (big-endian).
+/// The `(ref, t)` of a row: varint deltas from `base`.
 #[inline]
-fn row(rest: &mut &[u8], (first_ref, first_t): (u64, i64)) -> Result<(u64, i64, f64), WalError> {
+fn row_key(rest: &mut &[u8], (first_ref, first_t): (u64, i64)) -> Result<(u64, i64), WalError> {
     let bad = WalError::Record;
     let (dref, u) = varint(rest).ok_or(bad("bad ref delta"))?;
     *rest = &rest[u..];
     let (dt, u) = varint(rest).ok_or(bad("bad time delta"))?;
     *rest = &rest[u..];
-    let v = rest.get(..8).ok_or(bad("short value"))?;
-    let v = f64::from_bits(u64::from_be_bytes(v.try_into().expect("8 bytes")));
-    *rest = &rest[8..];
     Ok((
         first_ref.wrapping_add(dref as u64),
         first_t.wrapping_add(dt),
-        v,
     ))
+}
+
+/// One `(ref, t, value)` row: varint deltas from `base`, then the value's bits (big-endian).
+#[inline]
+fn row(rest: &mut &[u8], base: (u64, i64)) -> Result<(u64, i64, f64), WalError> {
+    let (id, t) = row_key(rest, base)?;
+    let v = rest.get(..8).ok_or(WalError::Record("short value"))?;
+    let v = f64::from_bits(u64::from_be_bytes(v.try_into().expect("8 bytes")));
+    *rest = &rest[8..];
+    Ok((id, t, v))
 }
 
 /// A label set: `uvarint count`, then `count` pairs of uvarint-length strings; returns the
@@ -650,6 +690,13 @@ impl RecordEncoder {
 
     /// Adds a sample row to the open samples record.
     pub fn sample(&mut self, id: u64, t: i64, v: f64) {
+        self.row_head(id, t);
+        self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+    }
+
+    /// Starts a row of the open record: the record's base on its first row, then the deltas.
+    #[inline]
+    fn row_head(&mut self, id: u64, t: i64) {
         let (first_ref, first_t) = match self.first {
             Some(f) => f,
             None => {
@@ -661,7 +708,6 @@ impl RecordEncoder {
         };
         put_varint(&mut self.buf, id.wrapping_sub(first_ref) as i64);
         put_varint(&mut self.buf, t.wrapping_sub(first_t));
-        self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
     }
 
     /// Starts an exemplars record; add rows with [`RecordEncoder::exemplar`], then
@@ -679,6 +725,31 @@ impl RecordEncoder {
             .unwrap_or(0);
         put_uvarint(&mut self.buf, pairs as u64);
         self.buf.extend_from_slice(labels);
+    }
+
+    /// Appends histogram records holding `(ref, t, histogram)` rows, one record per record type
+    /// present (integer, float, and their custom-bucket kinds).
+    pub fn histograms<'h>(
+        &mut self,
+        rows: impl IntoIterator<Item = (u64, i64, &'h HistogramValue)> + Clone,
+    ) {
+        for kind in [
+            RECORD_HISTOGRAMS,
+            RECORD_FLOAT_HISTOGRAMS,
+            RECORD_CUSTOM_HISTOGRAMS,
+            RECORD_CUSTOM_FLOAT_HISTOGRAMS,
+        ] {
+            self.begin(kind);
+            self.first = None;
+            for (id, t, h) in rows.clone() {
+                if histogram_record::record_type(h) != kind {
+                    continue;
+                }
+                self.row_head(id, t);
+                histogram_record::encode(&mut self.buf, h);
+            }
+            self.end_samples();
+        }
     }
 
     /// Closes the open samples (or exemplars) record; an empty one is dropped.
@@ -716,11 +787,70 @@ mod tests {
                         seen.push(format!("exemplar {id} {t} {v} {l}"));
                     }
                 }
+                Record::Histograms(h) => {
+                    for (id, t, h) in h {
+                        seen.push(format!("histogram {id} {t} {h:?}"));
+                    }
+                }
             }
             Ok(())
         })
         .unwrap();
         (seen, stats)
+    }
+
+    #[test]
+    fn histogram_records_round_trip_and_survive_checkpoints() {
+        use tsdb_format::histogram::{FloatHistogram, Histogram, Span};
+        let dir = tempfile::tempdir().unwrap();
+        let int = HistogramValue::Int(Histogram {
+            count: 3,
+            sum: 1.5,
+            positive_spans: vec![Span {
+                offset: 1,
+                length: 2,
+            }],
+            positive_buckets: vec![1, 1],
+            ..Histogram::default()
+        });
+        let float = HistogramValue::Float(FloatHistogram {
+            count: 0.5,
+            schema: -53,
+            custom_values: vec![1.0],
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            positive_buckets: vec![0.5],
+            ..FloatHistogram::default()
+        });
+        {
+            let (mut wal, _) = Wal::open(dir.path(), |_| Ok(())).unwrap();
+            let mut enc = RecordEncoder::default();
+            enc.series([(7, &Labels::from_strs(&[("__name__", "h")]))]);
+            enc.histograms([(7, 1000, &int), (7, 2000, &float), (7, 3000, &int)]);
+            wal.write(enc.bytes()).unwrap();
+            wal.roll().unwrap();
+        }
+        let (seen, _) = collect(dir.path());
+        assert_eq!(
+            seen[1..],
+            [
+                format!("histogram 7 1000 {int:?}"),
+                format!("histogram 7 3000 {int:?}"),
+                format!("histogram 7 2000 {float:?}"),
+            ]
+        );
+        let stats = checkpoint(dir.path(), 0, 2000, |_| true).unwrap();
+        assert_eq!((stats.samples_kept, stats.samples_dropped), (2, 1));
+        let (seen, _) = collect(dir.path());
+        assert_eq!(
+            seen[1..],
+            [
+                format!("histogram 7 3000 {int:?}"),
+                format!("histogram 7 2000 {float:?}"),
+            ]
+        );
     }
 
     fn write_some(wal: &mut Wal) {

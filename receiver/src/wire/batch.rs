@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use super::{DecodeError, SnappyError};
-use crate::tsdb::{InputExemplar, Sample, SeriesSource};
+use crate::tsdb::{HistogramSample, InputExemplar, Sample, SeriesSource};
 
 /// Largest decompressed body accepted, as the reference remote-write handler.
 pub const MAX_DECODED_SIZE: usize = 32 << 20;
@@ -47,8 +47,8 @@ pub struct SeriesEntry {
     pub labels: Range<u32>,
     /// Range into [`WriteBatch::samples`].
     pub samples: Range<u32>,
-    /// Native histogram samples carried by the series.
-    pub histograms: u32,
+    /// Range into [`WriteBatch::histograms`].
+    pub histograms: Range<u32>,
     /// Range into [`WriteBatch::exemplars`].
     pub exemplars: Range<u32>,
 }
@@ -80,6 +80,10 @@ pub struct WriteBatch {
     pub series: Vec<SeriesEntry>,
     /// Samples of all series, in request order.
     pub samples: Vec<Sample>,
+    /// Native histograms of all series, in request order.
+    pub histograms: Vec<HistogramSample>,
+    /// Buckets of all [`WriteBatch::histograms`], for the memory budget.
+    pub(super) histogram_buckets: usize,
     /// Exemplars of all series, in request order.
     pub exemplars: Vec<ExemplarRef>,
     /// Labels of all exemplars.
@@ -166,7 +170,12 @@ impl WriteBatch {
 
     /// Memory the decoded arrays take now (not their capacity).
     fn decoded_memory(&self) -> usize {
-        self.arrays().iter().map(|(len, _, size)| len * size).sum()
+        self.arrays()
+            .iter()
+            .map(|(len, _, size)| len * size)
+            .sum::<usize>()
+            + self.histograms.len() * std::mem::size_of::<HistogramSample>()
+            + self.histogram_buckets * 8
     }
 
     /// Fails once the decoded arrays take more than [`MAX_DECODED_MEMORY`].
@@ -180,7 +189,9 @@ impl WriteBatch {
     /// Heap bytes the batch holds on to (capacities), to decide whether it is worth pooling.
     pub fn retained_bytes(&self) -> usize {
         let arrays: usize = self.arrays().iter().map(|(_, cap, size)| cap * size).sum();
-        self.buf.capacity() + arrays
+        self.buf.capacity()
+            + arrays
+            + self.histograms.capacity() * std::mem::size_of::<HistogramSample>()
     }
 
     /// Empties the batch, keeping its allocations.
@@ -189,6 +200,8 @@ impl WriteBatch {
         self.labels.clear();
         self.series.clear();
         self.samples.clear();
+        self.histograms.clear();
+        self.histogram_buckets = 0;
         self.metadata = 0;
         self.symbols.clear();
         self.label_refs.clear();
@@ -235,6 +248,12 @@ impl WriteBatch {
     pub fn series_samples(&self, i: usize) -> &[Sample] {
         let r = &self.series[i].samples;
         &self.samples[r.start as usize..r.end as usize]
+    }
+
+    /// Native histograms of series `i`.
+    pub fn series_histograms(&self, i: usize) -> &[HistogramSample] {
+        let r = &self.series[i].histograms;
+        &self.histograms[r.start as usize..r.end as usize]
     }
 
     /// Exemplars of series `i`.
@@ -284,6 +303,18 @@ impl WriteBatch {
         Ok(())
     }
 
+    /// Appends a native histogram, checking the memory budget (a histogram can hold thousands
+    /// of buckets).
+    #[cold]
+    pub(super) fn push_histogram(&mut self, h: HistogramSample) -> Result<(), DecodeError> {
+        self.histogram_buckets += h.h.buckets();
+        self.histograms.push(h);
+        if self.histograms.len() & 0xff == 0 || self.histogram_buckets > MAX_DECODED_MEMORY / 64 {
+            self.check_budget()?;
+        }
+        Ok(())
+    }
+
     /// Appends a sample, checking the memory budget every 64k samples so one huge series cannot
     /// run far past it.
     #[inline]
@@ -315,6 +346,10 @@ impl SeriesSource for WriteBatch {
 
     fn series_samples(&self, i: usize) -> &[Sample] {
         WriteBatch::series_samples(self, i)
+    }
+
+    fn series_histograms(&self, i: usize) -> &[HistogramSample] {
+        WriteBatch::series_histograms(self, i)
     }
 }
 

@@ -7,11 +7,13 @@
 
 use std::ops::Range;
 
+use super::messages::v1::Histogram;
 use super::protobuf::{
     Reader, WIRE_LEN, WIRE_VARINT, len_field_size, put_fixed64_field, put_len_field,
     put_len_prefix, put_varint_field,
 };
 use super::{DecodeError, ExemplarRef, Span, WriteBatch};
+use crate::tsdb::{HistogramSample, HistogramValue};
 use tsdb_format::encoding::uvarint_len;
 
 /// What a forwarded `thanos.WriteRequest` carries besides its series.
@@ -96,10 +98,14 @@ pub fn encode(batch: &WriteBatch, series: &[usize], tenant: &str, replica: i64, 
             + 1
             + uvarint_len(e.t as u64)
     };
+    let mut histograms: Vec<Vec<u8>> = Vec::new();
     for &i in series {
         let labels = batch.series_labels(i);
         let samples = batch.series_samples(i);
         let exemplars = batch.series_exemplars(i);
+        // Rare next to samples: encoded through their prost message.
+        histograms.clear();
+        histograms.extend(batch.series_histograms(i).iter().map(histogram_message));
         let ts_len: usize = labels
             .clone()
             .map(|(n, v)| len_field_size(label_len(n.len(), v.len())))
@@ -111,6 +117,10 @@ pub fn encode(batch: &WriteBatch, series: &[usize], tenant: &str, replica: i64, 
             + exemplars
                 .iter()
                 .map(|e| len_field_size(exemplar_len(e)))
+                .sum::<usize>()
+            + histograms
+                .iter()
+                .map(|h| len_field_size(h.len()))
                 .sum::<usize>();
         put_len_prefix(out, 1, ts_len);
         for (n, v) in labels {
@@ -133,9 +143,21 @@ pub fn encode(batch: &WriteBatch, series: &[usize], tenant: &str, replica: i64, 
             put_fixed64_field(out, 2, e.value.to_bits());
             put_varint_field(out, 3, e.t as u64);
         }
+        for h in &histograms {
+            put_len_field(out, 4, h);
+        }
     }
     put_len_field(out, 2, tenant.as_bytes());
     put_varint_field(out, 3, replica as u64);
+}
+
+/// `prometheus.Histogram` bytes of a histogram sample.
+fn histogram_message(h: &HistogramSample) -> Vec<u8> {
+    use prost::Message as _;
+    match &h.h {
+        HistogramValue::Int(x) => Histogram::from_int(h.t, x).encode_to_vec(),
+        HistogramValue::Float(x) => Histogram::from_float(h.t, x).encode_to_vec(),
+    }
 }
 
 #[cfg(test)]

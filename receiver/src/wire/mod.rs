@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod exemplars;
 pub mod forward;
+pub mod histogram;
 pub mod info;
 pub mod messages;
 pub mod protobuf;
@@ -67,6 +68,12 @@ pub enum DecodeError {
     /// A forwarded tenant name is not UTF-8.
     #[error("thanos.WriteRequest: tenant is not valid UTF-8")]
     TenantUtf8,
+    /// A native histogram carries more than [`histogram::MAX_BUCKETS`] buckets or spans.
+    #[error(
+        "a native histogram has more than {} buckets on one side",
+        histogram::MAX_BUCKETS
+    )]
+    TooManyBuckets,
     /// The body is the other remote-write version than its Content-Type says.
     #[error("body has no series but remote write {0} fields: is Content-Type right?")]
     WrongProtocol(&'static str),

@@ -1,6 +1,7 @@
 //! Prometheus remote write bodies: 1.0 (`prometheus.WriteRequest`) and 2.0
 //! (`io.prometheus.write.v2.Request`), decoded into a [`WriteBatch`] without copying labels.
 
+use super::histogram::decode_histogram;
 use super::protobuf::{Reader, WIRE_I64, WIRE_LEN, WIRE_VARINT};
 use super::{
     DecodeError, ExemplarRef, LabelRef, MAX_DECODED_MEMORY, MAX_LABELS_PER_EXEMPLAR,
@@ -91,6 +92,7 @@ impl WriteBatch {
         let labels_cap = labels_start as usize + MAX_LABELS_PER_SERIES;
         let samples_start = self.samples.len() as u32;
         let exemplars_start = self.exemplars.len() as u32;
+        let histograms_start = self.histograms.len() as u32;
         let mut entry = SeriesEntry::default();
         let mut r = Reader::new(start, end);
         while !r.done() {
@@ -114,14 +116,15 @@ impl WriteBatch {
                     self.decode_v1_exemplar(s, e)?;
                 }
                 (4, WIRE_LEN) => {
-                    r.len_delimited(&self.buf)?;
-                    entry.histograms += 1;
+                    let (s, e) = r.len_delimited(&self.buf)?;
+                    self.push_histogram(decode_histogram(&self.buf, s, e)?)?;
                 }
                 _ => r.skip(&self.buf, field, wire)?,
             }
         }
         entry.labels = labels_start..self.labels.len() as u32;
         entry.samples = samples_start..self.samples.len() as u32;
+        entry.histograms = histograms_start..self.histograms.len() as u32;
         entry.exemplars = exemplars_start..self.exemplars.len() as u32;
         self.series.push(entry);
         self.check_budget_every_256_series()
@@ -270,6 +273,7 @@ impl WriteBatch {
         let refs_start = self.label_refs.len() as u32;
         let samples_start = self.samples.len() as u32;
         let exemplars_start = self.exemplars.len() as u32;
+        let histograms_start = self.histograms.len() as u32;
         let mut entry = SeriesEntry::default();
         let mut r = Reader::new(start, end);
         while !r.done() {
@@ -293,8 +297,8 @@ impl WriteBatch {
                     self.push_sample(sample)?;
                 }
                 (3, WIRE_LEN) => {
-                    r.len_delimited(&self.buf)?;
-                    entry.histograms += 1;
+                    let (s, e) = r.len_delimited(&self.buf)?;
+                    self.push_histogram(decode_histogram(&self.buf, s, e)?)?;
                 }
                 (4, WIRE_LEN) => {
                     let (s, e) = r.len_delimited(&self.buf)?;
@@ -304,6 +308,7 @@ impl WriteBatch {
             }
         }
         entry.samples = samples_start..self.samples.len() as u32;
+        entry.histograms = histograms_start..self.histograms.len() as u32;
         entry.exemplars = exemplars_start..self.exemplars.len() as u32;
         self.series_refs
             .push(refs_start..self.label_refs.len() as u32);
@@ -456,7 +461,7 @@ mod tests {
         }
         .encode_to_vec();
         let b = batch_of(body, Protocol::V1).unwrap();
-        assert_eq!((b.series[0].histograms, b.metadata), (1, 1));
+        assert_eq!((b.series[0].histograms.len(), b.metadata), (1, 1));
         let ex = b.series_exemplars(0);
         assert_eq!(ex.len(), 1);
         assert_eq!((ex[0].value, ex[0].t), (1.5, 7));

@@ -101,6 +101,11 @@ pub struct Chunk {
 /// `thanos.Chunk.Encoding.XOR`.
 pub const CHUNK_XOR: i32 = 0;
 
+/// The `thanos.Chunk.Encoding` of a TSDB chunk encoding (XOR 0, HISTOGRAM 1, FLOAT_HISTOGRAM 2).
+pub fn chunk_type(encoding: u8) -> i32 {
+    i32::from(encoding) - 1
+}
+
 /// `thanos.LabelNamesRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LabelNamesRequest {

@@ -47,6 +47,16 @@ pub enum ChunkError {
     },
 }
 
+/// The first sample's timestamp of a chunk of any supported encoding.
+pub fn first_time(encoding: u8, data: &[u8]) -> Option<i64> {
+    match encoding {
+        ENCODING_XOR => iter_xor(data).next().map(|(t, _)| t),
+        ENCODING_HISTOGRAM => iter_histogram(data).next().map(|(t, _)| t),
+        ENCODING_FLOAT_HISTOGRAM => iter_float_histogram(data).next().map(|(t, _)| t),
+        _ => None,
+    }
+}
+
 /// Returns the sample count stored in a chunk's header.
 pub fn num_samples(data: &[u8]) -> Result<u16, ChunkError> {
     match data {
