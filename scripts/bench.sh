@@ -42,7 +42,7 @@ log() { echo "[bench $(date +%T)] $*" >&2; }
 
 log "building release binaries and the decode benchmark"
 cargo build --release -p receiver -p loadgen --bins
-cargo bench -p receiver --bench decode --no-run
+cargo bench -p receiver --bench decode --bench histograms --no-run
 # Run copies, so that a rebuild in the shared target directory cannot swap binaries mid-run.
 mkdir -p "$WORK/bin"
 cp -p "$BIN/thanos-receiver" "$BIN/thanos-loadgen" "$BIN/thanos-readgen" "$WORK/bin/"
@@ -241,11 +241,15 @@ else
   cargo bench -p receiver --bench decode >"$WORK/criterion.txt" 2>&1
 fi
 
+log "native histogram ingest cost (criterion)"
+rm -rf "$CARGO_TARGET_DIR/criterion/ingest"
+cargo bench -p receiver --bench histograms >"$WORK/criterion-histograms.txt" 2>&1
+
 log "writing BENCHMARKS.md"
-python3 - "$WORK" "$ROOT/BENCHMARKS.md" "$CARGO_TARGET_DIR/criterion/decode" <<'PY'
+python3 - "$WORK" "$ROOT/BENCHMARKS.md" "$CARGO_TARGET_DIR/criterion/decode" "$CARGO_TARGET_DIR/criterion/ingest" <<'PY'
 import datetime, glob, json, os, platform, re, subprocess, sys
 
-work, out_path, crit = sys.argv[1:4]
+work, out_path, crit, crit_ingest = sys.argv[1:5]
 quick = os.environ.get("BENCH_QUICK", "0") == "1"
 
 def j(path):
@@ -302,14 +306,19 @@ for sys_ in names:
         small=small, big=big,
     )
 
-# Criterion: mean time per iteration and elements per iteration.
-decode = {}
-for bench in glob.glob(f"{crit}/*/new/benchmark.json"):
-    b = j(bench)
-    est = j(os.path.join(os.path.dirname(bench), "estimates.json"))
-    elems = (b.get("throughput") or {}).get("Elements")
-    if elems:
-        decode[b["function_id"]] = elems / (est["mean"]["point_estimate"] * 1e-9)
+# Criterion: mean time per iteration and elements per iteration, as elements per second.
+def per_second(crit_dir):
+    out = {}
+    for bench in glob.glob(f"{crit_dir}/*/new/benchmark.json"):
+        b = j(bench)
+        est = j(os.path.join(os.path.dirname(bench), "estimates.json"))
+        elems = (b.get("throughput") or {}).get("Elements")
+        if elems:
+            out[b["function_id"]] = elems / (est["mean"]["point_estimate"] * 1e-9)
+    return out
+
+decode = per_second(crit)
+ingest = per_second(crit_ingest)
 
 rf1, rf3, vm = r["rf1"], r["rf3"], r["vm"]
 limit = decode.get("snappy+decode/v1/10000")
@@ -387,6 +396,12 @@ dec = ["| benchmark (4 requests per iteration) | samples/s per core |", "|---|--
 for k in sorted(decode):
     dec.append(f"| `{k}` | {decode[k]:,.0f} |")
 
+hist = ["| step (1000 series per request) | float sample | native histogram (20 buckets) | histogram / float |", "|---|---:|---:|---:|"]
+for step in ("decode+validate", "decode+validate+append"):
+    fl, hi = ingest.get(f"{step}/float"), ingest.get(f"{step}/histogram")
+    if fl and hi:
+        hist.append(f"| {step} | {1e9 / fl:,.0f} ns | {1e9 / hi:,.0f} ns | {fl / hi:.1f}× |")
+
 mem = sh("free -g | awk '/Mem:/ {print $2}'")
 rustc = sh("rustc --version")
 receiver_bin = os.path.join(work, "bin", "thanos-receiver")
@@ -425,6 +440,11 @@ block = [
     "Decode-only limit (`cargo bench -p receiver --bench decode`, criterion mean, one core):",
     "",
     *dec,
+    "",
+    "Ingest cost per sample, float vs native histogram (`cargo bench -p receiver --bench histograms`, "
+    "criterion mean, one core; append = WAL record + head chunk):",
+    "",
+    *hist,
     "",
 ]
 prof = os.path.join(work, "profile.txt")

@@ -52,6 +52,27 @@ pub fn block_dirs(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Bytes of the histogram chunks (record framing included) and histogram samples of a block.
+pub fn histogram_chunk_bytes(dir: &Path) -> (u64, u64) {
+    let block = tsdb_format::Block::open(dir).expect("a block");
+    let (mut bytes, mut samples) = (0u64, 0u64);
+    for id in block.index().all_postings().unwrap() {
+        for meta in block.index().series(id).unwrap().chunks {
+            let (encoding, data) = block.chunks().chunk(meta.chunk_ref).unwrap();
+            if encoding == tsdb_format::chunkenc::ENCODING_HISTOGRAM
+                || encoding == tsdb_format::chunkenc::ENCODING_FLOAT_HISTOGRAM
+            {
+                // uvarint length, encoding byte, data, CRC32.
+                bytes +=
+                    (tsdb_format::encoding::uvarint_len(data.len() as u64) + 1 + data.len() + 4)
+                        as u64;
+                samples += u64::from(tsdb_format::chunkenc::num_samples(&data).unwrap());
+            }
+        }
+    }
+    (bytes, samples)
+}
+
 /// A free loopback port, never one this process handed out before: the kernel may offer a
 /// just-released port again, and a cluster that got the same port twice cannot start.
 pub fn free_port() -> u16 {

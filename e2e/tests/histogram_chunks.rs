@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use e2e::prometheus::Prometheus;
-use e2e::{now_ms, post_v1};
+use e2e::{Receiver, block_dirs, histogram_chunk_bytes, now_ms, post_v1};
 use receiver::wire::messages::{snappy, v1};
 use tsdb_format::Block;
 use tsdb_format::chunkenc::{
@@ -261,6 +261,13 @@ async fn histogram_chunks_written_by_prometheus_decode_and_re_encode_to_the_same
         timeseries,
         metadata: vec![],
     });
+    // The receiver takes the very same request, for bytes per histogram on disk.
+    let data = dir.path().join("receiver");
+    let mut recv = Receiver::start(&data, &[]);
+    recv.wait_ready(&client).await;
+    let (status, reason) = post_v1(&client, &recv.write_url(), body.clone(), None).await;
+    assert_eq!(status, 200, "{reason}");
+    assert!(recv.terminate().success(), "{}", recv.log_text());
     let url = format!("http://127.0.0.1:{}/api/v1/write", prom.port);
     let (status, reason) = post_v1(&client, &url, body, None).await;
     assert!(
@@ -326,6 +333,30 @@ async fn histogram_chunks_written_by_prometheus_decode_and_re_encode_to_the_same
         }
     }
     assert_eq!(want.len(), 5);
+
+    let ours = block_dirs(&data.join("default-tenant"))
+        .iter()
+        .map(|b| histogram_chunk_bytes(b))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let theirs = histogram_chunk_bytes(&block_dir);
+    let per = |(bytes, n): (u64, u64)| bytes as f64 / n.max(1) as f64;
+    eprintln!(
+        "histogram chunk bytes per histogram sample, same {} samples: receiver {:.1} ({} B), Prometheus 2.42 {:.1} ({} B)",
+        theirs.1,
+        per(ours),
+        ours.0,
+        per(theirs),
+        theirs.0
+    );
+    assert_eq!(ours.1, theirs.1, "the receiver stored every histogram");
+    // Prometheus 2.42 cuts histogram chunks at 120 samples only; since 2.47 it also cuts them
+    // at ~1 KiB (with 10 samples at least), as the receiver does, which costs a few percent.
+    assert!(
+        per(ours) <= 1.15 * per(theirs),
+        "ours {:.1} B, Prometheus' {:.1} B",
+        per(ours),
+        per(theirs)
+    );
     assert!(
         chunks_per_encoding[&ENCODING_HISTOGRAM] >= 3,
         "{chunks_per_encoding:?}"

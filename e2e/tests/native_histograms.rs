@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use e2e::prometheus::{Prometheus, prometheus_bin};
-use e2e::{Receiver, block_dirs, eventually, free_port, metric_sum};
+use e2e::{Receiver, block_dirs, eventually, free_port, histogram_chunk_bytes, metric_sum};
 use prost::Message;
 use tsdb_format::Block;
 
@@ -306,7 +306,10 @@ async fn prometheus_scrapes_and_remote_writes_native_histograms_that_blocks_serv
         },
     )
     .await;
+    // The sender's own block of the same histograms, for bytes per histogram on disk.
+    let snapshot = sender.snapshot(&client, &tmp.path().join("sender")).await;
     drop(sender);
+    let theirs = histogram_chunk_bytes(&block_dirs(&snapshot)[0]);
 
     // SIGTERM cuts the head into a block: every histogram exactly once, then the stale marker.
     assert!(recv.terminate().success(), "{}", recv.log_text());
@@ -344,6 +347,24 @@ async fn prometheus_scrapes_and_remote_writes_native_histograms_that_blocks_serv
         h.is_stale() && *t > last,
         "the stale marker after the target went away: last stored {t} {h:?}, last scraped {last}, floats {:?}",
         get.samples
+    );
+
+    let ours = histogram_chunk_bytes(&blocks[0]);
+    let per = |(bytes, n): (u64, u64)| bytes as f64 / n.max(1) as f64;
+    eprintln!(
+        "histogram chunk bytes per histogram sample: receiver {:.1} ({} B / {} samples), Prometheus 2.42 {:.1} ({} B / {} samples)",
+        per(ours),
+        ours.0,
+        ours.1,
+        per(theirs),
+        theirs.0,
+        theirs.1
+    );
+    assert!(
+        per(ours) <= 1.25 * per(theirs),
+        "our histogram chunks take {:.1} B per sample, Prometheus' {:.1}",
+        per(ours),
+        per(theirs)
     );
 
     let analyze = Command::new("promtool")

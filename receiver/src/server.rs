@@ -183,6 +183,8 @@ impl Config {
             index_cache: Arc::default(),
             ring_labels: Arc::default(),
             max_exemplars: usize::try_from(args.max_exemplars).unwrap_or(0),
+            out_of_order_window_ms: i64::try_from(args.out_of_order_time_window.as_millis())
+                .unwrap_or(i64::MAX),
         };
         let bucket = match (&args.objstore_config_file, &args.objstore_config) {
             (Some(path), _) => Some(objstore::load(path).context("--objstore.config-file")?),

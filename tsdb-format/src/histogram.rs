@@ -99,6 +99,11 @@ pub enum HistogramError {
         /// "positive" or "negative".
         side: &'static str,
     },
+    /// The spans reach bucket indices outside 32 bits.
+    BucketIndexOutOfRange {
+        /// "positive" or "negative".
+        side: &'static str,
+    },
     /// The spans describe a different number of buckets than given.
     SpansBucketsMismatch {
         /// "positive" or "negative".
@@ -141,6 +146,9 @@ impl fmt::Display for HistogramError {
                     f,
                     "{side} side: histogram has a span whose offset is negative"
                 )
+            }
+            Self::BucketIndexOutOfRange { side } => {
+                write!(f, "{side} side: spans reach bucket indices outside 32 bits")
             }
             Self::SpansBucketsMismatch {
                 side,
@@ -338,6 +346,15 @@ fn check_spans(spans: &[Span], buckets: usize, side: &'static str) -> Result<(),
     if spans.iter().skip(1).any(|s| s.offset < 0) {
         return Err(HistogramError::NegativeSpanOffset { side });
     }
+    // Bucket indices are 32-bit in Prometheus; past that, layouts cannot be merged.
+    let mut end = 0i64;
+    for s in spans {
+        let start = end + i64::from(s.offset);
+        end = start + i64::from(s.length);
+        if start < i64::from(i32::MIN) || end > i64::from(i32::MAX) {
+            return Err(HistogramError::BucketIndexOutOfRange { side });
+        }
+    }
     let described: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
     if described != buckets as u64 {
         return Err(HistogramError::SpansBucketsMismatch {
@@ -479,6 +496,10 @@ mod tests {
         assert!(matches!(
             exp(2, 0, 1.0, &[(0, 1), (-2, 1)], &[1, 0]).validate(),
             Err(HistogramError::NegativeSpanOffset { .. })
+        ));
+        assert!(matches!(
+            exp(2, 0, 1.0, &[(0, 1), (i32::MAX, 0), (i32::MAX, 1)], &[1, 0]).validate(),
+            Err(HistogramError::BucketIndexOutOfRange { .. })
         ));
         let mut bad_schema = exp(0, 0, 0.0, &[], &[]);
         bad_schema.schema = 9;

@@ -60,6 +60,11 @@ pub struct Args {
     #[arg(long = "tsdb.too-far-in-future.time-window", default_value = "0s", value_parser = parse_duration)]
     pub too_far_in_future: Duration,
 
+    /// Accept samples older than their series' newest but at most this far behind the head's
+    /// newest sample (Thanos' and Prometheus' out-of-order window); `0s` refuses them all.
+    #[arg(long = "tsdb.out-of-order.time-window", default_value = "0s", value_parser = parse_duration)]
+    pub out_of_order_time_window: Duration,
+
     /// How often each tenant's head is checked for a block to cut.
     #[arg(long = "tsdb.head-compaction-interval", default_value = "1m", value_parser = parse_duration, hide = true)]
     pub head_compaction_interval: Duration,

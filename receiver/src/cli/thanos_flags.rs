@@ -1,8 +1,7 @@
 //! The `thanos receive` flags this receiver does not implement, and what it does with each: most
 //! are accepted with one warning line saying what happens instead, so an existing StatefulSet's
-//! arguments start unchanged; a flag whose meaning cannot be honoured safely (TLS, relabelling,
-//! tenant splitting, out-of-order ingestion) is refused, unless its value is the one that turns
-//! the feature off.
+//! arguments start unchanged; a flag whose meaning cannot be honoured safely (relabelling, tenant
+//! splitting) is refused, unless its value is the one that turns the feature off.
 
 /// What the receiver does with a Thanos flag it does not implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +179,7 @@ const FLAGS: &[ThanosFlag] = &[
     warn(
         "tsdb.out-of-order.cap-max",
         true,
-        "out-of-order samples are refused",
+        "out-of-order samples are merged into their series' chunks as they arrive: there is no separate out-of-order chunk to bound",
     ),
     warn("debug.name", true, "log lines carry no prefix"),
     refuse(
@@ -200,12 +199,6 @@ const FLAGS: &[ThanosFlag] = &[
         true,
         "splitting tenants by label is not supported yet: series would land in the wrong tenant",
         EMPTY,
-    ),
-    refuse(
-        "tsdb.out-of-order.time-window",
-        true,
-        "out-of-order ingestion is not supported yet: late samples would be refused",
-        &["0s", "0", "0m", "0h"],
     ),
 ];
 
@@ -326,11 +319,9 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.contains("relabelling is not supported yet"), "{err}");
-        let err = sort_out(args(&["r", "--tsdb.out-of-order.time-window", "10m"])).unwrap_err();
-        assert!(err.contains("10m"), "{err}");
         let ok = sort_out(args(&[
             "r",
-            "--tsdb.out-of-order.time-window=0s",
+            "--receive.split-tenant-label-name=",
             "--no-remote-write.client-tls-secure",
         ]))
         .unwrap();

@@ -183,6 +183,7 @@ impl Ingester {
                 out.appended - out.histograms_appended,
                 out.histograms_appended,
             ),
+            out.out_of_order_appended,
             resolved.created,
             db.head.num_series(),
             db.wal_size(),
@@ -199,6 +200,7 @@ impl Ingester {
         }
         for (conflict, n) in [
             (Conflict::OutOfOrder, out.out_of_order),
+            (Conflict::TooOld, out.too_old),
             (Conflict::DuplicateTimestamp, out.duplicate_conflicts),
             (Conflict::OutOfBounds, out.out_of_bounds),
             (Conflict::TooFarInFuture, out.too_far_in_future),
@@ -208,9 +210,10 @@ impl Ingester {
 
         if let Some((i, c)) = out.first_conflict {
             return Err(WriteError::Conflict(format!(
-                "{} samples rejected ({} out of order, {} duplicate timestamp); first {}: {}; {} samples stored",
+                "{} samples rejected ({} out of order, {} too old, {} duplicate timestamp); first {}: {}; {} samples stored",
                 out.conflicts(),
                 out.out_of_order,
+                out.too_old,
                 out.duplicate_conflicts,
                 batch.series_string(i),
                 c.describe(),

@@ -8,6 +8,7 @@
 use tsdb_format::histogram::HistogramError;
 
 use crate::tsdb::HistogramSample;
+use crate::tsdb::histogram_record::fingerprint;
 use crate::wire::{Protocol, WriteBatch};
 
 /// Longest label name, in bytes.
@@ -206,7 +207,8 @@ fn validate_histograms(histograms: &[HistogramSample]) -> Result<(), Rejection> 
         if w[1].t < w[0].t {
             return Err(Rejection::OutOfOrderInRequest);
         }
-        if w[1].t == w[0].t && w[1].h != w[0].h {
+        // Compared by fingerprint: two stale markers (NaN sums) are the same histogram.
+        if w[1].t == w[0].t && fingerprint(&w[1].h) != fingerprint(&w[0].h) {
             return Err(Rejection::ConflictingDuplicateInRequest);
         }
     }

@@ -15,6 +15,7 @@ pub struct TsdbMetrics {
     series_created: Family<TenantLabel, Counter>,
     /// By tenant and `type` (`float` or `histogram`), as Prometheus labels it.
     samples_appended: Family<Vec<(String, String)>, Counter>,
+    out_of_order_appended: Family<TenantLabel, Counter>,
     wal_size: Family<TenantLabel, Gauge>,
     wal_corruptions: Family<TenantLabel, Counter>,
     wal_fsync_failures: Counter,
@@ -30,6 +31,7 @@ impl TsdbMetrics {
             head_series: Family::default(),
             series_created: Family::default(),
             samples_appended: Family::default(),
+            out_of_order_appended: Family::default(),
             wal_size: Family::default(),
             wal_corruptions: Family::default(),
             wal_fsync_failures: Counter::default(),
@@ -51,6 +53,11 @@ impl TsdbMetrics {
             "prometheus_tsdb_head_samples_appended",
             "Samples appended to the head",
             m.samples_appended.clone(),
+        );
+        registry.register(
+            "prometheus_tsdb_head_out_of_order_samples_appended",
+            "Samples older than their series' newest merged inside the out-of-order window",
+            m.out_of_order_appended.clone(),
         );
         registry.register(
             "prometheus_tsdb_wal_storage_size_bytes",
@@ -97,18 +104,24 @@ impl TsdbMetrics {
             .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
-    /// An append to `tenant` stored `floats` samples and `histograms` native histograms and
-    /// created `created` series; the head and WAL now hold `head_series` series and
-    /// `wal_bytes` bytes.
+    /// An append to `tenant` stored `floats` samples (`out_of_order` of them inside the
+    /// out-of-order window) and `histograms` native histograms and created `created` series;
+    /// the head and WAL now hold `head_series` series and `wal_bytes` bytes.
     pub fn appended(
         &self,
         tenant: &str,
         (floats, histograms): (u64, u64),
+        out_of_order: u64,
         created: u64,
         head_series: u64,
         wal_bytes: u64,
     ) {
         let t = TenantLabel::of(tenant);
+        if out_of_order > 0 {
+            self.out_of_order_appended
+                .get_or_create(&t)
+                .inc_by(out_of_order);
+        }
         for (kind, n) in [("float", floats), ("histogram", histograms)] {
             if n > 0 {
                 let labels = vec![

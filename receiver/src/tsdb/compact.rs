@@ -114,7 +114,7 @@ impl TenantDb {
             .into_iter()
             .filter(|s| {
                 let d = s.data.lock();
-                d.chunks().iter().any(|c| c.0 < maxt && c.1 >= mint)
+                d.time_ranges().any(|(min, max)| min < maxt && max >= mint)
             })
             .collect();
         let meta = if series.is_empty() {
@@ -187,8 +187,10 @@ impl TenantDb {
         let mut out = Vec::new();
         while let Some((min, _)) = self.head.time_range() {
             // Measured from the start of the oldest range, so the cut block ends at least half a
-            // range before the newest sample and never refuses writes of the last half hour.
-            let newest = i128::from(self.head.max_present_time().min(now));
+            // range (and the out-of-order window) before the newest sample: it never refuses
+            // writes of the last half hour, nor late samples inside the window.
+            let newest = i128::from(self.head.max_present_time().min(now))
+                - i128::from(self.opts.out_of_order_window_ms);
             let range_start = i128::from(min).div_euclid(i128::from(range)) * i128::from(range);
             if newest - range_start <= i128::from(range / 2 * 3) {
                 break;

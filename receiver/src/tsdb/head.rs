@@ -16,6 +16,7 @@ use super::histogram_chunks::{self, HistogramChunks};
 use super::histogram_record::fingerprint;
 use super::postings::{self, MemPostings};
 use super::{HistogramValue, Labels, Matcher};
+use tsdb_format::histogram::STALE_NAN_BITS;
 
 const STRIPES: usize = 64;
 /// Samples per chunk, as Prometheus' `DefaultSamplesPerChunk`.
@@ -59,6 +60,14 @@ impl SeriesData {
 
     fn append(&mut self, t: i64, v: f64, chunk_range: i64) {
         if let Some(h) = &mut self.histograms {
+            // A float stale marker ends a histogram series as a histogram stale marker, as
+            // Prometheus' head turns it (agents send histogram staleness as floats).
+            if v.to_bits() == STALE_NAN_BITS
+                && let Some(kind) = h.open_stale_marker()
+            {
+                self.append_histogram(t, &kind, chunk_range);
+                return;
+            }
             h.close_open();
         }
         let open = &self.open;
@@ -91,6 +100,46 @@ impl SeriesData {
             .get_or_insert_default()
             .append(t, h, chunk_range);
         self.last = Some((t, fingerprint(h)));
+    }
+
+    /// The stored float sample at exactly `t`, if any (a scan of the chunks that may hold it).
+    pub fn float_at(&self, t: i64) -> Option<u64> {
+        let closed = self
+            .closed
+            .iter()
+            .filter(|c| c.min_time <= t && t <= c.max_time)
+            .map(|c| &c.data[..]);
+        let open =
+            (self.open.num_samples() > 0 && self.open.min_time() <= t && t <= self.open.max_time())
+                .then(|| self.open.bytes());
+        closed
+            .chain(open)
+            .flat_map(iter_xor)
+            .find(|&(ts, _)| ts == t)
+            .map(|(_, v)| v.to_bits())
+    }
+
+    /// Merges float samples older than the newest one (sorted, none at a stored timestamp) into
+    /// the chunks from the first one they reach on, re-encoded in time order: chunks stay
+    /// sorted and disjoint, at most [`SAMPLES_PER_CHUNK`] samples and inside one `chunk_range`.
+    fn insert_out_of_order(&mut self, samples: &[(i64, f64)], chunk_range: i64) {
+        let Some(&(first, _)) = samples.first() else {
+            return;
+        };
+        let keep = self.closed.partition_point(|c| c.max_time < first);
+        let mut merged: Vec<(i64, f64)> = self.closed[keep..]
+            .iter()
+            .flat_map(|c| iter_xor(&c.data))
+            .chain(iter_xor(self.open.bytes()))
+            .collect();
+        merged.extend_from_slice(samples);
+        merged.sort_by_key(|&(t, _)| t);
+        self.closed.truncate(keep);
+        self.open = XorAppender::new();
+        // Ends with the newest sample again, so `last` stays as it was.
+        for (t, v) in merged {
+            self.append(t, v, chunk_range);
+        }
     }
 
     /// Every chunk, float and histogram, closed and open, oldest first.
@@ -165,9 +214,24 @@ impl SeriesData {
             + self.histograms.as_ref().map_or(0, |h| h.chunks().count())
     }
 
+    /// `(min_time, max_time)` of every chunk, in no particular order, without allocating.
+    pub fn time_ranges(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.closed
+            .iter()
+            .map(|c| (c.min_time, c.max_time))
+            .chain(
+                (self.open.num_samples() > 0).then(|| (self.open.min_time(), self.open.max_time())),
+            )
+            .chain(
+                self.histograms
+                    .iter()
+                    .flat_map(|h| h.chunks().map(|c| (c.0, c.1))),
+            )
+    }
+
     /// The oldest sample's time, if any.
     pub fn first_time(&self) -> Option<i64> {
-        self.chunks().first().map(|c| c.0)
+        self.time_ranges().map(|r| r.0).min()
     }
 }
 
@@ -355,6 +419,15 @@ impl Head {
         self.max_time.fetch_max(t, Ordering::Relaxed);
     }
 
+    /// Merges out-of-order float samples (sorted, older than the series' newest, none at a
+    /// stored timestamp) into the series' chunks.
+    pub fn insert_out_of_order(&self, data: &mut SeriesData, samples: &[(i64, f64)]) {
+        if let Some(&(t, _)) = samples.first() {
+            data.insert_out_of_order(samples, self.chunk_range);
+            self.min_time.fetch_min(t, Ordering::Relaxed);
+        }
+    }
+
     /// Appends one native histogram that the caller checked is newer than the series' last
     /// sample.
     pub fn append_histogram(&self, data: &mut SeriesData, t: i64, h: &HistogramValue) {
@@ -457,8 +530,7 @@ impl Head {
         for stripe in self.stripes.iter() {
             for s in stripe.read().iter() {
                 let data = s.data.lock();
-                let chunks: Vec<(i64, i64)> = data.chunks().iter().map(|c| (c.0, c.1)).collect();
-                for (min, max) in chunks.into_iter().filter(|&(min, _)| min < t) {
+                for (min, max) in data.time_ranges().filter(|&(min, _)| min < t) {
                     let last = if max < t {
                         max
                     } else {

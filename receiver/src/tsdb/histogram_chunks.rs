@@ -3,9 +3,9 @@
 
 use tsdb_format::chunkenc::{
     CounterResetHeader, ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, FloatHistogramAppender,
-    HistogramAppender, Placement, iter_float_histogram, iter_histogram,
+    HistogramAppender, Placement, first_time, iter_float_histogram, iter_histogram,
 };
-use tsdb_format::histogram::CounterResetHint;
+use tsdb_format::histogram::{CounterResetHint, FloatHistogram, Histogram};
 
 use super::HistogramValue;
 use super::head::boundary_after;
@@ -174,6 +174,15 @@ impl HistogramChunks {
         }
     }
 
+    /// A stale marker of the open chunk's kind, if a chunk is open with samples.
+    pub fn open_stale_marker(&self) -> Option<HistogramValue> {
+        match self.open.as_ref()? {
+            o if o.num_samples() == 0 => None,
+            OpenHistogram::Int(_) => Some(HistogramValue::Int(Histogram::stale())),
+            OpenHistogram::Float(_) => Some(HistogramValue::Float(FloatHistogram::stale())),
+        }
+    }
+
     /// Every chunk as `(min, max, encoding, bytes)`, oldest first.
     pub fn chunks(&self) -> impl Iterator<Item = (i64, i64, u8, &[u8])> + '_ {
         self.closed
@@ -216,9 +225,14 @@ impl HistogramChunks {
     }
 }
 
-/// The samples of a histogram chunk for which `keep` holds, re-encoded with its header.
+/// The samples of a histogram chunk for which `keep` holds, re-encoded with its header (which
+/// only speaks for the chunk's first sample: without it, nothing is known but a gauge).
 pub fn subset(encoding: u8, data: &[u8], keep: impl Fn(i64) -> bool) -> Option<EncodedChunk> {
-    let header = CounterResetHeader::of(data);
+    let header = match (CounterResetHeader::of(data), first_time(encoding, data)) {
+        (CounterResetHeader::Gauge, _) => CounterResetHeader::Gauge,
+        (header, Some(t)) if keep(t) => header,
+        _ => CounterResetHeader::Unknown,
+    };
     let open = match encoding {
         ENCODING_HISTOGRAM => {
             let mut app = HistogramAppender::new(header);
@@ -251,7 +265,7 @@ pub fn timestamps(encoding: u8, data: &[u8]) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tsdb_format::histogram::{FloatHistogram, Histogram, Span};
+    use tsdb_format::histogram::Span;
 
     fn int(count: u64) -> HistogramValue {
         HistogramValue::Int(Histogram {

@@ -8,7 +8,7 @@
 
 use tsdb_format::encoding::{put_uvarint, put_varint, uvarint, varint};
 use tsdb_format::histogram::{
-    CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram, Span,
+    CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram, STALE_NAN_BITS, Span,
 };
 
 use super::HistogramValue;
@@ -227,8 +227,12 @@ pub fn decode(kind: u8, rest: &mut &[u8]) -> Option<HistogramValue> {
 }
 
 /// A 64-bit fingerprint of a histogram, to tell a resent duplicate from a conflicting value
-/// at the same timestamp without keeping the histogram.
+/// at the same timestamp without keeping the histogram. Every stale marker has the float stale
+/// marker's bits, so a float and a histogram stale marker at one time are duplicates.
 pub fn fingerprint(h: &HistogramValue) -> u64 {
+    if h.is_stale() {
+        return STALE_NAN_BITS;
+    }
     let mut buf = Vec::with_capacity(128);
     buf.push(record_type(h));
     encode(&mut buf, h);

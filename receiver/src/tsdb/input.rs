@@ -40,11 +40,23 @@ impl HistogramValue {
         }
     }
 
-    /// Buckets on both sides, for memory accounting.
-    pub fn buckets(&self) -> usize {
+    /// Buckets, spans and custom bounds, each 8 bytes of memory, for memory accounting.
+    pub fn items(&self) -> usize {
         match self {
-            Self::Int(h) => h.positive_buckets.len() + h.negative_buckets.len(),
-            Self::Float(h) => h.positive_buckets.len() + h.negative_buckets.len(),
+            Self::Int(h) => {
+                h.positive_buckets.len()
+                    + h.negative_buckets.len()
+                    + h.positive_spans.len()
+                    + h.negative_spans.len()
+                    + h.custom_values.len()
+            }
+            Self::Float(h) => {
+                h.positive_buckets.len()
+                    + h.negative_buckets.len()
+                    + h.positive_spans.len()
+                    + h.negative_spans.len()
+                    + h.custom_values.len()
+            }
         }
     }
 }

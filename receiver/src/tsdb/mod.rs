@@ -58,6 +58,9 @@ pub struct TsdbOptions {
     pub ring_labels: Arc<RingLabels>,
     /// Exemplars kept per tenant (`--tsdb.max-exemplars`); 0 keeps none.
     pub max_exemplars: usize,
+    /// How far behind the head's newest sample a float sample older than its series' newest
+    /// is still accepted (`--tsdb.out-of-order.time-window`); 0 refuses them.
+    pub out_of_order_window_ms: i64,
 }
 
 /// Per-tenant external labels from the hashrings in force.
@@ -90,6 +93,7 @@ impl Default for TsdbOptions {
             index_cache: Arc::default(),
             ring_labels: Arc::default(),
             max_exemplars: 0,
+            out_of_order_window_ms: 0,
         }
     }
 }
@@ -129,6 +133,9 @@ pub enum Conflict {
     OutOfBounds,
     /// Further ahead of the wall clock than `--tsdb.too-far-in-future.time-window`.
     TooFarInFuture,
+    /// Older than its series' newest sample and further behind the head's newest sample than
+    /// `--tsdb.out-of-order.time-window`.
+    TooOld,
 }
 
 impl Conflict {
@@ -139,6 +146,7 @@ impl Conflict {
             Conflict::DuplicateTimestamp => "duplicate_sample_for_timestamp",
             Conflict::OutOfBounds => "out_of_bounds",
             Conflict::TooFarInFuture => "too_far_in_future",
+            Conflict::TooOld => "too_old",
         }
     }
 
@@ -149,6 +157,9 @@ impl Conflict {
             Conflict::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
             Conflict::OutOfBounds => "out of bounds: older than the head (already in a block)",
             Conflict::TooFarInFuture => "too far in the future",
+            Conflict::TooOld => {
+                "too old sample: older than its series' newest and outside the out-of-order time window"
+            }
         }
     }
 }
@@ -161,6 +172,8 @@ struct Bounds {
     ceiling: i64,
     /// The end of `--tsdb.too-far-in-future.time-window`.
     max_valid: i64,
+    /// The oldest time an out-of-order sample may have (`i64::MAX`: none is accepted).
+    out_of_order_floor: i64,
 }
 
 /// The head series of a request's series, in request order.
@@ -194,6 +207,10 @@ pub struct AppendOutcome {
     pub duplicates: u64,
     /// Samples rejected as out of order.
     pub out_of_order: u64,
+    /// Samples rejected as older than the out-of-order window.
+    pub too_old: u64,
+    /// Out-of-order samples accepted inside the window (also counted in `appended`).
+    pub out_of_order_appended: u64,
     /// Samples rejected for a conflicting value at a stored timestamp.
     pub duplicate_conflicts: u64,
     /// Samples older than the head's lower bound.
@@ -219,7 +236,11 @@ pub struct AppendOutcome {
 impl AppendOutcome {
     /// Samples rejected for conflicting with stored data.
     pub fn conflicts(&self) -> u64 {
-        self.out_of_order + self.duplicate_conflicts + self.out_of_bounds + self.too_far_in_future
+        self.out_of_order
+            + self.too_old
+            + self.duplicate_conflicts
+            + self.out_of_bounds
+            + self.too_far_in_future
     }
 }
 
@@ -353,6 +374,21 @@ fn replay_row(
     true
 }
 
+/// Replays a logged float sample older than its series' newest: the append merged it inside
+/// the out-of-order window, so it is merged again, whatever the window is now, unless it is
+/// stored already.
+fn replay_late(series: Option<&Arc<MemSeries>>, head: &Head, t: i64, v: f64) -> bool {
+    let Some(series) = series else {
+        return false;
+    };
+    let mut data = series.data.lock();
+    if data.histograms.is_some() || data.last().is_none() || data.float_at(t).is_some() {
+        return false;
+    }
+    head.insert_out_of_order(&mut data, &[(t, v)]);
+    true
+}
+
 /// Hash of a label key (see [`labels::write_key`]) used to find its series in the head.
 pub fn labels_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
@@ -398,15 +434,16 @@ impl TenantDb {
                 }
                 Record::Samples(rows) => {
                     for (id, t, v) in rows {
-                        let replayed =
-                            replay_row(&head, by_id.get(&id), t, in_block(t), opened_at, |d| {
-                                head.append(d, t, v);
-                            });
+                        let series = by_id.get(&id);
+                        let replayed = replay_row(&head, series, t, in_block(t), opened_at, |d| {
+                            head.append(d, t, v);
+                        }) || (!in_block(t) && replay_late(series, &head, t, v));
                         samples += u64::from(replayed);
                     }
                 }
                 Record::Histograms(rows) => {
-                    for (id, t, h) in rows {
+                    // Only valid histograms were logged; anything else is damage, not data.
+                    for (id, t, h) in rows.into_iter().filter(|(_, _, h)| h.validate().is_ok()) {
                         let replayed =
                             replay_row(&head, by_id.get(&id), t, in_block(t), opened_at, |d| {
                                 head.append_histogram(d, t, &h);
@@ -548,6 +585,7 @@ impl TenantDb {
                 .opts
                 .too_far_in_future_ms
                 .map_or(i64::MAX, |w| now.saturating_add(w)),
+            out_of_order_floor: self.out_of_order_floor(),
         };
 
         let unlogged: Vec<&Arc<MemSeries>> = refs
@@ -560,10 +598,19 @@ impl TenantDb {
 
         // The range of samples to append per series; samples are sorted within a series.
         let mut ranges = Vec::with_capacity(series.len());
+        // Out-of-order samples to merge, by position in `series`: logged before the series'
+        // in-order samples, so a replay sees them behind the same newest sample.
+        let mut late: Vec<(usize, Vec<(i64, f64)>)> = Vec::new();
         enc.begin_samples();
-        for (&i, s) in series.iter().zip(refs.iter()) {
+        for (pos, (&i, s)) in series.iter().zip(refs.iter()).enumerate() {
             let samples = batch.series_samples(i);
-            let range = self.accepted_range(samples, s, &bounds, i, &mut out);
+            let (range, ooo) = self.accepted_range(samples, s, &bounds, i, &mut out);
+            if !ooo.is_empty() {
+                for &(t, v) in &ooo {
+                    enc.sample(s.id, t, v);
+                }
+                late.push((pos, ooo));
+            }
             let mut prev_t = None;
             for sample in &samples[range.clone()] {
                 if prev_t == Some(sample.t) {
@@ -598,6 +645,12 @@ impl TenantDb {
         }
         for s in unlogged {
             s.logged.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        for (pos, samples) in &late {
+            self.head
+                .insert_out_of_order(&mut refs[*pos].data.lock(), samples);
+            out.appended += samples.len() as u64;
+            out.out_of_order_appended += samples.len() as u64;
         }
         self.apply(batch, series, &refs, ranges, now, &mut out);
         self.apply_histograms(&histograms, now, &mut out);
@@ -731,7 +784,8 @@ impl TenantDb {
         bounds: &Bounds,
         i: usize,
         out: &mut AppendOutcome,
-    ) -> Range<usize> {
+    ) -> (Range<usize>, Vec<(i64, f64)>) {
+        let mut late = Vec::new();
         let last = s.data.lock().last();
         let mut start = samples.partition_point(|x| x.t < bounds.min_valid);
         let below_ceiling = match samples.last() {
@@ -759,7 +813,15 @@ impl TenantDb {
                 if sample.t > last_t {
                     break;
                 }
-                let conflict = if sample.t < last_t {
+                let conflict = if sample.t < last_t && sample.t >= bounds.out_of_order_floor {
+                    // Inside the window: merged once checked against what is stored.
+                    late.push((sample.t, sample.v));
+                    start += 1;
+                    continue;
+                } else if sample.t < last_t && bounds.out_of_order_floor != i64::MAX {
+                    out.too_old += 1;
+                    Conflict::TooOld
+                } else if sample.t < last_t {
                     out.out_of_order += 1;
                     Conflict::OutOfOrder
                 } else if sample.v.to_bits() == last_bits {
@@ -774,7 +836,61 @@ impl TenantDb {
                 start += 1;
             }
         }
-        start..end
+        if !late.is_empty() {
+            late = self.check_out_of_order(late, s, i, out);
+        }
+        (start..end, late)
+    }
+
+    /// The out-of-order samples of series `i` that may be merged into `s`: a repeat of a stored
+    /// sample is a duplicate, another value at a stored time a conflict, and a series that
+    /// holds native histograms takes none (its chunks could not stay disjoint).
+    #[cold]
+    fn check_out_of_order(
+        &self,
+        late: Vec<(i64, f64)>,
+        s: &MemSeries,
+        i: usize,
+        out: &mut AppendOutcome,
+    ) -> Vec<(i64, f64)> {
+        let data = s.data.lock();
+        let mut kept: Vec<(i64, f64)> = Vec::with_capacity(late.len());
+        for (t, v) in late {
+            if kept.last().is_some_and(|&(prev, _)| prev == t) {
+                out.duplicates += 1;
+                continue;
+            }
+            let conflict = if data.histograms.is_some() {
+                out.out_of_order += 1;
+                Conflict::OutOfOrder
+            } else {
+                match data.float_at(t) {
+                    None => {
+                        kept.push((t, v));
+                        continue;
+                    }
+                    Some(bits) if bits == v.to_bits() => {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    Some(_) => {
+                        out.duplicate_conflicts += 1;
+                        Conflict::DuplicateTimestamp
+                    }
+                }
+            };
+            out.first_conflict.get_or_insert((i, conflict));
+        }
+        kept
+    }
+
+    /// The oldest time an out-of-order sample may have now: the window behind the head's
+    /// newest sample (`i64::MAX` without a window, or before the first sample).
+    fn out_of_order_floor(&self) -> i64 {
+        match (self.opts.out_of_order_window_ms, self.head.time_range()) {
+            (w, Some((_, max))) if w > 0 => max.saturating_sub(w),
+            _ => i64::MAX,
+        }
     }
 
     /// Adds the logged samples to the head; within a request, repeats of a timestamp count as
@@ -821,13 +937,18 @@ impl TenantDb {
         out: &mut AppendOutcome,
     ) -> Vec<(&'a Arc<MemSeries>, &'a HistogramSample)> {
         let mut accepted = Vec::new();
+        // The newest accepted so far per series: a request may name one series twice.
+        let mut newest: HashMap<u64, (i64, u64)> = HashMap::new();
         for ((&i, s), range) in series.iter().zip(refs).zip(ranges) {
             let histograms = batch.series_histograms(i);
             if histograms.is_empty() {
                 continue;
             }
             let newest_sample = batch.series_samples(i)[range.clone()].last().map(|x| x.t);
-            let mut last = s.data.lock().last();
+            let mut last = match newest.get(&s.id) {
+                Some(&n) => Some(n),
+                None => s.data.lock().last(),
+            };
             if let Some(t) = newest_sample
                 && last.is_none_or(|(l, _)| t > l)
             {
@@ -859,6 +980,7 @@ impl TenantDb {
                         }
                         _ => {
                             last = Some((h.t, histogram_record::fingerprint(&h.h)));
+                            newest.insert(s.id, (h.t, histogram_record::fingerprint(&h.h)));
                             accepted.push((s, h));
                             None
                         }
@@ -1250,6 +1372,99 @@ mod tests {
             })
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_float_stale_marker_ends_a_histogram_series_as_a_histogram() {
+        use tsdb_format::histogram::{Histogram, STALE_NAN_BITS};
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
+        let h = [("__name__", "h")];
+        let one = HistogramSample {
+            t: 1000,
+            h: HistogramValue::Int(Histogram {
+                count: 1,
+                zero_count: 1,
+                ..Histogram::default()
+            }),
+        };
+        append(&db, &SeriesVec::new().with_histograms(&h, vec![one]));
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        assert_eq!(append(&db, &batch(&[(&h, &[(2000, stale)])])).appended, 1);
+        // Resent as a float or as a histogram stale marker, it is the same sample.
+        assert_eq!(append(&db, &batch(&[(&h, &[(2000, stale)])])).duplicates, 1);
+        let hist_stale = HistogramSample {
+            t: 2000,
+            h: HistogramValue::Int(Histogram::stale()),
+        };
+        let out = append(&db, &SeriesVec::new().with_histograms(&h, vec![hist_stale]));
+        assert_eq!((out.duplicates, out.conflicts()), (1, 0));
+        let series = db
+            .head
+            .select(&[Matcher::Equal("__name__".into(), "h".into())]);
+        let data = series[0].data.lock();
+        let chunks = data.chunks();
+        assert_eq!(chunks.len(), 1, "no float chunk: {chunks:?}");
+        let got: Vec<_> = tsdb_format::chunkenc::iter_histogram(chunks[0].3).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[1].1.is_stale());
+    }
+
+    #[test]
+    fn late_samples_inside_the_window_are_merged_once_and_survive_replay() {
+        const MIN: i64 = 60_000;
+        let opts = || TsdbOptions {
+            out_of_order_window_ms: 15 * MIN,
+            ..TsdbOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        let s = [("__name__", "late")];
+        let every_15s = |from: i64, to: i64| -> Vec<(i64, f64)> {
+            (from * 4..to * 4).map(|k| (k * 15_000, k as f64)).collect()
+        };
+        // Minutes 0-40 with a hole at 25-35 (a network split), then the hole arrives late,
+        // together with a resend of the last ten minutes.
+        let mut first = every_15s(0, 25);
+        first.extend(every_15s(35, 40));
+        assert_eq!(
+            append(&db, &batch(&[(&s, &first)])).appended,
+            first.len() as u64
+        );
+        let replay = every_15s(25, 40);
+        let out = append(&db, &batch(&[(&s, &replay)]));
+        assert_eq!((out.appended, out.out_of_order_appended), (40, 40));
+        assert_eq!((out.duplicates, out.conflicts()), (20, 0));
+        // Again: all duplicates. Another value at a stored time conflicts; older than the
+        // window is too old.
+        let out = append(&db, &batch(&[(&s, &replay)]));
+        assert_eq!((out.appended, out.duplicates), (0, 60));
+        let out = append(&db, &batch(&[(&s, &[(30 * MIN, -1.0)])]));
+        assert_eq!(out.first_conflict, Some((0, Conflict::DuplicateTimestamp)));
+        let out = append(&db, &batch(&[(&s, &[(24 * MIN + 1, 1.0)])]));
+        assert_eq!((out.too_old, out.appended), (1, 0));
+        assert_eq!(out.first_conflict, Some((0, Conflict::TooOld)));
+
+        let want = every_15s(0, 40);
+        let stored = |db: &TenantDb| {
+            let series = db
+                .head
+                .select(&[Matcher::Equal("__name__".into(), "late".into())]);
+            let data = series[0].data.lock();
+            // Chunks stay disjoint and sorted.
+            let chunks = data.chunks();
+            assert!(chunks.windows(2).all(|w| w[0].1 < w[1].0), "{chunks:?}");
+            data.samples(i64::MIN, i64::MAX)
+        };
+        assert_eq!(stored(&db), want);
+        drop(db);
+        // The WAL gives back every late sample once, whatever the window is after the restart.
+        let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
+        assert_eq!(stored(&db), want);
+        let meta = db.cut_block(0, 7_200_000).unwrap().unwrap();
+        let block = tsdb_format::Block::open(&dir.path().join(meta.ulid.to_string())).unwrap();
+        let series: Vec<_> = block.series().unwrap().map(Result::unwrap).collect();
+        assert_eq!(series[0].samples, want);
     }
 
     #[test]

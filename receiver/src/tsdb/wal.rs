@@ -727,27 +727,28 @@ impl RecordEncoder {
         self.buf.extend_from_slice(labels);
     }
 
-    /// Appends histogram records holding `(ref, t, histogram)` rows, one record per record type
-    /// present (integer, float, and their custom-bucket kinds).
+    /// Appends histogram records holding `(ref, t, histogram)` rows in the order given: a new
+    /// record starts whenever the record type (integer, float, or their custom-bucket kinds)
+    /// changes, so a replay applies them in the order they were appended.
     pub fn histograms<'h>(
         &mut self,
-        rows: impl IntoIterator<Item = (u64, i64, &'h HistogramValue)> + Clone,
+        rows: impl IntoIterator<Item = (u64, i64, &'h HistogramValue)>,
     ) {
-        for kind in [
-            RECORD_HISTOGRAMS,
-            RECORD_FLOAT_HISTOGRAMS,
-            RECORD_CUSTOM_HISTOGRAMS,
-            RECORD_CUSTOM_FLOAT_HISTOGRAMS,
-        ] {
-            self.begin(kind);
-            self.first = None;
-            for (id, t, h) in rows.clone() {
-                if histogram_record::record_type(h) != kind {
-                    continue;
+        let mut kind = None;
+        for (id, t, h) in rows {
+            let k = histogram_record::record_type(h);
+            if kind != Some(k) {
+                if kind.is_some() {
+                    self.end_samples();
                 }
-                self.row_head(id, t);
-                histogram_record::encode(&mut self.buf, h);
+                self.begin(k);
+                self.first = None;
+                kind = Some(k);
             }
+            self.row_head(id, t);
+            histogram_record::encode(&mut self.buf, h);
+        }
+        if kind.is_some() {
             self.end_samples();
         }
     }
@@ -837,9 +838,10 @@ mod tests {
             seen[1..],
             [
                 format!("histogram 7 1000 {int:?}"),
-                format!("histogram 7 3000 {int:?}"),
                 format!("histogram 7 2000 {float:?}"),
-            ]
+                format!("histogram 7 3000 {int:?}"),
+            ],
+            "rows come back in the order they were appended, across record types"
         );
         let stats = checkpoint(dir.path(), 0, 2000, |_| true).unwrap();
         assert_eq!((stats.samples_kept, stats.samples_dropped), (2, 1));
@@ -847,8 +849,8 @@ mod tests {
         assert_eq!(
             seen[1..],
             [
-                format!("histogram 7 3000 {int:?}"),
                 format!("histogram 7 2000 {float:?}"),
+                format!("histogram 7 3000 {int:?}"),
             ]
         );
     }

@@ -82,7 +82,7 @@ pub struct WriteBatch {
     pub samples: Vec<Sample>,
     /// Native histograms of all series, in request order.
     pub histograms: Vec<HistogramSample>,
-    /// Buckets of all [`WriteBatch::histograms`], for the memory budget.
+    /// Buckets, spans and bounds of all [`WriteBatch::histograms`], for the memory budget.
     pub(super) histogram_buckets: usize,
     /// Exemplars of all series, in request order.
     pub exemplars: Vec<ExemplarRef>,
@@ -307,7 +307,7 @@ impl WriteBatch {
     /// of buckets).
     #[cold]
     pub(super) fn push_histogram(&mut self, h: HistogramSample) -> Result<(), DecodeError> {
-        self.histogram_buckets += h.h.buckets();
+        self.histogram_buckets += h.h.items();
         self.histograms.push(h);
         if self.histograms.len() & 0xff == 0 || self.histogram_buckets > MAX_DECODED_MEMORY / 64 {
             self.check_budget()?;

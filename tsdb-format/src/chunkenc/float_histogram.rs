@@ -22,10 +22,20 @@ struct XorValue {
 }
 
 impl XorValue {
+    /// A writer's stream: no window yet.
     fn new(v: f64) -> Self {
         Self {
             bits: v.to_bits(),
             leading: NO_WINDOW,
+            trailing: 0,
+        }
+    }
+
+    /// A reader's stream: window 0/0 until the data sets one, as Go's iterator starts.
+    fn reading(v: f64) -> Self {
+        Self {
+            bits: v.to_bits(),
+            leading: 0,
             trailing: 0,
         }
     }
@@ -146,6 +156,11 @@ impl FloatHistogramAppender {
         if h.schema != self.layout.schema
             || h.zero_threshold.to_bits() != self.layout.zero_threshold.to_bits()
             || h.custom_values != self.layout.custom_values
+        {
+            return Placement::NewChunk(fresh);
+        }
+        if layout_ops::too_wide(self.layout.positive_len(), &h.positive_spans)
+            || layout_ops::too_wide(self.layout.negative_len(), &h.negative_spans)
         {
             return Placement::NewChunk(fresh);
         }
@@ -359,15 +374,15 @@ impl FloatHistogramIter<'_> {
                     .map(f64::from_bits)
                     .ok_or_else(truncated)
             };
-            self.count = XorValue::new(raw()?);
-            self.zero_count = XorValue::new(raw()?);
-            self.sum = XorValue::new(raw()?);
+            self.count = XorValue::reading(raw()?);
+            self.zero_count = XorValue::reading(raw()?);
+            self.sum = XorValue::reading(raw()?);
             let (p, n) = (self.layout.positive_len(), self.layout.negative_len());
             self.positive = (0..p)
-                .map(|_| raw().map(XorValue::new))
+                .map(|_| raw().map(XorValue::reading))
                 .collect::<Result<_, _>>()?;
             self.negative = (0..n)
-                .map(|_| raw().map(XorValue::new))
+                .map(|_| raw().map(XorValue::reading))
                 .collect::<Result<_, _>>()?;
             return Ok(());
         }

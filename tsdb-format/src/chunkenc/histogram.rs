@@ -124,6 +124,11 @@ impl HistogramAppender {
         {
             return Placement::NewChunk(fresh);
         }
+        if layout_ops::too_wide(self.layout.positive_len(), &h.positive_spans)
+            || layout_ops::too_wide(self.layout.negative_len(), &h.negative_spans)
+        {
+            return Placement::NewChunk(fresh);
+        }
         if gauge {
             return Placement::Append;
         }
@@ -613,6 +618,24 @@ mod tests {
         let got = decode(g.bytes());
         assert_eq!(got[1].1.positive_counts(), vec![0, 0, 1]);
         assert!(got.iter().all(|(_, s)| s.hint == CounterResetHint::Gauge));
+    }
+
+    #[test]
+    fn a_layout_never_grows_past_what_a_reader_accepts() {
+        let wide = |first: i32| {
+            let mut g = h(16_384, 0, 1.0, &[(first, 16_384)], &vec![1; 16_384]);
+            g.hint = CounterResetHint::Gauge;
+            g
+        };
+        let mut app = HistogramAppender::new(CounterResetHeader::Gauge);
+        app.append(1, &wide(0));
+        assert_eq!(app.placement(&wide(16_384)), Placement::Append);
+        app.append(2, &wide(16_384));
+        assert_eq!(
+            app.placement(&wide(40_000)),
+            Placement::NewChunk(CounterResetHeader::Gauge)
+        );
+        assert_eq!(decode(app.bytes()).len(), 2);
     }
 
     #[test]

@@ -3,6 +3,15 @@
 
 use crate::histogram::{Span, bucket_indices, spans_from_indices};
 
+/// Most buckets a chunk's layout may hold on one side: half of what a reader accepts, so every
+/// chunk written can be read back however its layout grew.
+const MAX_CHUNK_BUCKETS: usize = 1 << 15;
+
+/// Whether widening a chunk layout of `len` buckets by `spans` could pass [`MAX_CHUNK_BUCKETS`].
+pub(crate) fn too_wide(len: usize, spans: &[Span]) -> bool {
+    len + spans.iter().map(|s| s.length as usize).sum::<usize>() > MAX_CHUNK_BUCKETS
+}
+
 /// The layout holding every bucket of `a` and of `b`; `a` itself when it already does.
 pub(crate) fn union(a: &[Span], b: &[Span]) -> Vec<Span> {
     if a == b {
