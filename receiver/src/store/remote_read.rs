@@ -345,6 +345,74 @@ mod tests {
     }
 
     #[test]
+    fn native_histograms_come_back_as_histograms_or_histogram_chunks() {
+        use crate::tsdb::{HistogramSample, HistogramValue};
+        use tsdb_format::histogram::Histogram;
+        let dir = tempfile::tempdir().unwrap();
+        let tsdb = MultiTsdb::new(dir.path(), TsdbOptions::default());
+        let db = tsdb.tenant("a").unwrap();
+        let h = |t: i64| HistogramSample {
+            t,
+            h: HistogramValue::Int(Histogram {
+                count: 2,
+                zero_count: 2,
+                sum: t as f64,
+                ..Histogram::default()
+            }),
+        };
+        let src =
+            SeriesVec::new().with_histograms(&[("__name__", "h")], vec![h(10), h(20), h(200)]);
+        let resolved = db.resolve(&src, &[0], 0).unwrap();
+        db.append(&src, &[0], &resolved.refs).unwrap();
+        let r = read(
+            &tsdb,
+            "a",
+            vec![matcher(MatchType::Eq, "__name__", "h")],
+            ReadLimits::default(),
+        )
+        .unwrap();
+        let ts = &r.results[0].timeseries[0];
+        assert!(ts.samples.is_empty());
+        let got: Vec<(i64, f64)> = ts.histograms.iter().map(|x| (x.timestamp, x.sum)).collect();
+        assert_eq!(got, [(10, 10.0), (20, 20.0)], "inside [0, 100] only");
+        assert_eq!(
+            ts.histograms[1],
+            v1::Histogram::from_int(
+                20,
+                &match &h(20).h {
+                    HistogramValue::Int(x) => Histogram {
+                        hint: tsdb_format::histogram::CounterResetHint::NotCounterReset,
+                        ..x.clone()
+                    },
+                    HistogramValue::Float(_) => unreachable!(),
+                }
+            )
+        );
+
+        let request = ReadRequest {
+            queries: vec![Query {
+                start_timestamp_ms: 0,
+                end_timestamp_ms: 100,
+                matchers: vec![matcher(MatchType::Eq, "__name__", "h")],
+            }],
+            accepted_response_types: vec![ResponseType::StreamedXorChunks as i32],
+        };
+        let Answer::Chunks(body) =
+            remote_read(&tsdb, "a", &request, ReadLimits::default()).unwrap()
+        else {
+            panic!("chunks were asked for");
+        };
+        let frames = crate::wire::remote_read::read_frames(&body).unwrap();
+        let chunk = &frames[0].chunked_series[0].chunks[0];
+        // prometheus.Chunk.Encoding.HISTOGRAM.
+        assert_eq!(chunk.r#type, 2);
+        assert_eq!(
+            tsdb_format::chunkenc::iter_histogram(&chunk.data).count(),
+            3
+        );
+    }
+
+    #[test]
     fn streams_chunks_when_the_client_accepts_them_first() {
         let dir = tempfile::tempdir().unwrap();
         let tsdb = MultiTsdb::new(dir.path(), TsdbOptions::default());

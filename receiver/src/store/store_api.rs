@@ -466,6 +466,53 @@ mod tests {
     }
 
     #[test]
+    fn native_histograms_are_served_as_histogram_chunks() {
+        use crate::tsdb::{HistogramSample, HistogramValue};
+        use tsdb_format::histogram::{FloatHistogram, Histogram};
+        let (_dir, tsdb) = store();
+        let db = tsdb.tenant("a").unwrap();
+        let int = |t: i64| HistogramSample {
+            t,
+            h: HistogramValue::Int(Histogram {
+                count: t as u64,
+                zero_count: t as u64,
+                ..Histogram::default()
+            }),
+        };
+        let float = |t: i64| HistogramSample {
+            t,
+            h: HistogramValue::Float(FloatHistogram {
+                count: 0.5,
+                zero_count: 0.5,
+                ..FloatHistogram::default()
+            }),
+        };
+        let src = SeriesVec::new()
+            .with_histograms(&[("__name__", "h"), ("kind", "int")], vec![int(1), int(2)])
+            .with_histograms(&[("__name__", "h"), ("kind", "float")], vec![float(3)]);
+        let resolved = db.resolve(&src, &[0, 1], 0).unwrap();
+        db.append(&src, &[0, 1], &resolved.refs).unwrap();
+        let frames = series(
+            &tsdb,
+            &request(vec![m(MatchType::Eq, "__name__", "h")]),
+            ReadLimits::default(),
+        )
+        .unwrap();
+        let types: Vec<(String, i32)> = frames
+            .iter()
+            .filter_map(|f| match &f.result {
+                Some(series_response::Result::Series(s)) => Some((
+                    s.labels[1].value.clone(),
+                    s.chunks[0].raw.as_ref().unwrap().r#type,
+                )),
+                _ => None,
+            })
+            .collect();
+        // thanos.Chunk.Encoding: HISTOGRAM 1, FLOAT_HISTOGRAM 2.
+        assert_eq!(types, [("float".to_string(), 2), ("int".to_string(), 1)]);
+    }
+
+    #[test]
     fn tenant_matcher_selects_one_tenant_and_replica_labels_can_be_dropped() {
         let (_dir, tsdb) = store();
         let mut r = request(vec![

@@ -439,6 +439,38 @@ mod tests {
     }
 
     #[test]
+    fn v2_histograms_decode_into_their_series() {
+        use tsdb_format::histogram::{Histogram, Span};
+        let h = Histogram {
+            schema: 2,
+            count: 3,
+            sum: 4.5,
+            positive_spans: vec![Span {
+                offset: 1,
+                length: 2,
+            }],
+            positive_buckets: vec![1, 1],
+            ..Histogram::default()
+        };
+        let req = v2::Request {
+            symbols: vec!["".into(), "__name__".into(), "h".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                histograms: vec![v1::Histogram::from_int(77, &h)],
+                ..Default::default()
+            }],
+        };
+        let b = batch_of(req.encode_to_vec(), Protocol::V2).unwrap();
+        assert_eq!(
+            b.series_histograms(0),
+            [crate::tsdb::HistogramSample {
+                t: 77,
+                h: crate::tsdb::HistogramValue::Int(h)
+            }]
+        );
+    }
+
+    #[test]
     fn v1_counts_histograms_exemplars_and_metadata() {
         let mut ts = v1::series(&[("__name__", "h")], &[]);
         ts.histograms.push(v1::Histogram {
