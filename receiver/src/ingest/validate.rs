@@ -178,11 +178,12 @@ pub fn validate_series(
         }
         prev = Some(name);
     }
-    if rules.one_kind_per_series && !entry.histograms.is_empty() && !entry.samples.is_empty() {
-        return Err(Rejection::SamplesAndHistograms);
-    }
-    if !entry.histograms.is_empty() {
-        validate_histograms(batch.series_histograms(i))?;
+    let histograms = batch.series_histograms(i);
+    if !histograms.is_empty() {
+        if rules.one_kind_per_series && !entry.samples.is_empty() {
+            return Err(Rejection::SamplesAndHistograms);
+        }
+        validate_histograms(histograms)?;
     }
     let samples = batch.series_samples(i);
     for w in samples.windows(2) {

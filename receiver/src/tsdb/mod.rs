@@ -979,8 +979,9 @@ impl TenantDb {
                             }
                         }
                         _ => {
-                            last = Some((h.t, histogram_record::fingerprint(&h.h)));
-                            newest.insert(s.id, (h.t, histogram_record::fingerprint(&h.h)));
+                            let newest_here = (h.t, histogram_record::fingerprint(&h.h));
+                            last = Some(newest_here);
+                            newest.insert(s.id, newest_here);
                             accepted.push((s, h));
                             None
                         }

@@ -47,8 +47,6 @@ pub struct SeriesEntry {
     pub labels: Range<u32>,
     /// Range into [`WriteBatch::samples`].
     pub samples: Range<u32>,
-    /// Range into [`WriteBatch::histograms`].
-    pub histograms: Range<u32>,
     /// Range into [`WriteBatch::exemplars`].
     pub exemplars: Range<u32>,
 }
@@ -82,6 +80,9 @@ pub struct WriteBatch {
     pub samples: Vec<Sample>,
     /// Native histograms of all series, in request order.
     pub histograms: Vec<HistogramSample>,
+    /// The series (index into [`WriteBatch::series`]) of each histogram: ascending, so a
+    /// series' histograms are found by binary search and the series loops never touch them.
+    pub(super) histogram_series: Vec<u32>,
     /// Buckets, spans and bounds of all [`WriteBatch::histograms`], for the memory budget.
     pub(super) histogram_buckets: usize,
     /// Exemplars of all series, in request order.
@@ -174,7 +175,7 @@ impl WriteBatch {
             .iter()
             .map(|(len, _, size)| len * size)
             .sum::<usize>()
-            + self.histograms.len() * std::mem::size_of::<HistogramSample>()
+            + self.histograms.len() * (std::mem::size_of::<HistogramSample>() + 4)
             + self.histogram_buckets * 8
     }
 
@@ -201,6 +202,7 @@ impl WriteBatch {
         self.series.clear();
         self.samples.clear();
         self.histograms.clear();
+        self.histogram_series.clear();
         self.histogram_buckets = 0;
         self.metadata = 0;
         self.symbols.clear();
@@ -252,8 +254,13 @@ impl WriteBatch {
 
     /// Native histograms of series `i`.
     pub fn series_histograms(&self, i: usize) -> &[HistogramSample] {
-        let r = &self.series[i].histograms;
-        &self.histograms[r.start as usize..r.end as usize]
+        if self.histograms.is_empty() {
+            return &[];
+        }
+        let i = i as u32;
+        let start = self.histogram_series.partition_point(|&s| s < i);
+        let end = self.histogram_series.partition_point(|&s| s <= i);
+        &self.histograms[start..end]
     }
 
     /// Exemplars of series `i`.
@@ -303,12 +310,17 @@ impl WriteBatch {
         Ok(())
     }
 
-    /// Appends a native histogram, checking the memory budget (a histogram can hold thousands
-    /// of buckets).
+    /// Decodes the `prometheus.Histogram` in `buf[start..end]` and appends it, checking the
+    /// memory budget (a histogram can hold thousands of buckets).
+    // Rare next to samples: kept out of line so the series loops stay small.
     #[cold]
-    pub(super) fn push_histogram(&mut self, h: HistogramSample) -> Result<(), DecodeError> {
+    #[inline(never)]
+    pub(super) fn push_histogram(&mut self, start: usize, end: usize) -> Result<(), DecodeError> {
+        let h = super::histogram::decode_histogram(&self.buf, start, end)?;
         self.histogram_buckets += h.h.items();
         self.histograms.push(h);
+        // The series being decoded is pushed once its fields are read.
+        self.histogram_series.push(self.series.len() as u32);
         if self.histograms.len() & 0xff == 0 || self.histogram_buckets > MAX_DECODED_MEMORY / 64 {
             self.check_budget()?;
         }

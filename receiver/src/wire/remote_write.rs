@@ -1,7 +1,6 @@
 //! Prometheus remote write bodies: 1.0 (`prometheus.WriteRequest`) and 2.0
 //! (`io.prometheus.write.v2.Request`), decoded into a [`WriteBatch`] without copying labels.
 
-use super::histogram::decode_histogram;
 use super::protobuf::{Reader, WIRE_I64, WIRE_LEN, WIRE_VARINT};
 use super::{
     DecodeError, ExemplarRef, LabelRef, MAX_DECODED_MEMORY, MAX_LABELS_PER_EXEMPLAR,
@@ -92,7 +91,6 @@ impl WriteBatch {
         let labels_cap = labels_start as usize + MAX_LABELS_PER_SERIES;
         let samples_start = self.samples.len() as u32;
         let exemplars_start = self.exemplars.len() as u32;
-        let histograms_start = self.histograms.len() as u32;
         let mut entry = SeriesEntry::default();
         let mut r = Reader::new(start, end);
         while !r.done() {
@@ -117,14 +115,13 @@ impl WriteBatch {
                 }
                 (4, WIRE_LEN) => {
                     let (s, e) = r.len_delimited(&self.buf)?;
-                    self.push_histogram(decode_histogram(&self.buf, s, e)?)?;
+                    self.push_histogram(s, e)?;
                 }
                 _ => r.skip(&self.buf, field, wire)?,
             }
         }
         entry.labels = labels_start..self.labels.len() as u32;
         entry.samples = samples_start..self.samples.len() as u32;
-        entry.histograms = histograms_start..self.histograms.len() as u32;
         entry.exemplars = exemplars_start..self.exemplars.len() as u32;
         self.series.push(entry);
         self.check_budget_every_256_series()
@@ -273,7 +270,6 @@ impl WriteBatch {
         let refs_start = self.label_refs.len() as u32;
         let samples_start = self.samples.len() as u32;
         let exemplars_start = self.exemplars.len() as u32;
-        let histograms_start = self.histograms.len() as u32;
         let mut entry = SeriesEntry::default();
         let mut r = Reader::new(start, end);
         while !r.done() {
@@ -298,7 +294,7 @@ impl WriteBatch {
                 }
                 (3, WIRE_LEN) => {
                     let (s, e) = r.len_delimited(&self.buf)?;
-                    self.push_histogram(decode_histogram(&self.buf, s, e)?)?;
+                    self.push_histogram(s, e)?;
                 }
                 (4, WIRE_LEN) => {
                     let (s, e) = r.len_delimited(&self.buf)?;
@@ -308,7 +304,6 @@ impl WriteBatch {
             }
         }
         entry.samples = samples_start..self.samples.len() as u32;
-        entry.histograms = histograms_start..self.histograms.len() as u32;
         entry.exemplars = exemplars_start..self.exemplars.len() as u32;
         self.series_refs
             .push(refs_start..self.label_refs.len() as u32);
@@ -493,7 +488,7 @@ mod tests {
         }
         .encode_to_vec();
         let b = batch_of(body, Protocol::V1).unwrap();
-        assert_eq!((b.series[0].histograms.len(), b.metadata), (1, 1));
+        assert_eq!((b.series_histograms(0).len(), b.metadata), (1, 1));
         let ex = b.series_exemplars(0);
         assert_eq!(ex.len(), 1);
         assert_eq!((ex[0].value, ex[0].t), (1.5, 7));
