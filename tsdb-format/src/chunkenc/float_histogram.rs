@@ -11,7 +11,7 @@ use super::histogram_meta::{CounterResetHeader, Layout};
 
 use super::layout_ops;
 use super::varbit;
-use crate::histogram::{CounterResetHint, FloatHistogram, STALE_NAN_BITS, Span};
+use crate::histogram::{FloatHistogram, STALE_NAN_BITS, Span};
 
 /// One XOR-coded value stream: the last value and its window.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +67,11 @@ impl XorValue {
         )?;
         Ok(f64::from_bits(self.bits))
     }
+}
+
+/// The current values of XOR streams.
+fn values(v: &[XorValue]) -> impl Iterator<Item = f64> + '_ {
+    v.iter().map(|x| f64::from_bits(x.bits))
 }
 
 /// Incremental float-histogram-chunk encoder; its buffer is a complete chunk after every append.
@@ -135,58 +140,32 @@ impl FloatHistogramAppender {
 
     /// Whether `h` continues this chunk or needs a new one, and with which header.
     pub fn placement(&self, h: &FloatHistogram) -> Placement {
-        let gauge = h.hint == CounterResetHint::Gauge;
-        let fresh = if gauge {
-            CounterResetHeader::Gauge
-        } else {
-            CounterResetHeader::Unknown
+        let shape = layout_ops::Shape {
+            hint: h.hint,
+            stale: h.is_stale(),
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            custom_values: &h.custom_values,
+            positive_spans: &h.positive_spans,
+            negative_spans: &h.negative_spans,
         };
-        if self.num == 0 {
-            return Placement::Append;
-        }
-        if gauge != (self.header() == CounterResetHeader::Gauge) {
-            return Placement::NewChunk(fresh);
-        }
-        if h.is_stale() {
-            return Placement::Append;
-        }
-        if self.sum.bits == STALE_NAN_BITS {
-            return Placement::NewChunk(fresh);
-        }
-        if h.schema != self.layout.schema
-            || h.zero_threshold.to_bits() != self.layout.zero_threshold.to_bits()
-            || h.custom_values != self.layout.custom_values
-        {
-            return Placement::NewChunk(fresh);
-        }
-        if layout_ops::too_wide(self.layout.positive_len(), &h.positive_spans)
-            || layout_ops::too_wide(self.layout.negative_len(), &h.negative_spans)
-        {
-            return Placement::NewChunk(fresh);
-        }
-        if gauge {
-            return Placement::Append;
-        }
-        let values = |v: &[XorValue]| v.iter().map(|x| f64::from_bits(x.bits)).collect::<Vec<_>>();
-        if h.hint == CounterResetHint::CounterReset
-            || h.count < f64::from_bits(self.count.bits)
-            || h.zero_count < f64::from_bits(self.zero_count.bits)
-            || layout_ops::decreased(
-                &self.layout.positive_spans,
-                &values(&self.positive),
-                &h.positive_spans,
-                &h.positive_buckets,
-            )
-            || layout_ops::decreased(
-                &self.layout.negative_spans,
-                &values(&self.negative),
-                &h.negative_spans,
-                &h.negative_buckets,
-            )
-        {
-            return Placement::NewChunk(CounterResetHeader::CounterReset);
-        }
-        Placement::Append
+        let chunk = (self.num, self.header(), self.sum.bits == STALE_NAN_BITS);
+        layout_ops::placement(chunk, &self.layout, shape, || {
+            h.count < f64::from_bits(self.count.bits)
+                || h.zero_count < f64::from_bits(self.zero_count.bits)
+                || layout_ops::decreased(
+                    &self.layout.positive_spans,
+                    values(&self.positive),
+                    &h.positive_spans,
+                    h.positive_buckets.iter().copied(),
+                )
+                || layout_ops::decreased(
+                    &self.layout.negative_spans,
+                    values(&self.negative),
+                    &h.negative_spans,
+                    h.negative_buckets.iter().copied(),
+                )
+        })
     }
 
     /// Appends `h` at `t` (after the last timestamp; [`Self::placement`] said `Append`). A bucket
@@ -406,7 +385,6 @@ impl FloatHistogramIter<'_> {
         if self.sum.bits == STALE_NAN_BITS {
             return FloatHistogram::stale();
         }
-        let values = |v: &[XorValue]| v.iter().map(|x| f64::from_bits(x.bits)).collect();
         FloatHistogram {
             hint: self.header.hint_for(self.read),
             schema: self.layout.schema,
@@ -416,8 +394,8 @@ impl FloatHistogramIter<'_> {
             sum: f64::from_bits(self.sum.bits),
             positive_spans: self.layout.positive_spans.clone(),
             negative_spans: self.layout.negative_spans.clone(),
-            positive_buckets: values(&self.positive),
-            negative_buckets: values(&self.negative),
+            positive_buckets: values(&self.positive).collect(),
+            negative_buckets: values(&self.negative).collect(),
             custom_values: self.layout.custom_values.clone(),
         }
     }
@@ -447,6 +425,7 @@ impl Iterator for FloatHistogramIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::histogram::CounterResetHint;
 
     fn fh(count: f64, sum: f64, spans: &[(i32, u32)], counts: &[f64]) -> FloatHistogram {
         FloatHistogram {

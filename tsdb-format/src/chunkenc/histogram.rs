@@ -11,7 +11,7 @@ use super::bstream::{BitReader, BitWriter, NO_WINDOW, xor_read, xor_write};
 use super::histogram_meta::{CounterResetHeader, Layout};
 use super::layout_ops;
 use super::varbit;
-use crate::histogram::{CounterResetHint, Histogram, STALE_NAN_BITS};
+use crate::histogram::{Histogram, STALE_NAN_BITS};
 
 /// Where the next histogram of a series goes, as Prometheus' `Appendable` decides it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,57 +100,32 @@ impl HistogramAppender {
 
     /// Whether `h` continues this chunk or needs a new one, and with which header.
     pub fn placement(&self, h: &Histogram) -> Placement {
-        let gauge = h.hint == CounterResetHint::Gauge;
-        let fresh = if gauge {
-            CounterResetHeader::Gauge
-        } else {
-            CounterResetHeader::Unknown
+        let shape = layout_ops::Shape {
+            hint: h.hint,
+            stale: h.is_stale(),
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            custom_values: &h.custom_values,
+            positive_spans: &h.positive_spans,
+            negative_spans: &h.negative_spans,
         };
-        if self.num == 0 {
-            return Placement::Append;
-        }
-        if gauge != (self.header() == CounterResetHeader::Gauge) {
-            return Placement::NewChunk(fresh);
-        }
-        if h.is_stale() {
-            return Placement::Append;
-        }
-        if self.sum == STALE_NAN_BITS {
-            return Placement::NewChunk(fresh);
-        }
-        if h.schema != self.layout.schema
-            || h.zero_threshold.to_bits() != self.layout.zero_threshold.to_bits()
-            || h.custom_values != self.layout.custom_values
-        {
-            return Placement::NewChunk(fresh);
-        }
-        if layout_ops::too_wide(self.layout.positive_len(), &h.positive_spans)
-            || layout_ops::too_wide(self.layout.negative_len(), &h.negative_spans)
-        {
-            return Placement::NewChunk(fresh);
-        }
-        if gauge {
-            return Placement::Append;
-        }
-        if h.hint == CounterResetHint::CounterReset
-            || h.count < self.count
-            || h.zero_count < self.zero_count
-            || layout_ops::decreased(
-                &self.layout.positive_spans,
-                &absolute(&self.positive),
-                &h.positive_spans,
-                &h.positive_counts(),
-            )
-            || layout_ops::decreased(
-                &self.layout.negative_spans,
-                &absolute(&self.negative),
-                &h.negative_spans,
-                &h.negative_counts(),
-            )
-        {
-            return Placement::NewChunk(CounterResetHeader::CounterReset);
-        }
-        Placement::Append
+        let chunk = (self.num, self.header(), self.sum == STALE_NAN_BITS);
+        layout_ops::placement(chunk, &self.layout, shape, || {
+            h.count < self.count
+                || h.zero_count < self.zero_count
+                || layout_ops::decreased(
+                    &self.layout.positive_spans,
+                    layout_ops::cumulative(&self.positive),
+                    &h.positive_spans,
+                    layout_ops::cumulative(&h.positive_buckets),
+                )
+                || layout_ops::decreased(
+                    &self.layout.negative_spans,
+                    layout_ops::cumulative(&self.negative),
+                    &h.negative_spans,
+                    layout_ops::cumulative(&h.negative_buckets),
+                )
+        })
     }
 
     /// Appends `h` at `t` (after the last timestamp; [`Self::placement`] said `Append`). A bucket
@@ -284,17 +259,6 @@ impl HistogramAppender {
         }
         self.sum = h.sum.to_bits();
     }
-}
-
-fn absolute(deltas: &[i64]) -> Vec<i64> {
-    let mut c = 0i64;
-    deltas
-        .iter()
-        .map(|&d| {
-            c = c.wrapping_add(d);
-            c
-        })
-        .collect()
 }
 
 /// Starts decoding an integer histogram chunk.
@@ -461,6 +425,7 @@ impl Iterator for HistogramIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::histogram::CounterResetHint;
     use crate::histogram::Span;
 
     fn h(count: u64, zero: u64, sum: f64, spans: &[(i32, u32)], counts: &[i64]) -> Histogram {

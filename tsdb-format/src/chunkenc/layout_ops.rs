@@ -1,7 +1,9 @@
 //! Bucket-layout arithmetic for histogram chunks: the union of two layouts, a histogram's
 //! buckets re-laid into a wider layout, and the bucket-wise counter-reset test.
 
-use crate::histogram::{Span, bucket_indices, spans_from_indices};
+use super::histogram::Placement;
+use super::histogram_meta::{CounterResetHeader, Layout};
+use crate::histogram::{CounterResetHint, Span, bucket_indices, spans_from_indices};
 
 /// Most buckets a chunk's layout may hold on one side: half of what a reader accepts, so every
 /// chunk written can be read back however its layout grew.
@@ -68,14 +70,7 @@ fn relay<T: Copy + Default>(from: &[Span], counts: &[T], to: &[Span]) -> Vec<T> 
 
 /// Delta-coded integer buckets of `from` re-laid into `to`, delta-coded again.
 pub(crate) fn expand_deltas(from: &[Span], deltas: &[i64], to: &[Span]) -> Vec<i64> {
-    let mut c = 0i64;
-    let absolute: Vec<i64> = deltas
-        .iter()
-        .map(|&d| {
-            c = c.wrapping_add(d);
-            c
-        })
-        .collect();
+    let absolute: Vec<i64> = cumulative(deltas).collect();
     let mut prev = 0i64;
     relay(from, &absolute, to)
         .into_iter()
@@ -92,18 +87,24 @@ pub(crate) fn expand_floats(from: &[Span], counts: &[f64], to: &[Span]) -> Vec<f
     relay(from, counts, to)
 }
 
+/// Absolute counts of delta-coded integer buckets.
+pub(crate) fn cumulative(deltas: &[i64]) -> impl Iterator<Item = i64> + '_ {
+    deltas.iter().scan(0i64, |c, &d| {
+        *c = c.wrapping_add(d);
+        Some(*c)
+    })
+}
+
 /// Whether any bucket's absolute count went down from `old` to `new` (a bucket missing on
 /// one side counts as empty).
 pub(crate) fn decreased<T: Copy + Default + PartialOrd>(
     old_spans: &[Span],
-    old: &[T],
+    old: impl IntoIterator<Item = T>,
     new_spans: &[Span],
-    new: &[T],
+    new: impl IntoIterator<Item = T>,
 ) -> bool {
-    let mut n = bucket_indices(new_spans)
-        .zip(new.iter().copied())
-        .peekable();
-    for (idx, before) in bucket_indices(old_spans).zip(old.iter().copied()) {
+    let mut n = bucket_indices(new_spans).zip(new).peekable();
+    for (idx, before) in bucket_indices(old_spans).zip(old) {
         while n.peek().is_some_and(|&(i, _)| i < idx) {
             n.next();
         }
@@ -116,6 +117,59 @@ pub(crate) fn decreased<T: Copy + Default + PartialOrd>(
         }
     }
     false
+}
+
+/// What deciding a histogram's chunk needs of the histogram, whatever its count type.
+pub(crate) struct Shape<'a> {
+    pub hint: CounterResetHint,
+    pub stale: bool,
+    pub schema: i32,
+    pub zero_threshold: f64,
+    pub custom_values: &'a [f64],
+    pub positive_spans: &'a [Span],
+    pub negative_spans: &'a [Span],
+}
+
+/// Where a histogram of shape `h` goes after a chunk of `num` samples with `header` and
+/// `layout` whose last sample was a stale marker if `last_stale`, as Prometheus' `Appendable`
+/// decides; `reset` tells, for counters of the same layout, whether a count went down.
+pub(crate) fn placement(
+    (num, header, last_stale): (u16, CounterResetHeader, bool),
+    layout: &Layout,
+    h: Shape<'_>,
+    reset: impl FnOnce() -> bool,
+) -> Placement {
+    let gauge = h.hint == CounterResetHint::Gauge;
+    let fresh = if gauge {
+        CounterResetHeader::Gauge
+    } else {
+        CounterResetHeader::Unknown
+    };
+    if num == 0 {
+        return Placement::Append;
+    }
+    if gauge != (header == CounterResetHeader::Gauge) {
+        return Placement::NewChunk(fresh);
+    }
+    if h.stale {
+        return Placement::Append;
+    }
+    if last_stale
+        || h.schema != layout.schema
+        || h.zero_threshold.to_bits() != layout.zero_threshold.to_bits()
+        || h.custom_values != layout.custom_values
+        || too_wide(layout.positive_len(), h.positive_spans)
+        || too_wide(layout.negative_len(), h.negative_spans)
+    {
+        return Placement::NewChunk(fresh);
+    }
+    if gauge {
+        return Placement::Append;
+    }
+    if h.hint == CounterResetHint::CounterReset || reset() {
+        return Placement::NewChunk(CounterResetHeader::CounterReset);
+    }
+    Placement::Append
 }
 
 #[cfg(test)]
@@ -149,10 +203,10 @@ mod tests {
     #[test]
     fn decrease_is_found_in_any_bucket() {
         let old = s(&[(0, 2)]);
-        assert!(!decreased(&old, &[1, 2], &s(&[(0, 3)]), &[1, 2, 0]));
-        assert!(decreased(&old, &[1, 2], &s(&[(0, 2)]), &[1, 1]));
+        assert!(!decreased(&old, [1, 2], &s(&[(0, 3)]), [1, 2, 0]));
+        assert!(decreased(&old, [1, 2], &s(&[(0, 2)]), [1, 1]));
         // A bucket that disappears went to zero.
-        assert!(decreased(&old, &[1, 2], &s(&[(0, 1)]), &[1]));
-        assert!(!decreased(&old, &[1, 0], &s(&[(0, 1)]), &[1]));
+        assert!(decreased(&old, [1, 2], &s(&[(0, 1)]), [1]));
+        assert!(!decreased(&old, [1, 0], &s(&[(0, 1)]), [1]));
     }
 }
