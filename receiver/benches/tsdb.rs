@@ -167,8 +167,13 @@ fn main() {
     );
 
     let mut took = std::time::Duration::ZERO;
+    // Chunks close every 120 samples: 60 samples before the end each open chunk is half full.
+    let mut mid_chunk = None;
     for s in 1..steps {
         took += append_step(&db, series, t0 + s * STEP_MS, &label_sets);
+        if s == steps - 61 {
+            mid_chunk = Some((rss_bytes(), s + 1));
+        }
     }
     let full = rss_bytes();
     let samples = series as u64 * steps as u64;
@@ -181,6 +186,12 @@ fn main() {
         (full - base) as f64 / series as f64,
         (full - base) >> 20
     );
+    if let Some((rss, samples)) = mid_chunk {
+        println!(
+            "head memory per active series, {samples} samples (open chunks half full): {:.0} B",
+            (rss - base) as f64 / series as f64
+        );
+    }
     query_figures(&db, series, t0 + (steps - 1) * STEP_MS, "whole head");
     let wal_bytes = db.wal_size();
     drop(db);

@@ -21,7 +21,8 @@ use tsdb_format::meta::{BlockMeta, read_meta};
 use tsdb_format::{BlockWriter, Error as FormatError};
 use ulid::Ulid;
 
-use super::head::boundary_after;
+use super::chunks_head::ReadError;
+use super::head::{Head, boundary_after};
 use super::{LocalBlock, MemSeries, TenantDb, TsdbError, histogram_chunks, now_ms, wal};
 
 /// Suffix of a block directory being written.
@@ -30,30 +31,33 @@ pub const TMP_SUFFIX: &str = ".tmp-for-creation";
 /// One chunk of a series inside a block range: `(min_time, max_time, encoding, bytes)`.
 pub(super) type RangeChunk = (i64, i64, u8, Box<[u8]>);
 
-/// The chunks of `data` that fall in `[mint, maxt)`; a chunk crossing an edge is re-encoded to fit.
+/// The chunks of `series` that fall in `[mint, maxt)`; a chunk crossing an edge is re-encoded
+/// to fit.
 pub(super) fn chunks_in_range(
-    data: &super::head::SeriesData,
+    head: &Head,
+    series: &MemSeries,
     mint: i64,
     maxt: i64,
-) -> Vec<RangeChunk> {
+) -> Result<Vec<RangeChunk>, ReadError> {
+    let data = series.data.lock();
     let mut out = Vec::new();
-    for (cmin, cmax, encoding, bytes) in data.chunks() {
+    for (cmin, cmax, encoding, bytes) in head.series_chunks(series, &data)? {
         if cmax < mint || cmin >= maxt {
             continue;
         }
         if cmin >= mint && cmax < maxt {
-            out.push((cmin, cmax, encoding, bytes.into()));
+            out.push((cmin, cmax, encoding, bytes.into_owned().into_boxed_slice()));
             continue;
         }
         if encoding != ENCODING_XOR {
             out.extend(
-                histogram_chunks::subset(encoding, bytes, |t| t >= mint && t < maxt)
+                histogram_chunks::subset(encoding, &bytes, |t| t >= mint && t < maxt)
                     .map(|c| (c.min_time, c.max_time, c.encoding, c.data)),
             );
             continue;
         }
         let mut app = XorAppender::new();
-        for (t, v) in iter_xor(bytes).filter(|&(t, _)| t >= mint && t < maxt) {
+        for (t, v) in iter_xor(&bytes).filter(|&(t, _)| t >= mint && t < maxt) {
             app.append(t, v);
         }
         if app.num_samples() > 0 {
@@ -65,7 +69,7 @@ pub(super) fn chunks_in_range(
             ));
         }
     }
-    out
+    Ok(out)
 }
 
 fn format_err(dir: &Path) -> impl FnOnce(FormatError) -> TsdbError + '_ {
@@ -132,7 +136,7 @@ impl TenantDb {
                 .map_err(format_err(&self.dir))?;
             writer.add_symbols(symbols).map_err(format_err(&self.dir))?;
             for s in &series {
-                let chunks = chunks_in_range(&s.data.lock(), mint, maxt);
+                let chunks = chunks_in_range(&self.head, s, mint, maxt)?;
                 let refs: Vec<(i64, i64, u8, &[u8])> = chunks
                     .iter()
                     .map(|(a, b, e, d)| (*a, *b, *e, &d[..]))

@@ -1,10 +1,14 @@
 //! The in-memory head: active series and their recent samples in XOR chunks.
 //!
 //! Series live in a striped hash table keyed by a precomputed label hash, so lookups from
-//! concurrent requests rarely contend; [`MemPostings`] indexes them by label pair for queries. Each series keeps closed chunks as compact byte slices and
-//! one open [`XorAppender`]; a chunk is closed at 120 samples, at ~1 KiB, or when a sample crosses
-//! a chunk-range boundary, so no chunk straddles a 2-hour block.
+//! concurrent requests rarely contend; [`MemPostings`] indexes them by label pair for queries.
+//! Each series keeps one open [`XorAppender`] in memory; a chunk is closed as soon as it holds
+//! 120 samples or ~1 KiB, or when a sample crosses a chunk-range boundary (so no chunk straddles
+//! a 2-hour block), and closed chunks live in the head chunk files ([`HeadChunks`]), the series
+//! keeping only their time range and position.
 
+use std::borrow::Cow;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
@@ -12,6 +16,7 @@ use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tsdb_format::chunkenc::{ENCODING_XOR, XorAppender, iter_xor};
 
+use super::chunks_head::{ChunkPos, HeadChunks, ReadError};
 use super::histogram_chunks::{self, HistogramChunks};
 use super::histogram_record::fingerprint;
 use super::postings::{self, MemPostings};
@@ -24,18 +29,57 @@ pub const SAMPLES_PER_CHUNK: u16 = 120;
 /// A chunk is closed before it grows past this many bytes (Prometheus' `MaxBytesPerXORChunk` margin).
 pub const MAX_CHUNK_BYTES: usize = 1005;
 
-/// An immutable, closed chunk.
+/// A closed float chunk, its bytes in the head chunk files.
 pub struct ClosedChunk {
     /// First sample's timestamp.
     pub min_time: i64,
     /// Last sample's timestamp.
     pub max_time: i64,
-    /// XOR-encoded samples.
-    pub data: Box<[u8]>,
+    /// Where its record is.
+    pub pos: ChunkPos,
 }
 
 /// A chunk of a series as `(min_time, max_time, encoding, bytes)`.
-pub type ChunkRef<'a> = (i64, i64, u8, &'a [u8]);
+pub type ChunkRef<'a> = (i64, i64, u8, Cow<'a, [u8]>);
+
+/// What appending to a series needs besides its data: where closed chunks go, under which
+/// series reference, and the range no chunk may straddle.
+#[derive(Clone, Copy)]
+pub struct ChunkSink<'a> {
+    disk: &'a HeadChunks,
+    series: u64,
+    range: i64,
+}
+
+impl ChunkSink<'_> {
+    fn close(&self, open: XorAppender) -> ClosedChunk {
+        let (min_time, max_time) = (open.min_time(), open.max_time());
+        let pos = self
+            .disk
+            .write(self.series, min_time, max_time, ENCODING_XOR, open.bytes());
+        ClosedChunk {
+            min_time,
+            max_time,
+            pos,
+        }
+    }
+
+    fn read(&self, c: &ClosedChunk) -> Result<Vec<u8>, ReadError> {
+        read_xor(self.disk, self.series, c)
+    }
+}
+
+fn read_xor(disk: &HeadChunks, series: u64, c: &ClosedChunk) -> Result<Vec<u8>, ReadError> {
+    let (encoding, data) = disk.read(c.pos, series)?;
+    if encoding != ENCODING_XOR {
+        return Err(ReadError::Corrupt {
+            seq: c.pos.seq(),
+            offset: c.pos.offset(),
+            what: "not an XOR chunk",
+        });
+    }
+    Ok(data)
+}
 
 /// Samples of one series.
 #[derive(Default)]
@@ -58,138 +102,169 @@ impl SeriesData {
         self.last
     }
 
-    fn append(&mut self, t: i64, v: f64, chunk_range: i64) {
+    /// Writes the open float chunk to the chunk files.
+    fn close_open(&mut self, sink: ChunkSink<'_>) {
+        if self.open.num_samples() > 0 {
+            let full = std::mem::take(&mut self.open);
+            self.closed.push(sink.close(full));
+        }
+    }
+
+    fn append(&mut self, sink: ChunkSink<'_>, t: i64, v: f64) {
         if let Some(h) = &mut self.histograms {
             // A float stale marker ends a histogram series as a histogram stale marker, as
             // Prometheus' head turns it (agents send histogram staleness as floats).
             if v.to_bits() == STALE_NAN_BITS
                 && let Some(kind) = h.open_stale_marker()
             {
-                self.append_histogram(t, &kind, chunk_range);
+                self.append_histogram(sink, t, &kind);
                 return;
             }
             h.close_open();
         }
         let open = &self.open;
-        if open.num_samples() > 0
-            && (open.num_samples() >= SAMPLES_PER_CHUNK
-                || open.bytes().len() >= MAX_CHUNK_BYTES
-                || t >= boundary_after(open.min_time(), chunk_range))
-        {
-            let full = std::mem::take(&mut self.open);
-            self.closed.push(ClosedChunk {
-                min_time: full.min_time(),
-                max_time: full.max_time(),
-                data: full.into_bytes(),
-            });
+        if open.num_samples() > 0 && t >= boundary_after(open.min_time(), sink.range) {
+            self.close_open(sink);
+        }
+        if self.open.num_samples() == 0 {
+            // The next chunk of a series is usually about as long as its last: one allocation
+            // of that size, rather than growing into it, keeps the head's memory unfragmented.
+            let room = self.closed.last().map_or(0, |c| c.pos.data_len() + 8);
+            self.open.reserve(room);
         }
         self.open.append(t, v);
         self.last = Some((t, v.to_bits()));
+        // A full chunk goes to the files at once, not when the next sample arrives.
+        if self.open.num_samples() >= SAMPLES_PER_CHUNK
+            || self.open.bytes().len() >= MAX_CHUNK_BYTES
+        {
+            self.close_open(sink);
+        }
     }
 
-    fn append_histogram(&mut self, t: i64, h: &HistogramValue, chunk_range: i64) {
-        if self.open.num_samples() > 0 {
-            let full = std::mem::take(&mut self.open);
-            self.closed.push(ClosedChunk {
-                min_time: full.min_time(),
-                max_time: full.max_time(),
-                data: full.into_bytes(),
-            });
-        }
+    fn append_histogram(&mut self, sink: ChunkSink<'_>, t: i64, h: &HistogramValue) {
+        self.close_open(sink);
         self.histograms
             .get_or_insert_default()
-            .append(t, h, chunk_range);
+            .append(t, h, sink.range);
         self.last = Some((t, fingerprint(h)));
     }
 
-    /// The stored float sample at exactly `t`, if any (a scan of the chunks that may hold it).
-    pub fn float_at(&self, t: i64) -> Option<u64> {
-        let closed = self
+    /// The bytes of every float chunk that may hold a sample in `[mint, maxt]`, oldest first.
+    fn float_chunks(
+        &self,
+        disk: &HeadChunks,
+        series: u64,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Cow<'_, [u8]>>, ReadError> {
+        let mut out = Vec::new();
+        for c in self
             .closed
             .iter()
-            .filter(|c| c.min_time <= t && t <= c.max_time)
-            .map(|c| &c.data[..]);
-        let open =
-            (self.open.num_samples() > 0 && self.open.min_time() <= t && t <= self.open.max_time())
-                .then(|| self.open.bytes());
-        closed
-            .chain(open)
-            .flat_map(iter_xor)
+            .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+        {
+            out.push(Cow::Owned(read_xor(disk, series, c)?));
+        }
+        let open = &self.open;
+        if open.num_samples() > 0 && open.max_time() >= mint && open.min_time() <= maxt {
+            out.push(Cow::Borrowed(open.bytes()));
+        }
+        Ok(out)
+    }
+
+    /// The stored float sample at exactly `t`, if any (a scan of the chunks that may hold it).
+    fn float_at(&self, disk: &HeadChunks, series: u64, t: i64) -> Result<Option<u64>, ReadError> {
+        Ok(self
+            .float_chunks(disk, series, t, t)?
+            .iter()
+            .flat_map(|c| iter_xor(c))
             .find(|&(ts, _)| ts == t)
-            .map(|(_, v)| v.to_bits())
+            .map(|(_, v)| v.to_bits()))
     }
 
     /// Merges float samples older than the newest one (sorted, none at a stored timestamp) into
     /// the chunks from the first one they reach on, re-encoded in time order: chunks stay
     /// sorted and disjoint, at most [`SAMPLES_PER_CHUNK`] samples and inside one `chunk_range`.
-    fn insert_out_of_order(&mut self, samples: &[(i64, f64)], chunk_range: i64) {
+    /// Nothing changes when a chunk cannot be read back.
+    fn insert_out_of_order(
+        &mut self,
+        sink: ChunkSink<'_>,
+        samples: &[(i64, f64)],
+    ) -> Result<(), ReadError> {
         let Some(&(first, _)) = samples.first() else {
-            return;
+            return Ok(());
         };
         let keep = self.closed.partition_point(|c| c.max_time < first);
-        let mut merged: Vec<(i64, f64)> = self.closed[keep..]
-            .iter()
-            .flat_map(|c| iter_xor(&c.data))
-            .chain(iter_xor(self.open.bytes()))
-            .collect();
+        let mut merged: Vec<(i64, f64)> = Vec::new();
+        for c in &self.closed[keep..] {
+            merged.extend(iter_xor(&sink.read(c)?));
+        }
+        merged.extend(iter_xor(self.open.bytes()));
         merged.extend_from_slice(samples);
         merged.sort_by_key(|&(t, _)| t);
         self.closed.truncate(keep);
         self.open = XorAppender::new();
         // Ends with the newest sample again, so `last` stays as it was.
         for (t, v) in merged {
-            self.append(t, v, chunk_range);
+            self.append(sink, t, v);
         }
+        Ok(())
     }
 
     /// Every chunk, float and histogram, closed and open, oldest first.
-    pub fn chunks(&self) -> Vec<ChunkRef<'_>> {
-        let mut out: Vec<ChunkRef<'_>> = self
-            .closed
-            .iter()
-            .map(|c| (c.min_time, c.max_time, ENCODING_XOR, &c.data[..]))
-            .chain((self.open.num_samples() > 0).then(|| {
-                (
-                    self.open.min_time(),
-                    self.open.max_time(),
-                    ENCODING_XOR,
-                    self.open.bytes(),
-                )
-            }))
-            .collect();
+    fn chunks(&self, disk: &HeadChunks, series: u64) -> Result<Vec<ChunkRef<'_>>, ReadError> {
+        let mut out: Vec<ChunkRef<'_>> = Vec::with_capacity(self.chunk_count());
+        for c in &self.closed {
+            let data = read_xor(disk, series, c)?;
+            out.push((c.min_time, c.max_time, ENCODING_XOR, Cow::Owned(data)));
+        }
+        if self.open.num_samples() > 0 {
+            out.push((
+                self.open.min_time(),
+                self.open.max_time(),
+                ENCODING_XOR,
+                Cow::Borrowed(self.open.bytes()),
+            ));
+        }
         if let Some(h) = &self.histograms {
-            out.extend(h.chunks());
+            out.extend(h.chunks().map(|(a, b, e, d)| (a, b, e, Cow::Borrowed(d))));
             out.sort_by_key(|c| c.0);
         }
-        out
+        Ok(out)
     }
 
     /// Float samples with `mint <= t <= maxt`, oldest first.
-    pub fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
-        let mut out = Vec::new();
-        let chunks = self
-            .closed
+    fn samples(
+        &self,
+        disk: &HeadChunks,
+        series: u64,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(i64, f64)>, ReadError> {
+        Ok(self
+            .float_chunks(disk, series, mint, maxt)?
             .iter()
-            .filter(|c| c.max_time >= mint && c.min_time <= maxt)
-            .map(|c| &c.data[..])
-            .chain((self.open.num_samples() > 0).then(|| self.open.bytes()));
-        for data in chunks {
-            out.extend(iter_xor(data).filter(|&(t, _)| t >= mint && t <= maxt));
-        }
-        out
+            .flat_map(|c| iter_xor(c))
+            .filter(|&(t, _)| t >= mint && t <= maxt)
+            .collect())
     }
 
     /// Drops every sample older than `mint`; a chunk that straddles it is re-encoded, so the
-    /// head never keeps a sample a block already holds.
-    fn drop_before(&mut self, mint: i64) {
+    /// head never keeps a sample a block already holds (one that cannot be read back is kept
+    /// whole: its samples are in a block already, so a read of the head may see them twice).
+    fn drop_before(&mut self, sink: ChunkSink<'_>, mint: i64) {
         self.closed.retain(|c| c.max_time >= mint);
-        if let Some(first) = self.closed.first_mut()
+        if let Some(first) = self.closed.first()
             && first.min_time < mint
         {
-            let kept = keep_from(&first.data, mint);
-            first.min_time = kept.min_time();
-            first.max_time = kept.max_time();
-            first.data = kept.into_bytes();
+            match sink.read(first) {
+                Ok(data) => {
+                    let kept = keep_from(&data, mint);
+                    self.closed[0] = sink.close(kept);
+                }
+                Err(e) => tracing::error!(error = %e, "re-encoding a head chunk failed"),
+            }
         }
         let open = &self.open;
         if open.num_samples() > 0 && open.min_time() < mint {
@@ -245,20 +320,27 @@ fn keep_from(chunk: &[u8], mint: i64) -> XorAppender {
 }
 
 /// The newest sample before `t` of the chunk of `data` that starts at `min`.
-fn chunk_max_before(data: &SeriesData, min: i64, t: i64) -> i64 {
-    let Some(&(_, _, encoding, bytes)) = data.chunks().iter().find(|c| c.0 == min) else {
-        return min;
+fn chunk_max_before(
+    disk: &HeadChunks,
+    series: &MemSeries,
+    data: &SeriesData,
+    min: i64,
+    t: i64,
+) -> Result<i64, ReadError> {
+    let chunks = data.chunks(disk, series.id)?;
+    let Some((_, _, encoding, bytes)) = chunks.iter().find(|c| c.0 == min) else {
+        return Ok(min);
     };
-    let times = if encoding == ENCODING_XOR {
+    let times = if *encoding == ENCODING_XOR {
         iter_xor(bytes).map(|(ts, _)| ts).collect()
     } else {
-        histogram_chunks::timestamps(encoding, bytes)
+        histogram_chunks::timestamps(*encoding, bytes)
     };
-    times
+    Ok(times
         .into_iter()
         .take_while(|&ts| ts < t)
         .last()
-        .unwrap_or(min)
+        .unwrap_or(min))
 }
 
 /// The first multiple of `range` strictly after `t`, or `i64::MAX` when that does not fit.
@@ -299,11 +381,22 @@ pub struct Head {
     min_valid_time: AtomicI64,
     ceiling: AtomicI64,
     chunk_range: i64,
+    chunks: HeadChunks,
 }
 
 impl Head {
-    /// An empty head whose chunks never straddle a multiple of `chunk_range` milliseconds.
+    /// An empty head whose chunks never straddle a multiple of `chunk_range` milliseconds,
+    /// closed chunks kept in memory.
     pub fn new(chunk_range: i64) -> Self {
+        Self::with_chunks(chunk_range, HeadChunks::in_memory())
+    }
+
+    /// An empty head that writes closed chunks to files in `dir` (emptied first).
+    pub fn open(chunk_range: i64, dir: &Path) -> std::io::Result<Self> {
+        Ok(Self::with_chunks(chunk_range, HeadChunks::open(dir)?))
+    }
+
+    fn with_chunks(chunk_range: i64, chunks: HeadChunks) -> Self {
         Head {
             stripes: (0..STRIPES)
                 .map(|_| RwLock::new(HashTable::new()))
@@ -318,7 +411,51 @@ impl Head {
             min_valid_time: AtomicI64::new(i64::MIN),
             ceiling: AtomicI64::new(i64::MAX),
             chunk_range,
+            chunks,
         }
+    }
+
+    /// The files closed chunks live in.
+    pub fn chunk_files(&self) -> &HeadChunks {
+        &self.chunks
+    }
+
+    fn sink(&self, series: &MemSeries) -> ChunkSink<'_> {
+        ChunkSink {
+            disk: &self.chunks,
+            series: series.id,
+            range: self.chunk_range,
+        }
+    }
+
+    /// Every chunk of `series`, whose locked data is `data`, oldest first.
+    pub fn series_chunks<'a>(
+        &self,
+        series: &MemSeries,
+        data: &'a SeriesData,
+    ) -> Result<Vec<ChunkRef<'a>>, ReadError> {
+        data.chunks(&self.chunks, series.id)
+    }
+
+    /// The stored float sample of `series` at exactly `t`, if any.
+    pub fn float_at(
+        &self,
+        series: &MemSeries,
+        data: &SeriesData,
+        t: i64,
+    ) -> Result<Option<u64>, ReadError> {
+        data.float_at(&self.chunks, series.id, t)
+    }
+
+    /// Float samples of `series` with `mint <= t <= maxt`, oldest first.
+    pub fn samples(
+        &self,
+        series: &MemSeries,
+        data: &SeriesData,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(i64, f64)>, ReadError> {
+        data.samples(&self.chunks, series.id, mint, maxt)
     }
 
     fn stripe(&self, hash: u64) -> &RwLock<HashTable<Arc<MemSeries>>> {
@@ -412,26 +549,40 @@ impl Head {
         self.postings.read()
     }
 
-    /// Appends one sample that the caller checked is newer than the series' last one.
-    pub fn append(&self, data: &mut SeriesData, t: i64, v: f64) {
-        data.append(t, v, self.chunk_range);
+    /// Appends one sample that the caller checked is newer than the series' last one; `data`
+    /// is the series' locked data.
+    pub fn append(&self, series: &MemSeries, data: &mut SeriesData, t: i64, v: f64) {
+        data.append(self.sink(series), t, v);
         self.min_time.fetch_min(t, Ordering::Relaxed);
         self.max_time.fetch_max(t, Ordering::Relaxed);
     }
 
     /// Merges out-of-order float samples (sorted, older than the series' newest, none at a
-    /// stored timestamp) into the series' chunks.
-    pub fn insert_out_of_order(&self, data: &mut SeriesData, samples: &[(i64, f64)]) {
+    /// stored timestamp) into the series' chunks; nothing changes when a chunk of the series
+    /// cannot be read back.
+    pub fn insert_out_of_order(
+        &self,
+        series: &MemSeries,
+        data: &mut SeriesData,
+        samples: &[(i64, f64)],
+    ) -> Result<(), ReadError> {
         if let Some(&(t, _)) = samples.first() {
-            data.insert_out_of_order(samples, self.chunk_range);
+            data.insert_out_of_order(self.sink(series), samples)?;
             self.min_time.fetch_min(t, Ordering::Relaxed);
         }
+        Ok(())
     }
 
     /// Appends one native histogram that the caller checked is newer than the series' last
     /// sample.
-    pub fn append_histogram(&self, data: &mut SeriesData, t: i64, h: &HistogramValue) {
-        data.append_histogram(t, h, self.chunk_range);
+    pub fn append_histogram(
+        &self,
+        series: &MemSeries,
+        data: &mut SeriesData,
+        t: i64,
+        h: &HistogramValue,
+    ) {
+        data.append_histogram(self.sink(series), t, h);
         self.min_time.fetch_min(t, Ordering::Relaxed);
         self.max_time.fetch_max(t, Ordering::Relaxed);
     }
@@ -500,7 +651,7 @@ impl Head {
             let mut table = stripe.write();
             table.retain(|s| {
                 let mut data = s.data.lock();
-                data.drop_before(mint);
+                data.drop_before(self.sink(s), mint);
                 match data.first_time() {
                     Some(t) => {
                         new_min = new_min.min(t);
@@ -515,6 +666,7 @@ impl Head {
                 }
             });
         }
+        self.chunks.truncate(mint);
         self.postings.write().remove(&removed);
         self.num_series.store(live.len() as u64, Ordering::Relaxed);
         self.min_time.store(new_min, Ordering::Relaxed);
@@ -535,7 +687,10 @@ impl Head {
                         max
                     } else {
                         // A chunk that straddles `t` (none does at a range boundary).
-                        chunk_max_before(&data, min, t)
+                        chunk_max_before(&self.chunks, s, &data, min, t).unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "reading a head chunk failed");
+                            min
+                        })
                     };
                     newest = newest.max(Some(last));
                 }
@@ -610,13 +765,16 @@ mod tests {
 
         let mut data = s.data.lock();
         for i in 0..300 {
-            head.append(&mut data, i * 15_000, i as f64);
+            head.append(&s, &mut data, i * 15_000, i as f64);
         }
         // 120 + 120 + 60 samples, the third chunk open.
         assert_eq!(data.chunk_count(), 3);
-        let got = data.samples(15_000, 30_000);
+        let got = head.samples(&s, &data, 15_000, 30_000).unwrap();
         assert_eq!(got, vec![(15_000, 1.0), (30_000, 2.0)]);
-        assert_eq!(data.samples(i64::MIN, i64::MAX).len(), 300);
+        assert_eq!(
+            head.samples(&s, &data, i64::MIN, i64::MAX).unwrap().len(),
+            300
+        );
         assert_eq!(head.time_range(), Some((0, 299 * 15_000)));
     }
 
@@ -626,7 +784,7 @@ mod tests {
         let (s, _) = head.get_or_create(1, &pairs(&[("a", "b")]));
         let mut data = s.data.lock();
         for t in [990, 995, 999, 1000, 1001] {
-            head.append(&mut data, t, 1.0);
+            head.append(&s, &mut data, t, 1.0);
         }
         assert_eq!(data.closed.len(), 1);
         assert_eq!(
@@ -642,16 +800,17 @@ mod tests {
         let head = Head::new(1000);
         let (old, _) = head.get_or_create(1, &pairs(&[("s", "old")]));
         let (both, _) = head.get_or_create(2, &pairs(&[("s", "both")]));
-        head.append(&mut old.data.lock(), 500, 1.0);
+        head.append(&old, &mut old.data.lock(), 500, 1.0);
         for t in [600, 999, 1000, 1500] {
-            head.append(&mut both.data.lock(), t, 1.0);
+            head.append(&both, &mut both.data.lock(), t, 1.0);
         }
         let live = head.truncate(1000);
         assert_eq!(live.into_iter().collect::<Vec<_>>(), vec![both.id]);
         assert!(old.removed.load(Ordering::Relaxed));
         assert_eq!(head.num_series(), 1);
         assert_eq!(
-            both.data.lock().samples(i64::MIN, i64::MAX),
+            head.samples(&both, &both.data.lock(), i64::MIN, i64::MAX)
+                .unwrap(),
             vec![(1000, 1.0), (1500, 1.0)]
         );
         assert_eq!(head.time_range(), Some((1000, 1500)));
@@ -667,7 +826,7 @@ mod tests {
         let head = Head::new(1000);
         let (empty, _) = head.get_or_create(1, &pairs(&[("s", "empty")]));
         let (full, _) = head.get_or_create(2, &pairs(&[("s", "full")]));
-        head.append(&mut full.data.lock(), 5, 1.0);
+        head.append(&full, &mut full.data.lock(), 5, 1.0);
         head.remove_if_empty(&empty);
         head.remove_if_empty(&full);
         assert!(empty.removed.load(Ordering::Relaxed));

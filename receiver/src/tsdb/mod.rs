@@ -5,6 +5,7 @@
 //! under that lock, so the WAL order is the head order and a replay rebuilds exactly what was
 //! acknowledged. Decoding, hashing and series lookup happen before the lock, in parallel.
 
+pub mod chunks_head;
 pub mod compact;
 pub mod exemplars;
 pub mod head;
@@ -112,6 +113,9 @@ pub enum TsdbError {
         /// Why.
         source: std::io::Error,
     },
+    /// A closed head chunk could not be read back from its file.
+    #[error(transparent)]
+    HeadChunk(#[from] chunks_head::ReadError),
     /// A block could not be written or read.
     #[error("block in {path}: {message}")]
     Block {
@@ -358,7 +362,7 @@ fn replay_row(
     t: i64,
     in_block: bool,
     opened_at: i64,
-    add: impl FnOnce(&mut head::SeriesData),
+    add: impl FnOnce(&MemSeries, &mut head::SeriesData),
 ) -> bool {
     let Some(series) = series.filter(|_| !in_block) else {
         return false;
@@ -367,7 +371,7 @@ fn replay_row(
     if data.last().is_some_and(|(last, _)| t <= last) {
         return false;
     }
-    add(&mut data);
+    add(series, &mut data);
     if t <= opened_at {
         head.note_present(t);
     }
@@ -382,11 +386,17 @@ fn replay_late(series: Option<&Arc<MemSeries>>, head: &Head, t: i64, v: f64) -> 
         return false;
     };
     let mut data = series.data.lock();
-    if data.histograms.is_some() || data.last().is_none() || data.float_at(t).is_some() {
+    if data.histograms.is_some() || data.last().is_none() {
         return false;
     }
-    head.insert_out_of_order(&mut data, &[(t, v)]);
-    true
+    let merged = match head.float_at(series, &data, t) {
+        Ok(None) => head.insert_out_of_order(series, &mut data, &[(t, v)]),
+        Ok(Some(_)) => return false,
+        Err(e) => Err(e),
+    };
+    merged
+        .inspect_err(|e| tracing::error!(error = %e, "replaying a late sample failed"))
+        .is_ok()
 }
 
 /// Hash of a label key (see [`labels::write_key`]) used to find its series in the head.
@@ -407,7 +417,12 @@ impl TenantDb {
             source,
         })?;
         compact::remove_partial_blocks(dir);
-        let head = Head::new(opts.block_duration_ms);
+        let chunks_dir = dir.join("chunks_head");
+        let head =
+            Head::open(opts.block_duration_ms, &chunks_dir).map_err(|source| TsdbError::Dir {
+                path: chunks_dir,
+                source,
+            })?;
         let blocks = compact::list_blocks(dir);
         let ranges: Vec<(i64, i64)> = blocks
             .iter()
@@ -435,9 +450,10 @@ impl TenantDb {
                 Record::Samples(rows) => {
                     for (id, t, v) in rows {
                         let series = by_id.get(&id);
-                        let replayed = replay_row(&head, series, t, in_block(t), opened_at, |d| {
-                            head.append(d, t, v);
-                        }) || (!in_block(t) && replay_late(series, &head, t, v));
+                        let replayed =
+                            replay_row(&head, series, t, in_block(t), opened_at, |s, d| {
+                                head.append(s, d, t, v);
+                            }) || (!in_block(t) && replay_late(series, &head, t, v));
                         samples += u64::from(replayed);
                     }
                 }
@@ -445,8 +461,8 @@ impl TenantDb {
                     // Only valid histograms were logged; anything else is damage, not data.
                     for (id, t, h) in rows.into_iter().filter(|(_, _, h)| h.validate().is_ok()) {
                         let replayed =
-                            replay_row(&head, by_id.get(&id), t, in_block(t), opened_at, |d| {
-                                head.append_histogram(d, t, &h);
+                            replay_row(&head, by_id.get(&id), t, in_block(t), opened_at, |s, d| {
+                                head.append_histogram(s, d, t, &h);
                             });
                         samples += u64::from(replayed);
                     }
@@ -647,8 +663,14 @@ impl TenantDb {
             s.logged.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         for (pos, samples) in &late {
-            self.head
-                .insert_out_of_order(&mut refs[*pos].data.lock(), samples);
+            let s = &refs[*pos];
+            // Logged already: a replay merges them if this fails.
+            if let Err(e) = self
+                .head
+                .insert_out_of_order(s, &mut s.data.lock(), samples)
+            {
+                tracing::error!(tenant = self.name, error = %e, "merging late samples failed");
+            }
             out.appended += samples.len() as u64;
             out.out_of_order_appended += samples.len() as u64;
         }
@@ -864,16 +886,23 @@ impl TenantDb {
                 out.out_of_order += 1;
                 Conflict::OutOfOrder
             } else {
-                match data.float_at(t) {
-                    None => {
+                match self.head.float_at(s, &data, t) {
+                    Err(e) => {
+                        // Without the stored chunk there is no telling a repeat from a
+                        // conflict: refuse it as out of order.
+                        tracing::error!(tenant = self.name, error = %e, "reading a head chunk failed");
+                        out.out_of_order += 1;
+                        Conflict::OutOfOrder
+                    }
+                    Ok(None) => {
                         kept.push((t, v));
                         continue;
                     }
-                    Some(bits) if bits == v.to_bits() => {
+                    Ok(Some(bits)) if bits == v.to_bits() => {
                         out.duplicates += 1;
                         continue;
                     }
-                    Some(_) => {
+                    Ok(Some(_)) => {
                         out.duplicate_conflicts += 1;
                         Conflict::DuplicateTimestamp
                     }
@@ -914,7 +943,7 @@ impl TenantDb {
                     continue;
                 }
                 prev_t = Some(sample.t);
-                self.head.append(&mut data, sample.t, sample.v);
+                self.head.append(s, &mut data, sample.t, sample.v);
                 if sample.t <= now {
                     newest_present = newest_present.max(sample.t);
                 }
@@ -1005,7 +1034,7 @@ impl TenantDb {
         let mut newest_present = i64::MIN;
         for (s, h) in histograms {
             let mut data = s.data.lock();
-            self.head.append_histogram(&mut data, h.t, &h.h);
+            self.head.append_histogram(s, &mut data, h.t, &h.h);
             if h.t <= now {
                 newest_present = newest_present.max(h.t);
             }
@@ -1279,7 +1308,10 @@ mod tests {
         assert_eq!(stats.samples, 4);
         assert_eq!(db.head.num_series(), 2);
         let s = db.head.select(&[Matcher::Equal("job".into(), "a".into())]);
-        let samples = s[0].data.lock().samples(i64::MIN, i64::MAX);
+        let samples = db
+            .head
+            .samples(&s[0], &s[0].data.lock(), i64::MIN, i64::MAX)
+            .unwrap();
         assert_eq!(samples.len(), 3);
         assert_eq!(samples[1].1.to_bits(), 0x7ff0_0000_0000_0002);
         // New series after a reopen get fresh references.
@@ -1404,9 +1436,9 @@ mod tests {
             .head
             .select(&[Matcher::Equal("__name__".into(), "h".into())]);
         let data = series[0].data.lock();
-        let chunks = data.chunks();
+        let chunks = db.head.series_chunks(&series[0], &data).unwrap();
         assert_eq!(chunks.len(), 1, "no float chunk: {chunks:?}");
-        let got: Vec<_> = tsdb_format::chunkenc::iter_histogram(chunks[0].3).collect();
+        let got: Vec<_> = tsdb_format::chunkenc::iter_histogram(&chunks[0].3).collect();
         assert_eq!(got.len(), 2);
         assert!(got[1].1.is_stale());
     }
@@ -1453,9 +1485,11 @@ mod tests {
                 .select(&[Matcher::Equal("__name__".into(), "late".into())]);
             let data = series[0].data.lock();
             // Chunks stay disjoint and sorted.
-            let chunks = data.chunks();
+            let chunks = db.head.series_chunks(&series[0], &data).unwrap();
             assert!(chunks.windows(2).all(|w| w[0].1 < w[1].0), "{chunks:?}");
-            data.samples(i64::MIN, i64::MAX)
+            db.head
+                .samples(&series[0], &data, i64::MIN, i64::MAX)
+                .unwrap()
         };
         assert_eq!(stored(&db), want);
         drop(db);

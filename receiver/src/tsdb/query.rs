@@ -180,7 +180,8 @@ impl TenantDb {
         }
         let overlaps = |c: &StoredChunk| c.max_time >= mint && c.min_time <= maxt;
         for s in self.head.select(matchers) {
-            let mut chunks = chunks_in_range(&s.data.lock(), view.head_floor, i64::MAX)
+            let mut chunks = chunks_in_range(&self.head, &s, view.head_floor, i64::MAX)
+                .map_err(TsdbError::from)?
                 .into_iter()
                 .map(|(min_time, max_time, encoding, data)| StoredChunk {
                     min_time,

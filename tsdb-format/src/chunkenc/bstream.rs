@@ -28,6 +28,9 @@ impl BitWriter {
     pub(crate) fn write_bits(&mut self, value: u64, mut n: u32) {
         while n > 0 {
             if self.free == 0 {
+                if self.buf.len() == self.buf.capacity() {
+                    self.grow();
+                }
                 self.buf.push(0);
                 self.free = 8;
             }
@@ -39,6 +42,13 @@ impl BitWriter {
             self.free -= take;
             n -= take;
         }
+    }
+
+    /// Grows by a quarter (at least 32 bytes) rather than doubling: a head keeps one open chunk
+    /// per series, and doubling would leave a third of those bytes unused on average.
+    #[cold]
+    fn grow(&mut self) {
+        self.buf.reserve_exact((self.buf.len() / 4).max(32));
     }
 
     /// Go's `binary.PutUvarint`, bit-aligned wherever the stream stands.
