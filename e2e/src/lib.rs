@@ -506,20 +506,30 @@ pub async fn try_post_v1(
 /// A `thanos.WriteRequest` for tenant `default-tenant` holding one series named `name`, as a
 /// peer forwards it.
 pub fn forward_message(name: &str) -> Vec<u8> {
+    forward_series(&[&[("__name__", name)]])
+}
+
+/// A `thanos.WriteRequest` for tenant `default-tenant` holding one sample now for each label
+/// set, labels in the order given (a peer sends them sorted; a hostile client may not).
+pub fn forward_series(series: &[&[(&str, &str)]]) -> Vec<u8> {
     use prost::Message as _;
     use receiver::wire::messages::v1;
     let mut batch = receiver::wire::WriteBatch::with_body(
         v1::WriteRequest {
-            timeseries: vec![v1::series(&[("__name__", name)], &[(now_ms(), 1.0)])],
+            timeseries: series
+                .iter()
+                .map(|labels| v1::series(labels, &[(now_ms(), 1.0)]))
+                .collect(),
             metadata: vec![],
         }
         .encode_to_vec(),
     );
     batch
         .decode(receiver::wire::Protocol::V1)
-        .expect("a valid request");
+        .expect("a decodable request");
+    let all: Vec<usize> = (0..series.len()).collect();
     let mut out = Vec::new();
-    receiver::wire::forward::encode(&batch, &[0], "default-tenant", 1, &mut out);
+    receiver::wire::forward::encode(&batch, &all, "default-tenant", 1, &mut out);
     out
 }
 

@@ -480,3 +480,50 @@ async fn tenants_beyond_max_tenants_get_429_and_known_ones_keep_writing() {
         .await;
     assert_eq!(hit, 1.0);
 }
+
+/// Sends one forward message to the receiver's gRPC port as a peer would.
+async fn forward(recv: &Receiver, message: Vec<u8>) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(e2e::grpc_channel(recv.grpc_port).await);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(bytes::Bytes::from(message)),
+        http::uri::PathAndQuery::from_static(receiver::grpc::REMOTE_WRITE_PATH),
+        receiver::grpc::RawCodec,
+    )
+    .await
+    .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_series_with_bad_labels_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut recv = Receiver::start(&tmp.path().join("data"), &[]);
+    recv.wait_ready(&client).await;
+    let good: &[(&str, &str)] = &[("__name__", "fwd"), ("job", "a")];
+    forward(&recv, e2e::forward_series(&[good])).await.unwrap();
+    assert_eq!(e2e::head_series(&client, &recv).await, 1);
+    // Peers check labels before forwarding; a replica checks them again for every series it
+    // would create, so a forward from anything else cannot store unsorted, duplicate or empty
+    // labels, and one bad series refuses the whole message.
+    for bad in [
+        &[("__name__", "fwd"), ("job", "b"), ("a", "x")][..],
+        &[("__name__", "fwd"), ("job", "b"), ("job", "c")],
+        &[("__name__", "fwd"), ("job", "")],
+        &[],
+    ] {
+        let other: &[(&str, &str)] = &[("__name__", "fwd"), ("job", "new")];
+        let err = forward(&recv, e2e::forward_series(&[good, other, bad]))
+            .await
+            .expect_err("a series with bad labels is refused");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}: {err:?}");
+        assert_eq!(e2e::head_series(&client, &recv).await, 1, "{bad:?}");
+    }
+    // Known series are stored without their labels being checked again.
+    forward(&recv, e2e::forward_series(&[good])).await.unwrap();
+    let other: &[(&str, &str)] = &[("__name__", "fwd"), ("job", "new")];
+    forward(&recv, e2e::forward_series(&[good, other]))
+        .await
+        .unwrap();
+    assert_eq!(e2e::head_series(&client, &recv).await, 2);
+}

@@ -8,6 +8,9 @@ use std::time::Duration;
 pub struct Stats {
     /// Latency of every attempt, in microseconds.
     pub latencies_us: Vec<u32>,
+    /// Time from a request's first attempt to its last answer, retries and backoff included
+    /// (what a sender's queue waits), in microseconds.
+    pub request_latencies_us: Vec<u32>,
     /// Attempts per status code; `"error"` for attempts without an answer.
     pub statuses: BTreeMap<String, u64>,
     /// Requests answered 2xx.
@@ -31,6 +34,12 @@ impl Stats {
         *self.statuses.entry(key).or_default() += 1;
     }
 
+    /// Records how long a request took from its first attempt to its end.
+    pub fn request_done(&mut self, took: Duration) {
+        self.request_latencies_us
+            .push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+
     /// Keeps the reason of a failed attempt if it is the first with its status.
     pub fn note_error(&mut self, status: Option<u16>, reason: &str) {
         let key = status.map_or_else(|| "error".to_string(), |s| s.to_string());
@@ -42,6 +51,7 @@ impl Stats {
     /// Adds another shard's stats.
     pub fn merge(&mut self, other: Stats) {
         self.latencies_us.extend(other.latencies_us);
+        self.request_latencies_us.extend(other.request_latencies_us);
         for (k, v) in other.statuses {
             *self.statuses.entry(k).or_default() += v;
         }
@@ -54,20 +64,29 @@ impl Stats {
         }
     }
 
-    /// Latency percentiles (`q` in 0..=1) in milliseconds, nearest rank; sorts in place.
+    /// Attempt latency percentiles (`q` in 0..=1) in milliseconds, nearest rank; sorts in place.
     pub fn percentiles_ms(&mut self, qs: &[f64]) -> Vec<f64> {
-        self.latencies_us.sort_unstable();
-        let n = self.latencies_us.len();
-        qs.iter()
-            .map(|q| {
-                if n == 0 {
-                    return 0.0;
-                }
-                let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-                f64::from(self.latencies_us[rank - 1]) / 1000.0
-            })
-            .collect()
+        percentiles_ms(&mut self.latencies_us, qs)
     }
+
+    /// Request latency percentiles (retries included), as [`Stats::percentiles_ms`].
+    pub fn request_percentiles_ms(&mut self, qs: &[f64]) -> Vec<f64> {
+        percentiles_ms(&mut self.request_latencies_us, qs)
+    }
+}
+
+fn percentiles_ms(us: &mut [u32], qs: &[f64]) -> Vec<f64> {
+    us.sort_unstable();
+    let n = us.len();
+    qs.iter()
+        .map(|q| {
+            if n == 0 {
+                return 0.0;
+            }
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+            f64::from(us[rank - 1]) / 1000.0
+        })
+        .collect()
 }
 
 #[cfg(test)]

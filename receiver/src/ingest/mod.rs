@@ -11,11 +11,11 @@ use parking_lot::RwLock;
 
 use crate::metrics::{IngestMetrics, TsdbMetrics};
 use crate::tenant;
-use crate::tsdb::{Conflict, MultiTsdb};
+use crate::tsdb::{Conflict, MultiTsdb, Unresolved};
 use crate::wire::WriteBatch;
 use crate::write_error::WriteError;
 use limits::{LimitsConfig, TenantLimits};
-use validate::{Rejection, Rules, validate_series};
+use validate::{Rejection, Rules, validate_labels, validate_samples, validate_series};
 
 /// What was stored, for the remote write 2.0 `*-Written` headers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -106,14 +106,22 @@ impl Ingester {
                 limits.samples
             )));
         }
-        let mut checked = Checked::default();
+        let mut checked = Checked {
+            labels_unchecked: rules.labels_of_new_series_only.then_some(rules),
+            ..Checked::default()
+        };
         let mut first: Option<(usize, Rejection)> = None;
         let (mut invalid_series, mut invalid_samples) = (0u64, 0u64);
         let mut exemplars = 0u64;
         for i in range {
             let series_exemplars = batch.series_exemplars(i).len() as u64;
             exemplars += series_exemplars;
-            match validate_series(batch, i, rules) {
+            let verdict = if rules.labels_of_new_series_only {
+                validate_samples(batch, i, rules)
+            } else {
+                validate_series(batch, i, rules)
+            };
+            match verdict {
                 Ok(()) => {
                     checked.samples += batch.series_samples(i).len() as u64;
                     checked.histograms += batch.series_histograms(i).len() as u64;
@@ -148,11 +156,14 @@ impl Ingester {
     }
 
     /// Appends validated series to the local TSDB through its WAL; returns the samples now stored.
+    /// With `labels_unchecked`, the labels of series the head lacks are checked first, and one
+    /// that fails refuses the whole write.
     pub fn append_local(
         &self,
         tenant: &str,
         batch: &WriteBatch,
         series: &[usize],
+        labels_unchecked: Option<Rules>,
     ) -> Result<u64, WriteError> {
         if !self.is_ready() {
             return Err(WriteError::NotReady);
@@ -171,9 +182,31 @@ impl Ingester {
                 self.tsdb.tenant(tenant)?
             }
         };
-        let resolved = db.resolve(batch, series, limits.head_series).map_err(|e| {
-            self.metrics.limit_hit(tenant, "head_series");
-            WriteError::HeadSeriesLimit(e.to_string())
+        let resolved = match labels_unchecked {
+            None => db
+                .resolve(batch, series, limits.head_series)
+                .map_err(Unresolved::Limit),
+            Some(rules) => db.resolve_admitting(batch, series, limits.head_series, &mut |i| {
+                validate_labels(batch, i, rules)
+            }),
+        };
+        let resolved = resolved.map_err(|e| match e {
+            Unresolved::Limit(e) => {
+                self.metrics.limit_hit(tenant, "head_series");
+                WriteError::HeadSeriesLimit(e.to_string())
+            }
+            Unresolved::Refused(i, r) => {
+                let samples: usize = series
+                    .iter()
+                    .map(|&i| batch.series_samples(i).len() + batch.series_histograms(i).len())
+                    .sum();
+                self.metrics.rejected(tenant, r.reason(), samples as u64);
+                WriteError::Invalid(format!(
+                    "{} series ({samples} samples) rejected; first {}: {r}",
+                    series.len(),
+                    batch.series_string(i)
+                ))
+            }
         })?;
         let out = db.append(batch, series, &resolved.refs)?;
 
@@ -249,6 +282,8 @@ pub struct Checked {
     pub exemplars: u64,
     /// Why some series were rejected (400), if any were.
     pub invalid: Option<String>,
+    /// The rules the labels of series new to the head still have to pass (forwarded writes).
+    pub labels_unchecked: Option<Rules>,
 }
 
 impl Checked {

@@ -111,15 +111,21 @@ pub struct Rules {
     classic_names: bool,
     /// A series carries samples or histograms, not both (remote write 2.0).
     one_kind_per_series: bool,
+    /// Labels are checked only for series the head lacks ([`validate_labels`] when the series
+    /// is created): a stored series' labels passed these rules when it was created.
+    pub labels_of_new_series_only: bool,
 }
 
 impl Rules {
     /// A forward from another receiver: the sender held each series to the rules of the protocol
     /// it arrived in, which the forward message does not record, so names are only checked to
     /// be UTF-8 here; a 2.0 write with a UTF-8 metric name is stored on every replica alike.
+    /// The peer validated the labels already; like Prometheus' head, the receiving replica
+    /// checks them again only for a series it creates.
     pub const FORWARDED: Rules = Rules {
         classic_names: false,
         one_kind_per_series: false,
+        labels_of_new_series_only: true,
     };
 }
 
@@ -128,6 +134,7 @@ impl From<Protocol> for Rules {
         Rules {
             classic_names: protocol == Protocol::V1,
             one_kind_per_series: protocol == Protocol::V2,
+            labels_of_new_series_only: false,
         }
     }
 }
@@ -139,8 +146,13 @@ pub fn validate_series(
     rules: impl Into<Rules>,
 ) -> Result<(), Rejection> {
     let rules = rules.into();
-    let entry = &batch.series[i];
-    if entry.labels.is_empty() {
+    validate_labels(batch, i, rules)?;
+    validate_samples(batch, i, rules)
+}
+
+/// Checks the labels of series `i` of a batch against the remote-write rules.
+pub fn validate_labels(batch: &WriteBatch, i: usize, rules: Rules) -> Result<(), Rejection> {
+    if batch.series[i].labels.is_empty() {
         return Err(Rejection::EmptyLabelSet);
     }
     let mut prev: Option<&[u8]> = None;
@@ -178,9 +190,14 @@ pub fn validate_series(
         }
         prev = Some(name);
     }
+    Ok(())
+}
+
+/// Checks the samples and histograms of series `i` of a batch: valid histograms, time order.
+pub fn validate_samples(batch: &WriteBatch, i: usize, rules: Rules) -> Result<(), Rejection> {
     let histograms = batch.series_histograms(i);
     if !histograms.is_empty() {
-        if rules.one_kind_per_series && !entry.samples.is_empty() {
+        if rules.one_kind_per_series && !batch.series[i].samples.is_empty() {
             return Err(Rejection::SamplesAndHistograms);
         }
         validate_histograms(histograms)?;

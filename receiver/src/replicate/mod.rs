@@ -20,7 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::grpc;
 use crate::ingest::validate::Rules;
-use crate::ingest::{Ingester, Written};
+use crate::ingest::{Checked, Ingester, Written};
 use crate::metrics::ReplicationMetrics;
 use crate::ring::{RingHolder, RingState};
 use crate::tls::{ClientTls, PeerConnector};
@@ -174,7 +174,7 @@ impl Replicator {
             match &self.ring {
                 Some(ring) if replica <= 0 || self.config.local_endpoint.is_none() => {
                     match ring.load() {
-                        Some(state) => self.replicate(&state, tenant, batch, &checked.valid).await,
+                        Some(state) => self.replicate(&state, tenant, batch, &checked).await,
                         None => Err(WriteError::Unavailable(
                             "no hashring loaded yet: cannot route".into(),
                         )),
@@ -182,7 +182,7 @@ impl Replicator {
                 }
                 _ => self
                     .ingester
-                    .append_local(tenant, batch, &checked.valid)
+                    .append_local(tenant, batch, &checked.valid, checked.labels_unchecked)
                     .map(|_| ()),
             }
         };
@@ -207,8 +207,9 @@ impl Replicator {
         state: &Arc<RingState>,
         tenant: &str,
         batch: &WriteBatch,
-        valid: &[usize],
+        checked: &Checked,
     ) -> Result<(), WriteError> {
+        let valid = &checked.valid;
         let Some((ring_index, ring)) = state.hashrings.ring_for_tenant(tenant) else {
             return Err(WriteError::Internal(format!(
                 "no matching hashring to handle tenant {tenant:?}"
@@ -251,7 +252,7 @@ impl Replicator {
             let series: Vec<usize> = groups[ep].iter().map(|&p| valid[p]).collect();
             let result = self
                 .ingester
-                .append_local(tenant, batch, &series)
+                .append_local(tenant, batch, &series, checked.labels_unchecked)
                 .map(|_| ())
                 .map_err(|e| (e.class(), e.to_string()));
             outcomes.record(&groups[ep], result);

@@ -202,6 +202,15 @@ pub struct SeriesLimitExceeded {
     pub limit: u64,
 }
 
+/// Why [`TenantDb::resolve_admitting`] created nothing.
+#[derive(Debug)]
+pub enum Unresolved<E> {
+    /// The new series would take the head past its series limit.
+    Limit(SeriesLimitExceeded),
+    /// The series at this index of the source was refused.
+    Refused(usize, E),
+}
+
 /// What one append did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -525,8 +534,34 @@ impl TenantDb {
         series: &[usize],
         head_series_limit: u64,
     ) -> Result<Resolved, SeriesLimitExceeded> {
+        self.lookup::<S, std::convert::Infallible>(src, series, head_series_limit, None)
+            .map_err(|e| match e {
+                Unresolved::Limit(e) => e,
+                Unresolved::Refused(_, never) => match never {},
+            })
+    }
+
+    /// As [`TenantDb::resolve`], but a series the head lacks is created only if `admit`
+    /// accepts it (by its index in `src`); nothing is created when one is refused.
+    pub fn resolve_admitting<S: SeriesSource + ?Sized, E>(
+        &self,
+        src: &S,
+        series: &[usize],
+        head_series_limit: u64,
+        admit: &mut dyn FnMut(usize) -> Result<(), E>,
+    ) -> Result<Resolved, Unresolved<E>> {
+        self.lookup(src, series, head_series_limit, Some(admit))
+    }
+
+    fn lookup<S: SeriesSource + ?Sized, E>(
+        &self,
+        src: &S,
+        series: &[usize],
+        head_series_limit: u64,
+        admit: Option<&mut dyn FnMut(usize) -> Result<(), E>>,
+    ) -> Result<Resolved, Unresolved<E>> {
         let mut key = Vec::with_capacity(256);
-        if head_series_limit == 0 {
+        if head_series_limit == 0 && admit.is_none() {
             let mut created = 0;
             let refs = series
                 .iter()
@@ -557,14 +592,19 @@ impl TenantDb {
                 s
             })
             .collect();
+        if let Some(admit) = admit {
+            for &(pos, _, _) in &missing {
+                admit(series[pos]).map_err(|e| Unresolved::Refused(series[pos], e))?;
+            }
+        }
         let new = missing.len() as u64;
         let in_head = self.head.num_series();
-        if new > 0 && in_head + new > head_series_limit {
-            return Err(SeriesLimitExceeded {
+        if head_series_limit > 0 && new > 0 && in_head + new > head_series_limit {
+            return Err(Unresolved::Limit(SeriesLimitExceeded {
                 in_head,
                 new,
                 limit: head_series_limit,
-            });
+            }));
         }
         let mut created = 0;
         let mut refs = found;
