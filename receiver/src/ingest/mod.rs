@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 
 use crate::metrics::{IngestMetrics, TsdbMetrics};
 use crate::tenant;
-use crate::tsdb::{Conflict, MultiTsdb, Unresolved};
+use crate::tsdb::{Admitted, Conflict, MultiTsdb, SeriesLimitExceeded, TenantDb};
 use crate::wire::WriteBatch;
 use crate::write_error::WriteError;
 use limits::{LimitsConfig, TenantLimits};
@@ -107,16 +107,15 @@ impl Ingester {
             )));
         }
         let mut checked = Checked {
-            labels_unchecked: rules.labels_of_new_series_only.then_some(rules),
+            labels_unchecked: rules.defers_labels().then_some(rules),
+            exemplars_stored: self.tsdb.stores_exemplars(),
             ..Checked::default()
         };
-        let mut first: Option<(usize, Rejection)> = None;
-        let (mut invalid_series, mut invalid_samples) = (0u64, 0u64);
         let mut exemplars = 0u64;
         for i in range {
             let series_exemplars = batch.series_exemplars(i).len() as u64;
             exemplars += series_exemplars;
-            let verdict = if rules.labels_of_new_series_only {
+            let verdict = if rules.defers_labels() {
                 validate_samples(batch, i, rules)
             } else {
                 validate_series(batch, i, rules)
@@ -129,25 +128,15 @@ impl Ingester {
                     checked.valid.push(i);
                 }
                 Err(r) => {
-                    invalid_series += 1;
-                    let n =
-                        (batch.series_samples(i).len() + batch.series_histograms(i).len()) as u64;
-                    invalid_samples += n;
+                    let n = checked.note_invalid(batch, i, r);
                     self.metrics.rejected(tenant, r.reason(), n);
-                    first.get_or_insert((i, r));
                 }
             }
-        }
-        if let Some((i, r)) = first {
-            checked.invalid = Some(format!(
-                "{invalid_series} series ({invalid_samples} samples) rejected; first {}: {r}",
-                batch.series_string(i),
-            ));
         }
         // Without exemplar storage they are dropped and the write accepted, as Thanos does with
         // its default --tsdb.max-exemplars=0: a sender with `send_exemplars: true` must not fail
         // every batch.
-        if !self.tsdb.stores_exemplars() {
+        if !checked.exemplars_stored {
             self.metrics
                 .rejected(tenant, "exemplars_dropped", exemplars);
             checked.exemplars = 0;
@@ -156,15 +145,42 @@ impl Ingester {
     }
 
     /// Appends validated series to the local TSDB through its WAL; returns the samples now stored.
-    /// With `labels_unchecked`, the labels of series the head lacks are checked first, and one
-    /// that fails refuses the whole write.
     pub fn append_local(
         &self,
         tenant: &str,
         batch: &WriteBatch,
         series: &[usize],
-        labels_unchecked: Option<Rules>,
     ) -> Result<u64, WriteError> {
+        self.append_checked(tenant, batch, series, None)
+            .map(|(appended, _)| appended)
+    }
+
+    /// Appends the series of `checked` locally, checking the labels it left unchecked for the
+    /// series that need it (those the head lacks, and under remote write 1.0 those not yet
+    /// held to its name rules): a series that fails is refused (400), the others are stored.
+    /// Returns the samples now stored.
+    pub fn append_checked_locally(
+        &self,
+        tenant: &str,
+        batch: &WriteBatch,
+        checked: &mut Checked,
+    ) -> Result<u64, WriteError> {
+        let (appended, refused) =
+            self.append_checked(tenant, batch, &checked.valid, checked.labels_unchecked)?;
+        for (i, r) in refused {
+            let n = checked.note_refused(batch, i, r);
+            self.metrics.rejected(tenant, r.reason(), n);
+        }
+        Ok(appended)
+    }
+
+    fn append_checked(
+        &self,
+        tenant: &str,
+        batch: &WriteBatch,
+        series: &[usize],
+        labels_unchecked: Option<Rules>,
+    ) -> Result<(u64, Vec<(usize, Rejection)>), WriteError> {
         if !self.is_ready() {
             return Err(WriteError::NotReady);
         }
@@ -182,32 +198,27 @@ impl Ingester {
                 self.tsdb.tenant(tenant)?
             }
         };
-        let resolved = match labels_unchecked {
-            None => db
-                .resolve(batch, series, limits.head_series)
-                .map_err(Unresolved::Limit),
-            Some(rules) => db.resolve_admitting(batch, series, limits.head_series, &mut |i| {
-                validate_labels(batch, i, rules)
-            }),
+        let limit_hit = |e: SeriesLimitExceeded| {
+            self.metrics.limit_hit(tenant, "head_series");
+            WriteError::HeadSeriesLimit(e.to_string())
         };
-        let resolved = resolved.map_err(|e| match e {
-            Unresolved::Limit(e) => {
-                self.metrics.limit_hit(tenant, "head_series");
-                WriteError::HeadSeriesLimit(e.to_string())
+        let mut refused = Vec::new();
+        let kept: Vec<usize>;
+        let (series, resolved) = match labels_unchecked {
+            None => (
+                series,
+                db.resolve(batch, series, limits.head_series)
+                    .map_err(limit_hit)?,
+            ),
+            Some(rules) => {
+                let admitted =
+                    resolve_checking_labels(&db, batch, series, limits.head_series, rules)
+                        .map_err(limit_hit)?;
+                kept = admitted.series;
+                refused = admitted.refused;
+                (&kept[..], admitted.resolved)
             }
-            Unresolved::Refused(i, r) => {
-                let samples: usize = series
-                    .iter()
-                    .map(|&i| batch.series_samples(i).len() + batch.series_histograms(i).len())
-                    .sum();
-                self.metrics.rejected(tenant, r.reason(), samples as u64);
-                WriteError::Invalid(format!(
-                    "{} series ({samples} samples) rejected; first {}: {r}",
-                    series.len(),
-                    batch.series_string(i)
-                ))
-            }
-        })?;
+        };
         let out = db.append(batch, series, &resolved.refs)?;
 
         self.tsdb_metrics.appended(
@@ -253,7 +264,7 @@ impl Ingester {
                 out.appended
             )));
         }
-        Ok(out.appended + out.duplicates)
+        Ok((out.appended + out.duplicates, refused))
     }
 }
 
@@ -269,6 +280,54 @@ fn publish_limits(metrics: &IngestMetrics, limits: &LimitsConfig) {
     );
 }
 
+/// Resolves `series`, checking labels under `rules` only where needed: for series the head
+/// lacks (before creating them), and under remote write 1.0 for known series not yet held to
+/// its name rules (created under 2.0, by a forward, or by the WAL replay).
+fn resolve_checking_labels(
+    db: &TenantDb,
+    batch: &WriteBatch,
+    series: &[usize],
+    head_series_limit: u64,
+    rules: Rules,
+) -> Result<Admitted<Rejection>, SeriesLimitExceeded> {
+    let mut admitted = db.resolve_admitting(batch, series, head_series_limit, &mut |i| {
+        validate_labels(batch, i, rules)
+    })?;
+    let Admitted {
+        series: ids,
+        resolved,
+        refused,
+    } = &mut admitted;
+    if rules.classic_names() {
+        let keep: Vec<bool> = ids
+            .iter()
+            .zip(&resolved.refs)
+            .map(|(&i, s)| {
+                s.classic_names.load(Ordering::Relaxed)
+                    || match validate_labels(batch, i, rules) {
+                        Ok(()) => {
+                            s.classic_names.store(true, Ordering::Relaxed);
+                            true
+                        }
+                        Err(r) => {
+                            refused.push((i, r));
+                            false
+                        }
+                    }
+            })
+            .collect();
+        if keep.contains(&false) {
+            let mut flags = keep.iter();
+            ids.retain(|_| *flags.next().expect("one flag per series"));
+            let mut flags = keep.iter();
+            resolved
+                .refs
+                .retain(|_| *flags.next().expect("one flag per series"));
+        }
+    }
+    Ok(admitted)
+}
+
 /// The outcome of [`Ingester::check`].
 #[derive(Debug, Default)]
 pub struct Checked {
@@ -280,17 +339,48 @@ pub struct Checked {
     pub histograms: u64,
     /// Exemplars in the valid series, when exemplars are stored.
     pub exemplars: u64,
-    /// Why some series were rejected (400), if any were.
-    pub invalid: Option<String>,
-    /// The rules the labels of series new to the head still have to pass (forwarded writes).
+    /// Series rejected (400), their samples and histograms, and the first of them.
+    invalid_series: u64,
+    invalid_samples: u64,
+    first_invalid: Option<(usize, Rejection)>,
+    /// The rules labels were not checked against yet (see [`Ingester::append_checked_locally`]).
     pub labels_unchecked: Option<Rules>,
+    /// Whether the exemplars counted are stored.
+    exemplars_stored: bool,
 }
 
 impl Checked {
+    /// Counts series `i` as invalid; returns its samples and histograms.
+    fn note_invalid(&mut self, batch: &WriteBatch, i: usize, r: Rejection) -> u64 {
+        let n = (batch.series_samples(i).len() + batch.series_histograms(i).len()) as u64;
+        self.invalid_series += 1;
+        self.invalid_samples += n;
+        if self.first_invalid.is_none_or(|(first, _)| i < first) {
+            self.first_invalid = Some((i, r));
+        }
+        n
+    }
+
+    /// Takes series `i`, counted as valid, back out as invalid; returns its samples and
+    /// histograms.
+    fn note_refused(&mut self, batch: &WriteBatch, i: usize, r: Rejection) -> u64 {
+        self.samples -= batch.series_samples(i).len() as u64;
+        self.histograms -= batch.series_histograms(i).len() as u64;
+        if self.exemplars_stored {
+            self.exemplars -= batch.series_exemplars(i).len() as u64;
+        }
+        self.note_invalid(batch, i, r)
+    }
+
     /// The 400 to answer once the valid series are stored, if any series or parts were refused.
-    pub fn rejection(self) -> Result<(), WriteError> {
-        match self.invalid {
-            Some(msg) => Err(WriteError::Invalid(msg)),
+    pub fn rejection(&self, batch: &WriteBatch) -> Result<(), WriteError> {
+        match self.first_invalid {
+            Some((i, r)) => Err(WriteError::Invalid(format!(
+                "{} series ({} samples) rejected; first {}: {r}",
+                self.invalid_series,
+                self.invalid_samples,
+                batch.series_string(i),
+            ))),
             None => Ok(()),
         }
     }

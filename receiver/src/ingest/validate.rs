@@ -111,22 +111,40 @@ pub struct Rules {
     classic_names: bool,
     /// A series carries samples or histograms, not both (remote write 2.0).
     one_kind_per_series: bool,
-    /// Labels are checked only for series the head lacks ([`validate_labels`] when the series
-    /// is created): a stored series' labels passed these rules when it was created.
-    pub labels_of_new_series_only: bool,
+    /// Labels are checked only for series the head lacks, as Prometheus' head does (a stored
+    /// series' labels passed the rules when it was created), and under 1.0 for series not yet
+    /// held to its name rules.
+    labels_of_new_series_only: bool,
 }
 
 impl Rules {
     /// A forward from another receiver: the sender held each series to the rules of the protocol
     /// it arrived in, which the forward message does not record, so names are only checked to
     /// be UTF-8 here; a 2.0 write with a UTF-8 metric name is stored on every replica alike.
-    /// The peer validated the labels already; like Prometheus' head, the receiving replica
-    /// checks them again only for a series it creates.
     pub const FORWARDED: Rules = Rules {
         classic_names: false,
         one_kind_per_series: false,
-        labels_of_new_series_only: true,
+        labels_of_new_series_only: false,
     };
+
+    /// These rules, with labels left to the series that need them when `deferred` (a write
+    /// stored locally, whose lookup tells known series from new ones).
+    pub fn checking_labels_of_new_series_only(self, deferred: bool) -> Rules {
+        Rules {
+            labels_of_new_series_only: deferred,
+            ..self
+        }
+    }
+
+    /// Whether labels are left to the series that need them.
+    pub fn defers_labels(self) -> bool {
+        self.labels_of_new_series_only
+    }
+
+    /// Whether names must use remote write 1.0's classic charsets.
+    pub fn classic_names(self) -> bool {
+        self.classic_names
+    }
 }
 
 impl From<Protocol> for Rules {

@@ -20,7 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::grpc;
 use crate::ingest::validate::Rules;
-use crate::ingest::{Checked, Ingester, Written};
+use crate::ingest::{Ingester, Written};
 use crate::metrics::ReplicationMetrics;
 use crate::ring::{RingHolder, RingState};
 use crate::tls::{ClientTls, PeerConnector};
@@ -164,7 +164,11 @@ impl Replicator {
         if !self.is_ready() {
             return (Written::default(), Err(WriteError::NotReady));
         }
-        let checked = match self.ingester.check(tenant, batch, range, rules) {
+        let routed = self.ring.is_some() && (replica <= 0 || self.config.local_endpoint.is_none());
+        // A write stored here only leaves label checks to the series that need them (see
+        // `Ingester::append_checked_locally`); one that is routed is checked whole first.
+        let rules = rules.checking_labels_of_new_series_only(!routed);
+        let mut checked = match self.ingester.check(tenant, batch, range, rules) {
             Ok(c) => c,
             Err(e) => return (Written::default(), Err(e)),
         };
@@ -174,7 +178,7 @@ impl Replicator {
             match &self.ring {
                 Some(ring) if replica <= 0 || self.config.local_endpoint.is_none() => {
                     match ring.load() {
-                        Some(state) => self.replicate(&state, tenant, batch, &checked).await,
+                        Some(state) => self.replicate(&state, tenant, batch, &checked.valid).await,
                         None => Err(WriteError::Unavailable(
                             "no hashring loaded yet: cannot route".into(),
                         )),
@@ -182,7 +186,7 @@ impl Replicator {
                 }
                 _ => self
                     .ingester
-                    .append_local(tenant, batch, &checked.valid, checked.labels_unchecked)
+                    .append_checked_locally(tenant, batch, &mut checked)
                     .map(|_| ()),
             }
         };
@@ -194,7 +198,7 @@ impl Replicator {
                     histograms: checked.histograms,
                     exemplars: checked.exemplars,
                 };
-                (written, checked.rejection())
+                (written, checked.rejection(batch))
             }
             Err(e) => (Written::default(), Err(e)),
         }
@@ -207,9 +211,8 @@ impl Replicator {
         state: &Arc<RingState>,
         tenant: &str,
         batch: &WriteBatch,
-        checked: &Checked,
+        valid: &[usize],
     ) -> Result<(), WriteError> {
-        let valid = &checked.valid;
         let Some((ring_index, ring)) = state.hashrings.ring_for_tenant(tenant) else {
             return Err(WriteError::Internal(format!(
                 "no matching hashring to handle tenant {tenant:?}"
@@ -252,7 +255,7 @@ impl Replicator {
             let series: Vec<usize> = groups[ep].iter().map(|&p| valid[p]).collect();
             let result = self
                 .ingester
-                .append_local(tenant, batch, &series, checked.labels_unchecked)
+                .append_local(tenant, batch, &series)
                 .map(|_| ())
                 .map_err(|e| (e.class(), e.to_string()));
             outcomes.record(&groups[ep], result);

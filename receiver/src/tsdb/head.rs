@@ -361,6 +361,8 @@ pub struct MemSeries {
     pub logged: AtomicBool,
     /// Set when garbage collection dropped it from the head; appends must look it up again.
     pub removed: AtomicBool,
+    /// Its labels are known to follow remote write 1.0's name rules (set by ingestion).
+    pub classic_names: AtomicBool,
     /// Its samples.
     pub data: Mutex<SeriesData>,
 }
@@ -486,6 +488,7 @@ impl Head {
             labels: Labels::from_key(key),
             logged: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            classic_names: AtomicBool::new(false),
             data: Mutex::new(SeriesData::default()),
         });
         stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
@@ -508,6 +511,7 @@ impl Head {
             labels,
             logged: AtomicBool::new(true),
             removed: AtomicBool::new(false),
+            classic_names: AtomicBool::new(false),
             data: Mutex::new(SeriesData::default()),
         });
         stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);

@@ -202,13 +202,14 @@ pub struct SeriesLimitExceeded {
     pub limit: u64,
 }
 
-/// Why [`TenantDb::resolve_admitting`] created nothing.
-#[derive(Debug)]
-pub enum Unresolved<E> {
-    /// The new series would take the head past its series limit.
-    Limit(SeriesLimitExceeded),
-    /// The series at this index of the source was refused.
-    Refused(usize, E),
+/// The head series of the series [`TenantDb::resolve_admitting`] kept.
+pub struct Admitted<E> {
+    /// One head series per kept series.
+    pub resolved: Resolved,
+    /// The kept series (indices into the source), in the order listed.
+    pub series: Vec<usize>,
+    /// The series refused, with why.
+    pub refused: Vec<(usize, E)>,
 }
 
 /// What one append did.
@@ -534,32 +535,48 @@ impl TenantDb {
         series: &[usize],
         head_series_limit: u64,
     ) -> Result<Resolved, SeriesLimitExceeded> {
-        self.lookup::<S, std::convert::Infallible>(src, series, head_series_limit, None)
-            .map_err(|e| match e {
-                Unresolved::Limit(e) => e,
-                Unresolved::Refused(_, never) => match never {},
-            })
+        self.lookup(src, series, head_series_limit, None)
+            .map(|(resolved, _)| resolved)
     }
 
     /// As [`TenantDb::resolve`], but a series the head lacks is created only if `admit`
-    /// accepts it (by its index in `src`); nothing is created when one is refused.
+    /// accepts it (by its index in `src`); refused series are left out.
     pub fn resolve_admitting<S: SeriesSource + ?Sized, E>(
         &self,
         src: &S,
         series: &[usize],
         head_series_limit: u64,
         admit: &mut dyn FnMut(usize) -> Result<(), E>,
-    ) -> Result<Resolved, Unresolved<E>> {
-        self.lookup(src, series, head_series_limit, Some(admit))
+    ) -> Result<Admitted<E>, SeriesLimitExceeded> {
+        let mut refused = Vec::new();
+        let mut check = |i: usize| match admit(i) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.push((i, e));
+                false
+            }
+        };
+        let (resolved, kept) = self.lookup(src, series, head_series_limit, Some(&mut check))?;
+        let series = match kept {
+            Some(kept) => kept,
+            None => series.to_vec(),
+        };
+        Ok(Admitted {
+            resolved,
+            series,
+            refused,
+        })
     }
 
-    fn lookup<S: SeriesSource + ?Sized, E>(
+    /// Resolves as [`TenantDb::resolve`]; with `admit`, a series the head lacks is created only
+    /// if `admit` says so, and the listed series that were kept come back too.
+    fn lookup<S: SeriesSource + ?Sized>(
         &self,
         src: &S,
         series: &[usize],
         head_series_limit: u64,
-        admit: Option<&mut dyn FnMut(usize) -> Result<(), E>>,
-    ) -> Result<Resolved, Unresolved<E>> {
+        admit: Option<&mut dyn FnMut(usize) -> bool>,
+    ) -> Result<(Resolved, Option<Vec<usize>>), SeriesLimitExceeded> {
         let mut key = Vec::with_capacity(256);
         if head_series_limit == 0 && admit.is_none() {
             let mut created = 0;
@@ -572,7 +589,7 @@ impl TenantDb {
                     s
                 })
                 .collect();
-            return Ok(Resolved { refs, created });
+            return Ok((Resolved { refs, created }, None));
         }
         // Keys of the series the head lacks, kept so creating them needs no second pass.
         let mut missing_keys = Vec::new();
@@ -592,19 +609,28 @@ impl TenantDb {
                 s
             })
             .collect();
+        let mut kept = None;
         if let Some(admit) = admit {
-            for &(pos, _, _) in &missing {
-                admit(series[pos]).map_err(|e| Unresolved::Refused(series[pos], e))?;
+            let before = missing.len();
+            missing.retain(|&(pos, _, _)| admit(series[pos]));
+            if missing.len() < before {
+                let admitted: std::collections::HashSet<usize> =
+                    missing.iter().map(|&(pos, _, _)| pos).collect();
+                kept = Some(
+                    (0..series.len())
+                        .filter(|pos| found[*pos].is_some() || admitted.contains(pos))
+                        .collect::<Vec<_>>(),
+                );
             }
         }
         let new = missing.len() as u64;
         let in_head = self.head.num_series();
         if head_series_limit > 0 && new > 0 && in_head + new > head_series_limit {
-            return Err(Unresolved::Limit(SeriesLimitExceeded {
+            return Err(SeriesLimitExceeded {
                 in_head,
                 new,
                 limit: head_series_limit,
-            }));
+            });
         }
         let mut created = 0;
         let mut refs = found;
@@ -613,11 +639,10 @@ impl TenantDb {
             created += u64::from(new);
             refs[pos] = Some(s);
         }
-        let refs = refs
-            .into_iter()
-            .map(|s| s.expect("every missing series was created"))
-            .collect();
-        Ok(Resolved { refs, created })
+        // Only refused series are left without one.
+        let refs = refs.into_iter().flatten().collect();
+        let kept = kept.map(|positions| positions.into_iter().map(|p| series[p]).collect());
+        Ok((Resolved { refs, created }, kept))
     }
 
     /// Appends the samples of `series` (batch indices, resolved to `refs`) through the WAL into the head.
