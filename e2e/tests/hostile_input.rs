@@ -519,7 +519,11 @@ async fn labels_are_checked_for_every_series_that_needs_it() {
             .expect_err("a series with bad labels is refused");
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}: {err:?}");
         assert!(err.message().contains("1 series"), "{err:?}");
-        assert_eq!(e2e::head_series(&client, &recv).await, k as u64 + 2, "{bad:?}");
+        assert_eq!(
+            e2e::head_series(&client, &recv).await,
+            k as u64 + 2,
+            "{bad:?}"
+        );
     }
 
     // A series created by a 2.0 write with a UTF-8 name is refused to 1.0, whose names must
