@@ -293,39 +293,43 @@ fn resolve_checking_labels(
     let mut admitted = db.resolve_admitting(batch, series, head_series_limit, &mut |i| {
         validate_labels(batch, i, rules)
     })?;
-    let Admitted {
-        series: ids,
-        resolved,
-        refused,
-    } = &mut admitted;
     if rules.classic_names() {
-        let keep: Vec<bool> = ids
-            .iter()
-            .zip(&resolved.refs)
-            .map(|(&i, s)| {
-                s.classic_names.load(Ordering::Relaxed)
-                    || match validate_labels(batch, i, rules) {
-                        Ok(()) => {
-                            s.classic_names.store(true, Ordering::Relaxed);
-                            true
-                        }
-                        Err(r) => {
-                            refused.push((i, r));
-                            false
-                        }
-                    }
-            })
-            .collect();
-        if keep.contains(&false) {
-            let mut flags = keep.iter();
-            ids.retain(|_| *flags.next().expect("one flag per series"));
-            let mut flags = keep.iter();
-            resolved
-                .refs
-                .retain(|_| *flags.next().expect("one flag per series"));
+        let Admitted {
+            series: ids,
+            resolved,
+            refused,
+        } = &mut admitted;
+        // Positions of the series that fail; nothing is allocated when none does.
+        let mut failed = Vec::new();
+        for (pos, (&i, s)) in ids.iter().zip(&resolved.refs).enumerate() {
+            if s.classic_names.load(Ordering::Relaxed) {
+                continue;
+            }
+            match validate_labels(batch, i, rules) {
+                Ok(()) => s.classic_names.store(true, Ordering::Relaxed),
+                Err(r) => {
+                    refused.push((i, r));
+                    failed.push(pos);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            remove_positions(ids, &failed);
+            remove_positions(&mut resolved.refs, &failed);
         }
     }
     Ok(admitted)
+}
+
+/// Removes the elements at `positions` (ascending) from `v`, keeping the order of the rest.
+fn remove_positions<T>(v: &mut Vec<T>, positions: &[usize]) {
+    let mut pos = 0;
+    let mut gone = positions.iter().peekable();
+    v.retain(|_| {
+        let keep = gone.next_if_eq(&&pos).is_none();
+        pos += 1;
+        keep
+    });
 }
 
 /// The outcome of [`Ingester::check`].
@@ -383,5 +387,19 @@ impl Checked {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remove_positions;
+
+    #[test]
+    fn positions_are_removed_in_order() {
+        let mut v: Vec<u32> = (0..8).collect();
+        remove_positions(&mut v, &[0, 3, 7]);
+        assert_eq!(v, vec![1, 2, 4, 5, 6]);
+        remove_positions(&mut v, &[]);
+        assert_eq!(v, vec![1, 2, 4, 5, 6]);
     }
 }

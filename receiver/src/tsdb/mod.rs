@@ -609,19 +609,11 @@ impl TenantDb {
                 s
             })
             .collect();
-        let mut kept = None;
+        let mut refused_any = false;
         if let Some(admit) = admit {
             let before = missing.len();
             missing.retain(|&(pos, _, _)| admit(series[pos]));
-            if missing.len() < before {
-                let admitted: std::collections::HashSet<usize> =
-                    missing.iter().map(|&(pos, _, _)| pos).collect();
-                kept = Some(
-                    (0..series.len())
-                        .filter(|pos| found[*pos].is_some() || admitted.contains(pos))
-                        .collect::<Vec<_>>(),
-                );
-            }
+            refused_any = missing.len() < before;
         }
         let new = missing.len() as u64;
         let in_head = self.head.num_series();
@@ -640,8 +632,15 @@ impl TenantDb {
             refs[pos] = Some(s);
         }
         // Only refused series are left without one.
+        let kept = refused_any.then(|| {
+            series
+                .iter()
+                .zip(&refs)
+                .filter(|(_, s)| s.is_some())
+                .map(|(&i, _)| i)
+                .collect()
+        });
         let refs = refs.into_iter().flatten().collect();
-        let kept = kept.map(|positions| positions.into_iter().map(|p| series[p]).collect());
         Ok((Resolved { refs, created }, kept))
     }
 
