@@ -3,7 +3,8 @@
 //! `cargo bench -p receiver --bench tsdb` (release profile). `TSDB_BENCH_SERIES` (default 100000)
 //! and `TSDB_BENCH_MINUTES` (default 120) size the run; samples are 15 s apart, labels are
 //! Kubernetes-like (12 per series). Prints one line per figure, query latencies over the head
-//! included.
+//! included. Memory is measured with the receiver binary's allocator, two seconds after the
+//! appends (jemalloc hands pages freed for a second back to the system).
 
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,16 @@ use receiver::tsdb::{Budget, Matcher, TenantDb, TsdbOptions};
 use receiver::wire::messages::v1;
 use receiver::wire::{Protocol, WriteBatch};
 
+/// The receiver binary's allocator, so that RSS figures are the binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const STEP_MS: i64 = 15_000;
 const BATCH: usize = 10_000;
 
+/// RSS once freed pages have been handed back, as a scrape a moment after the load would see it.
 fn rss_bytes() -> u64 {
+    std::thread::sleep(Duration::from_secs(2));
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()

@@ -2,6 +2,11 @@
 
 use receiver::cli::Args;
 
+/// jemalloc rather than glibc malloc: it returns freed pages to the system (see `.cargo/config.toml`),
+/// where glibc keeps a freed chunk wave's pages and a heap per thread.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     // kube links rustls' ring backend and object_store its aws-lc-rs one; with both present rustls
     // needs the process-wide choice made explicitly.

@@ -162,13 +162,26 @@ impl Shipper {
             let meta_path = self.bucket.path(&format!("{}/meta.json", meta.ulid));
             let exists = self.bucket.store.head(&meta_path).await.is_ok();
             if !exists {
-                if let Err(e) = self.upload(dir, meta).await {
-                    write_shipper_file(&db.dir, &file)?;
-                    return Err(e);
-                }
+                let started = std::time::Instant::now();
+                let bytes = match self.upload(dir, meta).await {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        write_shipper_file(&db.dir, &file)?;
+                        return Err(e);
+                    }
+                };
+                let seconds = started.elapsed().as_secs_f64();
                 self.metrics.uploaded(&db.name, &self.bucket.description);
                 stats.uploaded.push(meta.ulid);
-                tracing::info!(tenant = db.name, block = %meta.ulid, bucket = self.bucket.description, "block uploaded");
+                tracing::info!(
+                    tenant = db.name,
+                    block = %meta.ulid,
+                    bucket = self.bucket.description,
+                    bytes,
+                    seconds = format!("{seconds:.3}"),
+                    mib_per_second = format!("{:.1}", bytes as f64 / seconds.max(1e-9) / 1048576.0),
+                    "block uploaded"
+                );
             }
             file.uploaded.insert(meta.ulid);
             stats.pending -= 1;
@@ -178,7 +191,8 @@ impl Shipper {
         Ok(stats)
     }
 
-    async fn upload(&self, dir: &Path, meta: &BlockMeta) -> Result<(), ShipError> {
+    /// Uploads the block's files, `meta.json` last; returns the bytes sent.
+    async fn upload(&self, dir: &Path, meta: &BlockMeta) -> Result<u64, ShipError> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("chunks"))
             .map_err(|source| ShipError::Io {
                 path: dir.join("chunks"),
@@ -188,13 +202,15 @@ impl Shipper {
             .collect();
         files.sort();
         files.push(dir.join("index"));
+        let mut bytes = 0;
         for path in files {
             let rel = path
                 .strip_prefix(dir)
                 .expect("inside the block")
                 .to_string_lossy()
                 .into_owned();
-            self.put_file(&path, &format!("{}/{rel}", meta.ulid), meta.ulid)
+            bytes += self
+                .put_file(&path, &format!("{}/{rel}", meta.ulid), meta.ulid)
                 .await?;
         }
         let mut uploaded = meta.clone();
@@ -203,6 +219,7 @@ impl Shipper {
                 Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         }
         let body = uploaded.to_json().expect("meta serializes");
+        bytes += body.len() as u64;
         self.bucket
             .store
             .put(
@@ -214,10 +231,11 @@ impl Shipper {
                 block: meta.ulid,
                 source,
             })?;
-        Ok(())
+        Ok(bytes)
     }
 
-    async fn put_file(&self, path: &Path, key: &str, block: Ulid) -> Result<(), ShipError> {
+    /// Uploads one file (in parts past the multipart threshold); returns its size.
+    async fn put_file(&self, path: &Path, key: &str, block: Ulid) -> Result<u64, ShipError> {
         let io = |source| ShipError::Io {
             path: path.to_path_buf(),
             source,
@@ -232,7 +250,7 @@ impl Shipper {
                 .put(&dest, PutPayload::from(bytes))
                 .await
                 .map_err(upload_err)?;
-            return Ok(());
+            return Ok(size);
         }
         let upload = self
             .bucket
@@ -253,7 +271,7 @@ impl Shipper {
             writer.write(&buf[..n]);
         }
         writer.finish().await.map_err(upload_err)?;
-        Ok(())
+        Ok(size)
     }
 }
 

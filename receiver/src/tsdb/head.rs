@@ -126,12 +126,6 @@ impl SeriesData {
         if open.num_samples() > 0 && t >= boundary_after(open.min_time(), sink.range) {
             self.close_open(sink);
         }
-        if self.open.num_samples() == 0 {
-            // The next chunk of a series is usually about as long as its last: one allocation
-            // of that size, rather than growing into it, keeps the head's memory unfragmented.
-            let room = self.closed.last().map_or(0, |c| c.pos.data_len() + 8);
-            self.open.reserve(room);
-        }
         self.open.append(t, v);
         self.last = Some((t, v.to_bits()));
         // A full chunk goes to the files at once, not when the next sample arrives.

@@ -41,11 +41,6 @@ impl XorAppender {
         }
     }
 
-    /// Makes room for `bytes` more bytes of samples in one allocation.
-    pub fn reserve(&mut self, bytes: usize) {
-        self.w.buf.reserve_exact(bytes);
-    }
-
     /// Appends a sample; `t` must exceed the previous timestamp and the chunk must hold
     /// fewer than 65535 samples (the header is a u16; panics otherwise rather than corrupt it).
     pub fn append(&mut self, t: i64, v: f64) {
