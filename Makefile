@@ -40,7 +40,8 @@ demo:
 # Side-by-side benchmarks on loopback (receiver RF=1, 3 receivers RF=3, VictoriaMetrics), the
 # decode-only limit and the TSDB figures; writes BENCHMARKS.md. BENCH_QUICK=1 for a short smoke run.
 bench:
-	bash scripts/bench.sh
+	bash scripts/setup.sh bench
+	. $(ENV) && bash scripts/bench.sh
 	TSDB_BENCH_SERIES=$${TSDB_BENCH_SERIES:-$$([ "$${BENCH_QUICK:-0}" = 1 ] && echo 10000 || echo 100000)} $(CARGO) bench -p receiver --bench tsdb
 
 # TLS against plaintext on the same load (RF=1 and RF=3), release build.

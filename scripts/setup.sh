@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what `make demo` (`setup.sh demo`), `make test` (`setup.sh test`) or `make images`
-# (`setup.sh images`) needs on a fresh Debian machine that has only the Rust toolchain, gcc and
-# Python, then writes ~/.cache/thanos-receiver/env.sh (PATH and KUBE_APISERVER) for the Makefile.
+# Installs what `make demo` (`setup.sh demo`), `make test` (`setup.sh test`), `make bench`
+# (`setup.sh bench`) or `make images` (`setup.sh images`) needs on a fresh Debian machine that has
+# only the Rust toolchain, gcc and Python, then writes ~/.cache/thanos-receiver/env.sh (PATH and KUBE_APISERVER) for the Makefile.
 # Idempotent: once everything is there, a run only checks, in about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,12 @@ apt_install() {
   $SUDO apt-get update -q >&2
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
+
+# The benchmark compares with VictoriaMetrics and uploads to moto, as the tests do.
+if [ "$WHAT" = bench ]; then
+  apt_install victoria-metrics:victoria-metrics
+  WHAT=test
+fi
 
 # The demo needs a real Prometheus and curl; the tests also promtool (same package), etcd and
 # openssl for kube-apiserver, kubectl, and umoci to build and unpack the images.
