@@ -260,10 +260,13 @@ impl Receiver {
         let metrics = Arc::new(Metrics::new());
         let ring_labels = Arc::clone(&tsdb.ring_labels);
         let tsdb = Arc::new(MultiTsdb::new(&args.tsdb_path, tsdb));
-        let shipper = bucket.map(|bucket| {
-            tracing::info!(bucket = bucket.description, "uploading blocks");
-            Arc::new(Shipper::new(bucket, metrics.shipper.clone()))
-        });
+        let shipper = bucket
+            .map(|bucket| {
+                tracing::info!(bucket = bucket.description, "uploading blocks");
+                Shipper::new(bucket, metrics.shipper.clone()).map(Arc::new)
+            })
+            .transpose()
+            .context("starting the upload threads")?;
         let max_concurrency = limits.write.global.max_concurrency;
         let ingester = Arc::new(Ingester::new(
             Arc::clone(&tsdb),
@@ -594,7 +597,7 @@ impl Receiver {
             loop {
                 tick.tick().await;
                 if ingester.is_ready() {
-                    sync_all(&shipper, &tsdb).await;
+                    shipper.sync_all(&tsdb).await;
                 }
             }
         }))
@@ -645,7 +648,7 @@ impl Receiver {
         }
         if let Some(shipper) = &self.shipper {
             // A scaled-down receiver must leave nothing behind: upload what the flush produced.
-            if tokio::time::timeout(flush_timeout, sync_all(shipper, &self.tsdb))
+            if tokio::time::timeout(flush_timeout, shipper.sync_all(&self.tsdb))
                 .await
                 .is_err()
             {
@@ -681,14 +684,6 @@ impl Receiver {
                 "head flush did not finish within --tsdb.flush-timeout; the WAL keeps the data"
             ),
         }
-    }
-}
-
-/// Uploads pending blocks of every tenant.
-async fn sync_all(shipper: &Shipper, tsdb: &MultiTsdb) {
-    for db in tsdb.tenants() {
-        // Errors are counted and logged by the shipper; the next sync retries oldest first.
-        let _ = shipper.sync(&db).await;
     }
 }
 

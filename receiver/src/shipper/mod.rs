@@ -6,10 +6,12 @@
 //! `<tenant>/thanos.shipper.json` (Thanos' format). A failed upload stops the sync: later blocks
 //! wait, and the next sync retries from the oldest, so an S3 outage only delays uploads.
 
+pub mod background;
 pub mod objstore;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
@@ -18,8 +20,9 @@ use tsdb_format::meta::BlockMeta;
 use ulid::Ulid;
 
 use crate::metrics::ShipperMetrics;
-use crate::tsdb::TenantDb;
 use crate::tsdb::compact::list_blocks;
+use crate::tsdb::{MultiTsdb, TenantDb};
+use background::UploadRuntime;
 use objstore::Bucket;
 
 /// Name of the per-tenant record of uploaded blocks.
@@ -110,12 +113,34 @@ pub fn pending_blocks(tenant_dir: &Path) -> usize {
 pub struct Shipper {
     bucket: Bucket,
     metrics: ShipperMetrics,
+    uploads: UploadRuntime,
 }
 
 impl Shipper {
-    /// A shipper for `bucket`.
-    pub fn new(bucket: Bucket, metrics: ShipperMetrics) -> Self {
-        Shipper { bucket, metrics }
+    /// A shipper for `bucket`, with its upload threads started.
+    pub fn new(bucket: Bucket, metrics: ShipperMetrics) -> std::io::Result<Self> {
+        Ok(Shipper {
+            bucket,
+            metrics,
+            uploads: UploadRuntime::new()?,
+        })
+    }
+
+    /// Uploads the pending blocks of every tenant on the upload threads (see [`background`]);
+    /// errors are counted and logged per tenant, and the next sync retries oldest first.
+    pub async fn sync_all(self: &Arc<Self>, tsdb: &Arc<MultiTsdb>) {
+        let (shipper, tsdb) = (Arc::clone(self), Arc::clone(tsdb));
+        let done = self
+            .uploads
+            .run(async move {
+                for db in tsdb.tenants() {
+                    let _ = shipper.sync(&db).await;
+                }
+            })
+            .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "an upload task ended abnormally; the next sync retries");
+        }
     }
 
     /// What the bucket is, for logs.
@@ -305,7 +330,7 @@ mod tests {
             bucket_dir.path().display()
         ))
         .unwrap();
-        let shipper = Shipper::new(objstore::build(&cfg).unwrap(), Metrics::new().shipper);
+        let shipper = Shipper::new(objstore::build(&cfg).unwrap(), Metrics::new().shipper).unwrap();
         let stats = shipper.sync(&db).await.unwrap();
         assert_eq!((stats.uploaded.len(), stats.pending), (3, 0));
         for (_, meta) in db.blocks() {
@@ -335,7 +360,7 @@ mod tests {
             prefix: "tenant-prefix".into(),
             description: "in-memory".into(),
         };
-        let shipper = Shipper::new(bucket, Metrics::new().shipper);
+        let shipper = Shipper::new(bucket, Metrics::new().shipper).unwrap();
         assert_eq!(shipper.sync(&db).await.unwrap().uploaded.len(), 3);
         let mut objects: Vec<object_store::ObjectMeta> =
             store.list(None).try_collect().await.unwrap();
@@ -367,7 +392,7 @@ mod tests {
             "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:1\n  insecure: true\n  access_key: a\n  secret_key: s\n",
         )
         .unwrap();
-        let shipper = Shipper::new(objstore::build(&cfg).unwrap(), Metrics::new().shipper);
+        let shipper = Shipper::new(objstore::build(&cfg).unwrap(), Metrics::new().shipper).unwrap();
         assert!(shipper.sync(&db).await.is_err());
         assert!(read_shipper_file(&db.dir).uploaded.is_empty());
         assert!(

@@ -8,6 +8,7 @@
 //! keeping only their time range and position.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -466,6 +467,46 @@ impl Head {
             .cloned()
     }
 
+    /// Finds the series of many label keys: `spans[i]` is the hash and the range in `keys` of
+    /// key `i`. Each stripe's lock is taken once for all its keys instead of once per key: on a
+    /// request of 10,000 series that spares 20,000 atomic writes to lock words both cores share.
+    pub fn get_many(
+        &self,
+        keys: &[u8],
+        spans: &[(u64, Range<usize>)],
+    ) -> Vec<Option<Arc<MemSeries>>> {
+        let stripe_of = |hash: u64| (hash >> 58) as usize % STRIPES;
+        // Positions grouped by stripe (a counting sort): `order[start[s]..start[s + 1]]`.
+        let mut start = [0u32; STRIPES + 1];
+        for (hash, _) in spans {
+            start[stripe_of(*hash) + 1] += 1;
+        }
+        for s in 0..STRIPES {
+            start[s + 1] += start[s];
+        }
+        let mut next = start;
+        let mut order = vec![0u32; spans.len()];
+        for (pos, (hash, _)) in spans.iter().enumerate() {
+            let s = stripe_of(*hash);
+            order[next[s] as usize] = pos as u32;
+            next[s] += 1;
+        }
+        let mut found = vec![None; spans.len()];
+        for (s, stripe) in self.stripes.iter().enumerate() {
+            let group = &order[start[s] as usize..start[s + 1] as usize];
+            if group.is_empty() {
+                continue;
+            }
+            let table = stripe.read();
+            for &pos in group {
+                let (hash, range) = &spans[pos as usize];
+                let key = &keys[range.clone()];
+                found[pos as usize] = table.find(*hash, |x| x.labels.key() == key).cloned();
+            }
+        }
+        found
+    }
+
     /// Finds or creates a series by label hash and key; `true` means it was created.
     pub fn get_or_create(&self, hash: u64, key: &[u8]) -> (Arc<MemSeries>, bool) {
         if let Some(s) = self.get(hash, key) {
@@ -551,8 +592,20 @@ impl Head {
     /// is the series' locked data.
     pub fn append(&self, series: &MemSeries, data: &mut SeriesData, t: i64, v: f64) {
         data.append(self.sink(series), t, v);
-        self.min_time.fetch_min(t, Ordering::Relaxed);
-        self.max_time.fetch_max(t, Ordering::Relaxed);
+        self.widen(t);
+    }
+
+    /// Widens the head's time range to `t`. Most samples fall inside it: reading first leaves
+    /// the shared cache line unwritten, where an unconditional `fetch_min`/`fetch_max` would
+    /// take it exclusively on every sample and bounce it between the cores appending.
+    #[inline]
+    fn widen(&self, t: i64) {
+        if t < self.min_time.load(Ordering::Relaxed) {
+            self.min_time.fetch_min(t, Ordering::Relaxed);
+        }
+        if t > self.max_time.load(Ordering::Relaxed) {
+            self.max_time.fetch_max(t, Ordering::Relaxed);
+        }
     }
 
     /// Merges out-of-order float samples (sorted, older than the series' newest, none at a
@@ -581,8 +634,7 @@ impl Head {
         h: &HistogramValue,
     ) {
         data.append_histogram(self.sink(series), t, h);
-        self.min_time.fetch_min(t, Ordering::Relaxed);
-        self.max_time.fetch_max(t, Ordering::Relaxed);
+        self.widen(t);
     }
 
     /// Number of series in the head.
@@ -607,7 +659,9 @@ impl Head {
 
     /// Records that a sample at `t` was appended when `t` was not ahead of the clock.
     pub fn note_present(&self, t: i64) {
-        self.max_present_time.fetch_max(t, Ordering::Relaxed);
+        if t > self.max_present_time.load(Ordering::Relaxed) {
+            self.max_present_time.fetch_max(t, Ordering::Relaxed);
+        }
     }
 
     /// Samples older than this are out of bounds: a block already covers their time.
@@ -831,6 +885,40 @@ mod tests {
         assert!(!full.removed.load(Ordering::Relaxed));
         assert_eq!(head.num_series(), 1);
         assert!(head.get(1, &pairs(&[("s", "empty")])).is_none());
+    }
+
+    #[test]
+    fn get_many_finds_every_stored_key_across_stripes() {
+        let head = Head::new(1000);
+        let hash = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let stored: Vec<_> = (0..200u64)
+            .map(|i| {
+                head.get_or_create(hash(i), &pairs(&[("i", &i.to_string())]))
+                    .0
+            })
+            .collect();
+        // Stored keys interleaved with unknown ones (250..300) and a stored hash with another key.
+        let mut keys = Vec::new();
+        let mut spans = Vec::new();
+        let mut add = |h: u64, key: Vec<u8>| {
+            let start = keys.len();
+            keys.extend_from_slice(&key);
+            spans.push((h, start..keys.len()));
+        };
+        for i in (0..300u64).rev() {
+            add(hash(i), pairs(&[("i", &i.to_string())]));
+        }
+        add(hash(7), pairs(&[("i", "other")]));
+        let found = head.get_many(&keys, &spans);
+        assert_eq!(found.len(), 301);
+        for (pos, i) in (0..300u64).rev().enumerate() {
+            match &found[pos] {
+                Some(s) => assert!(i < 200 && Arc::ptr_eq(s, &stored[i as usize])),
+                None => assert!(i >= 200, "series {i} not found"),
+            }
+        }
+        assert!(found[300].is_none());
+        assert!(head.get_many(&[], &[]).is_empty());
     }
 
     #[test]

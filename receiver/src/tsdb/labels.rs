@@ -21,6 +21,11 @@ pub struct Labels(Box<[u8]>);
 /// Writes the key of `pairs` (sorted by name) into `buf`, replacing its content.
 pub fn write_key<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, buf: &mut Vec<u8>) {
     buf.clear();
+    append_key(pairs, buf);
+}
+
+/// Appends the key of `pairs` (sorted by name) to `buf`.
+pub fn append_key<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, buf: &mut Vec<u8>) {
     for (n, v) in pairs {
         buf.extend_from_slice(n);
         buf.push(SEP);

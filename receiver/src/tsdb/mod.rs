@@ -444,7 +444,8 @@ impl TenantDb {
         head.set_ceiling(future.first().map_or(i64::MAX, |r| r.0));
         // Samples a block already holds are not replayed into the head again.
         let in_block = |t: i64| t < min_valid || future.iter().any(|&(a, b)| t >= a && t < b);
-        let mut by_id: HashMap<u64, Arc<MemSeries>> = HashMap::new();
+        // One lookup per replayed sample: hashbrown's hasher rather than std's slower SipHash.
+        let mut by_id: hashbrown::HashMap<u64, Arc<MemSeries>> = hashbrown::HashMap::new();
         let mut samples = 0u64;
         let mut exemplars = ExemplarStore::new(opts.max_exemplars);
         let (wal, replay) = Wal::open(&dir.join("wal"), |record| {
@@ -577,42 +578,22 @@ impl TenantDb {
         head_series_limit: u64,
         admit: Option<&mut dyn FnMut(usize) -> bool>,
     ) -> Result<(Resolved, Option<Vec<usize>>), SeriesLimitExceeded> {
-        let mut key = Vec::with_capacity(256);
-        if head_series_limit == 0 && admit.is_none() {
-            let mut created = 0;
-            let refs = series
-                .iter()
-                .map(|&i| {
-                    labels::write_key(src.series_labels(i), &mut key);
-                    let (s, new) = self.head.get_or_create(labels_hash(&key), &key);
-                    created += u64::from(new);
-                    s
-                })
-                .collect();
-            return Ok((Resolved { refs, created }, None));
-        }
-        // Keys of the series the head lacks, kept so creating them needs no second pass.
-        let mut missing_keys = Vec::new();
-        let mut missing = Vec::new();
-        let found: Vec<Option<Arc<MemSeries>>> = series
+        // Every key first, then one probe of the head for all of them.
+        let mut key = Vec::with_capacity(series.len() * 256);
+        let spans: Vec<(u64, Range<usize>)> = series
             .iter()
-            .enumerate()
-            .map(|(pos, &i)| {
-                labels::write_key(src.series_labels(i), &mut key);
-                let hash = labels_hash(&key);
-                let s = self.head.get(hash, &key);
-                if s.is_none() {
-                    let start = missing_keys.len();
-                    missing_keys.extend_from_slice(&key);
-                    missing.push((pos, hash, start..missing_keys.len()));
-                }
-                s
+            .map(|&i| {
+                let start = key.len();
+                labels::append_key(src.series_labels(i), &mut key);
+                (labels_hash(&key[start..]), start..key.len())
             })
             .collect();
+        let found = self.head.get_many(&key, &spans);
+        let mut missing: Vec<usize> = (0..found.len()).filter(|&p| found[p].is_none()).collect();
         let mut refused_any = false;
         if let Some(admit) = admit {
             let before = missing.len();
-            missing.retain(|&(pos, _, _)| admit(series[pos]));
+            missing.retain(|&pos| admit(series[pos]));
             refused_any = missing.len() < before;
         }
         let new = missing.len() as u64;
@@ -626,8 +607,9 @@ impl TenantDb {
         }
         let mut created = 0;
         let mut refs = found;
-        for (pos, hash, range) in missing {
-            let (s, new) = self.head.get_or_create(hash, &missing_keys[range]);
+        for pos in missing {
+            let (hash, range) = &spans[pos];
+            let (s, new) = self.head.get_or_create(*hash, &key[range.clone()]);
             created += u64::from(new);
             refs[pos] = Some(s);
         }
