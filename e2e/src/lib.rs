@@ -73,21 +73,31 @@ pub fn histogram_chunk_bytes(dir: &Path) -> (u64, u64) {
     (bytes, samples)
 }
 
-/// A free loopback port, never one this process handed out before: the kernel may offer a
-/// just-released port again, and a cluster that got the same port twice cannot start.
+/// A free loopback port, never one this process handed out before, taken below Linux' ephemeral
+/// range (32768-60999): a port `bind(0)` hands out may become the source port of any outgoing
+/// connection of a concurrent test once its server stops, and a receiver restarted on its old
+/// port then failed with "address in use".
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    const FIRST: u16 = 20_000;
+    const COUNT: u64 = 12_768;
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().expect("port list");
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("binding an ephemeral port");
-        if !given.contains(&port) {
+    // Random per process, so that concurrent test processes rarely try the same ports.
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0..100_000u64 {
+        let mut h = seed.build_hasher();
+        h.write_u64(attempt);
+        let port = FIRST + (h.finish() % COUNT) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             given.push(port);
             return port;
         }
     }
+    panic!(
+        "no free loopback port between {FIRST} and {}",
+        u64::from(FIRST) + COUNT - 1
+    );
 }
 
 /// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
