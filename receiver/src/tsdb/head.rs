@@ -345,6 +345,11 @@ pub fn boundary_after(t: i64, range: i64) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
+/// The stripe of the series table a label hash belongs to.
+fn stripe_index(hash: u64) -> usize {
+    (hash >> 58) as usize % STRIPES
+}
+
 /// One series of the head.
 pub struct MemSeries {
     /// Reference used by WAL records.
@@ -456,7 +461,7 @@ impl Head {
     }
 
     fn stripe(&self, hash: u64) -> &RwLock<HashTable<Arc<MemSeries>>> {
-        &self.stripes[(hash >> 58) as usize % STRIPES]
+        &self.stripes[stripe_index(hash)]
     }
 
     /// Finds a series by the hash and bytes of its label key (see [`super::labels::write_key`]).
@@ -475,11 +480,10 @@ impl Head {
         keys: &[u8],
         spans: &[(u64, Range<usize>)],
     ) -> Vec<Option<Arc<MemSeries>>> {
-        let stripe_of = |hash: u64| (hash >> 58) as usize % STRIPES;
         // Positions grouped by stripe (a counting sort): `order[start[s]..start[s + 1]]`.
         let mut start = [0u32; STRIPES + 1];
         for (hash, _) in spans {
-            start[stripe_of(*hash) + 1] += 1;
+            start[stripe_index(*hash) + 1] += 1;
         }
         for s in 0..STRIPES {
             start[s + 1] += start[s];
@@ -487,7 +491,7 @@ impl Head {
         let mut next = start;
         let mut order = vec![0u32; spans.len()];
         for (pos, (hash, _)) in spans.iter().enumerate() {
-            let s = stripe_of(*hash);
+            let s = stripe_index(*hash);
             order[next[s] as usize] = pos as u32;
             next[s] += 1;
         }
@@ -509,9 +513,15 @@ impl Head {
 
     /// Finds or creates a series by label hash and key; `true` means it was created.
     pub fn get_or_create(&self, hash: u64, key: &[u8]) -> (Arc<MemSeries>, bool) {
-        if let Some(s) = self.get(hash, key) {
-            return (s, false);
+        match self.get(hash, key) {
+            Some(s) => (s, false),
+            None => self.create(hash, key),
         }
+    }
+
+    /// Creates a series that a lookup just missed (another writer may have created it since:
+    /// then that one, and `false`).
+    pub fn create(&self, hash: u64, key: &[u8]) -> (Arc<MemSeries>, bool) {
         let mut stripe = self.stripe(hash).write();
         if let Some(s) = stripe.find(hash, |s| s.labels.key() == key) {
             return (Arc::clone(s), false);
@@ -919,6 +929,10 @@ mod tests {
         }
         assert!(found[300].is_none());
         assert!(head.get_many(&[], &[]).is_empty());
+        // Creating what another writer created in between hands back that series.
+        let (again, created) = head.create(hash(3), &pairs(&[("i", "3")]));
+        assert!(!created && Arc::ptr_eq(&again, &stored[3]));
+        assert_eq!(head.num_series(), 200);
     }
 
     #[test]

@@ -609,7 +609,7 @@ impl TenantDb {
         let mut refs = found;
         for pos in missing {
             let (hash, range) = &spans[pos];
-            let (s, new) = self.head.get_or_create(*hash, &key[range.clone()]);
+            let (s, new) = self.head.create(*hash, &key[range.clone()]);
             created += u64::from(new);
             refs[pos] = Some(s);
         }
