@@ -1,4 +1,5 @@
-//! kill -9 under load, restart: every acknowledged sample is still there.
+//! kill -9 under load, restart: every acknowledged sample is still there, and the head chunks
+//! written before the kill are taken back rather than rebuilt.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,5 +128,84 @@ async fn kill_9_loses_no_acknowledged_sample() {
                 );
             }
         }
+    }
+}
+
+/// Samples of series `s` from step `from` on, 15 s apart, with values that compress poorly (so
+/// chunks fill their byte limit and reach the chunk files soon).
+fn chunky_samples(s: usize, from: i64, steps: i64) -> Vec<(i64, f64)> {
+    (from..from + steps)
+        .map(|n| {
+            let v = ((s as i64 * 7919 + n * 104_729) % 1_000_003) as f64 / 7.0;
+            (1_700_000_000_000 + n * 15_000, v)
+        })
+        .collect()
+}
+
+/// Writes `steps` samples from step `from` on of each of `series` series, 200 series a request.
+async fn send_chunky(client: &reqwest::Client, url: &str, series: usize, from: i64, steps: i64) {
+    for group in 0..series.div_ceil(200) {
+        let timeseries = (group * 200..((group + 1) * 200).min(series))
+            .map(|s| {
+                let s_label = s.to_string();
+                v1::series(
+                    &[("__name__", "chunky"), ("series", &s_label)],
+                    &chunky_samples(s, from, steps),
+                )
+            })
+            .collect();
+        let body = snappy(&v1::WriteRequest {
+            timeseries,
+            metadata: vec![],
+        });
+        let (status, text) = post_v1(client, url, body, None).await;
+        assert_eq!(status, 200, "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_kill_9_takes_the_head_chunks_back() {
+    const SERIES: usize = 2000;
+    const STEPS: i64 = 250;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let client = reqwest::Client::new();
+    let mut recv = Receiver::start(&data, &[]);
+    recv.wait_ready(&client).await;
+    for from in (0..STEPS).step_by(25) {
+        send_chunky(&client, &recv.write_url(), SERIES, from, 25).await;
+    }
+    recv.kill9();
+    let chunk_files = data.join("default-tenant/chunks_head");
+    let on_disk: u64 = std::fs::read_dir(&chunk_files)
+        .unwrap()
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk > 1 << 20, "chunk files hold {on_disk} bytes");
+
+    // The restart takes the chunks back, then appends where they end.
+    let mut recv = Receiver::start(&data, &[]);
+    recv.wait_ready(&client).await;
+    let log = recv.log_text();
+    let replayed = log
+        .lines()
+        .find(|l| l.contains("WAL replayed"))
+        .unwrap_or_else(|| panic!("no replay logged:\n{log}"));
+    let field = |name: &str| -> u64 {
+        let at = replayed.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+        replayed[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(field("head_chunks") > SERIES as u64, "{replayed}");
+    assert_eq!(field("samples"), SERIES as u64 * STEPS as u64, "{replayed}");
+    send_chunky(&client, &recv.write_url(), SERIES, STEPS, 10).await;
+    assert!(recv.terminate().success());
+
+    // Everything is in the block the shutdown cut, once, in order.
+    let stored = recv.stored_series("default-tenant", "chunky");
+    assert_eq!(stored.len(), SERIES);
+    for series in stored {
+        let s: usize = series.labels.get("series").unwrap().parse().unwrap();
+        let want = chunky_samples(s, 0, STEPS + 10);
+        assert_eq!(series.samples, want, "series {s}");
     }
 }

@@ -504,6 +504,9 @@ impl Receiver {
                         tenant,
                         records = s.replay.records,
                         samples = s.samples,
+                        head_chunks = s.attached_chunks,
+                        chunk_files = s.chunk_files.files,
+                        chunk_bytes_dropped = s.chunk_files.dropped_bytes,
                         duration_ms = s.duration.as_millis() as u64,
                         "WAL replayed"
                     );

@@ -19,6 +19,7 @@ pub fn uvarint_len(x: u64) -> usize {
 
 /// Reads a Go uvarint from the start of `buf`: the value and the bytes it took, `None` when
 /// truncated or longer than 64 bits.
+#[inline]
 pub fn uvarint(buf: &[u8]) -> Option<(u64, usize)> {
     let mut x = 0u64;
     for (i, &b) in buf.iter().enumerate().take(10) {
@@ -34,11 +35,13 @@ pub fn uvarint(buf: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// Reads a Go (zigzag) varint from the start of `buf`, as [`uvarint`].
+#[inline]
 pub fn varint(buf: &[u8]) -> Option<(i64, usize)> {
     let (u, n) = uvarint(buf)?;
     Some((unzigzag(u), n))
 }
 
+#[inline]
 fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }

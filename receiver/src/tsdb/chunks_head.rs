@@ -9,13 +9,18 @@
 //! memory, never a chunk. Reads use `pread` (or copy from the tail): nothing is mapped, so read
 //! chunks never count against the process' resident memory.
 //!
-//! The files are a cache, not a durability source: the WAL holds every sample, the directory is
-//! emptied on open and the replay writes the chunks again. A file is deleted once every chunk in
-//! it is older than the head's lower bound.
+//! The files are a cache, not a durability source: the WAL holds every sample. On open, every
+//! record is checked (header, length, CRC); the first bad one (a torn tail after a crash) ends the
+//! scan, its file is cut there and later files are deleted, so what is kept is a prefix of what
+//! was written. [`Recovered`] hands each series the chunks its newest records describe, and the
+//! WAL replay appends only the samples after them. A new file is started on open, and a file is
+//! synced before the next one is written, so a power loss cannot keep a later file and lose an
+//! earlier one's end. A file is deleted once every chunk in it is older than the head's lower
+//! bound.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -144,26 +149,84 @@ impl Files {
 impl HeadChunks {
     /// Chunks kept in memory only (tests and benchmarks of the head alone).
     pub fn in_memory() -> Self {
-        Self::with_dir(None)
+        Self::with_dir(None, BTreeMap::new(), 0)
     }
 
-    /// Chunk files in `dir`, emptied first: chunks of an earlier run come back from the WAL.
-    pub fn open(dir: &Path) -> io::Result<Self> {
-        match fs::remove_dir_all(dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+    /// Chunk files in `dir` and the chunks an earlier run left there; with `keep` false (the
+    /// WAL they belong to is gone) the directory is emptied first.
+    pub fn open(dir: &Path, keep: bool) -> io::Result<(Self, Recovered)> {
+        if !keep {
+            match fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
         fs::create_dir_all(dir)?;
-        Ok(Self::with_dir(Some(dir.to_path_buf())))
+        let mut numbered: Vec<u32> = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            if let Some(seq) = entry?
+                .file_name()
+                .to_str()
+                .filter(|n| n.len() == 6)
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0 && n < SEQ_LIMIT)
+            {
+                numbered.push(seq);
+            }
+        }
+        numbered.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let mut found = Vec::new();
+        let mut stats = RecoveryStats::default();
+        let mut buf = Vec::new();
+        let mut damaged = false;
+        for &seq in &numbered {
+            let path = dir.join(format!("{seq:06}"));
+            if damaged {
+                stats.dropped_bytes += fs::metadata(&path).map_or(0, |m| m.len());
+                fs::remove_file(&path)?;
+                continue;
+            }
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            buf.clear();
+            (&file).read_to_end(&mut buf)?;
+            let scan = scan_file(&buf, seq, &mut found);
+            if scan.valid < buf.len() {
+                damaged = true;
+                stats.dropped_bytes += (buf.len() - scan.valid) as u64;
+                tracing::warn!(file = %path.display(), offset = scan.valid, "head chunk file damaged; the WAL restores what followed");
+                if scan.valid <= FILE_HEADER {
+                    fs::remove_file(&path)?;
+                    continue;
+                }
+                file.set_len(scan.valid as u64)?;
+            }
+            stats.files += 1;
+            stats.records += scan.records;
+            segments.insert(
+                seq,
+                Segment {
+                    file: Some(Arc::new(file)),
+                    flushed: scan.valid as u64,
+                    tail: Vec::new(),
+                    max_time: scan.max_time,
+                    records: scan.records,
+                },
+            );
+        }
+        let last = segments.keys().next_back().copied().unwrap_or(0);
+        let chunks = Self::with_dir(Some(dir.to_path_buf()), segments, last);
+        Ok((chunks, Recovered::new(found, stats)))
     }
 
-    fn with_dir(dir: Option<PathBuf>) -> Self {
+    fn with_dir(dir: Option<PathBuf>, segments: BTreeMap<u32, Segment>, last: u32) -> Self {
         let mut files = Files {
-            current: 1,
+            segments,
+            current: last,
             flush_at: FLUSH_BYTES,
-            ..Files::default()
+            failed_flushes: 0,
         };
-        files.segments.insert(1, Segment::new());
+        files.cut();
         HeadChunks {
             dir,
             files: Mutex::new(files),
@@ -185,7 +248,7 @@ impl HeadChunks {
         let record_len = (RECORD_HEAD + 10 + data.len() + 4) as u64;
         let current = files.current;
         if files.segments[&current].size() + record_len > MAX_FILE_BYTES {
-            files.cut();
+            self.finish_current(&mut files);
         }
         let (seq, flush_at) = (files.current, files.flush_at);
         let seg = files.segments.get_mut(&seq).expect("current segment");
@@ -207,14 +270,29 @@ impl HeadChunks {
         ChunkPos::new(seq, offset, data.len())
     }
 
-    /// Writes every segment's tail to its file; a failure keeps the tail for the next try.
+    /// Writes out and syncs the current file, then starts the next: a later file never reaches
+    /// the disk before an earlier one is complete there.
+    fn finish_current(&self, files: &mut Files) {
+        self.flush(files);
+        let current = &files.segments[&files.current];
+        if let (true, Some(file)) = (current.tail.is_empty(), &current.file)
+            && let Err(e) = file.sync_data()
+        {
+            tracing::warn!(seq = files.current, error = %e, "syncing a head chunk file failed");
+        }
+        files.cut();
+    }
+
+    /// Writes every segment's tail to its file, oldest first; a failure keeps that tail and
+    /// every later one for the next try, so the files always hold a prefix of the records.
     fn flush(&self, files: &mut Files) {
         let Some(dir) = &self.dir else {
             return;
         };
         let mut failed = None;
         for (&seq, seg) in files.segments.iter_mut() {
-            if seg.tail.is_empty() {
+            // A file with no record yet is left unwritten.
+            if seg.tail.is_empty() || seg.records == 0 {
                 continue;
             }
             let result = match &seg.file {
@@ -236,7 +314,10 @@ impl HeadChunks {
                     seg.flushed += seg.tail.len() as u64;
                     seg.tail = Vec::new();
                 }
-                Err(e) => failed = Some(e),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
         let current_tail = files.segments[&files.current].tail.len();
@@ -306,8 +387,7 @@ impl HeadChunks {
     pub fn truncate(&self, mint: i64) {
         let mut files = self.files.lock();
         if files.segments[&files.current].records > 0 {
-            self.flush(&mut files);
-            files.cut();
+            self.finish_current(&mut files);
         }
         let current = files.current;
         let old: Vec<u32> = files
@@ -345,6 +425,153 @@ impl HeadChunks {
     }
 }
 
+impl Drop for HeadChunks {
+    /// A clean close keeps every chunk for the next open.
+    fn drop(&mut self) {
+        let mut files = std::mem::take(&mut *self.files.lock());
+        self.flush(&mut files);
+    }
+}
+
+/// What [`HeadChunks::open`] found in the files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Files kept.
+    pub files: u64,
+    /// Valid chunk records in them (superseded ones included).
+    pub records: u64,
+    /// Bytes cut or deleted after the first damaged record.
+    pub dropped_bytes: u64,
+}
+
+/// A chunk an earlier run wrote: its time range and where its record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveredChunk {
+    /// First sample's timestamp.
+    pub min_time: i64,
+    /// Last sample's timestamp.
+    pub max_time: i64,
+    /// Where its record is.
+    pub pos: ChunkPos,
+}
+
+/// The chunks of an earlier run by series reference, each series' oldest first.
+///
+/// A series' records are read in the order they were written. One whose first sample is not
+/// after an earlier chunk's last replaces every chunk from there on: an out-of-order merge
+/// rewrites a series' chunks from the first one it reaches, and re-encoding a chunk at
+/// truncation rewrites the first. What remains is the series' chunk list as it was when its last
+/// kept record was written, so every sample of the series up to its last chunk's end is in them.
+pub struct Recovered {
+    chunks: Vec<RecoveredChunk>,
+    by_series: hashbrown::HashMap<u64, (usize, usize)>,
+    /// What the scan found.
+    pub stats: RecoveryStats,
+}
+
+impl Recovered {
+    fn new(mut found: Vec<(u64, RecoveredChunk)>, stats: RecoveryStats) -> Self {
+        // Positions grow in write order, so this keeps each series' records in that order.
+        found.sort_unstable_by_key(|(series, c)| (*series, c.pos.0));
+        let mut by_series = hashbrown::HashMap::new();
+        let (mut kept, mut i) = (0, 0);
+        while i < found.len() {
+            let (series, start) = (found[i].0, kept);
+            while i < found.len() && found[i].0 == series {
+                let c = found[i].1;
+                while kept > start && found[kept - 1].1.max_time >= c.min_time {
+                    kept -= 1;
+                }
+                found[kept] = found[i];
+                kept += 1;
+                i += 1;
+            }
+            by_series.insert(series, (start, kept - start));
+        }
+        found.truncate(kept);
+        Recovered {
+            chunks: found.into_iter().map(|(_, c)| c).collect(),
+            by_series,
+            stats,
+        }
+    }
+
+    /// Takes the chunks of `series_ref`, oldest first: a second call finds none.
+    pub fn take(&mut self, series_ref: u64) -> &[RecoveredChunk] {
+        match self.by_series.remove(&series_ref) {
+            Some((start, len)) => &self.chunks[start..start + len],
+            None => &[],
+        }
+    }
+
+    /// Number of chunks not superseded.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Whether no chunk was found.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+}
+
+/// Where a file's scan stopped and what it saw before.
+struct Scan {
+    /// Length of the valid prefix: header and whole, checked records.
+    valid: usize,
+    records: u64,
+    max_time: i64,
+}
+
+/// Checks a file's header and records, adding each valid record to `found`, up to the first
+/// one that is short or fails its checks.
+fn scan_file(buf: &[u8], seq: u32, found: &mut Vec<(u64, RecoveredChunk)>) -> Scan {
+    let mut scan = Scan {
+        valid: 0,
+        records: 0,
+        max_time: i64::MIN,
+    };
+    if buf.len() < FILE_HEADER || buf[..4] != MAGIC.to_be_bytes() || buf[4] != 1 {
+        return scan;
+    }
+    let be = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+    let mut pos = FILE_HEADER;
+    while pos < 1 << OFFSET_BITS && buf.len() - pos > RECORD_HEAD {
+        let head = &buf[pos..pos + RECORD_HEAD];
+        let (series, min_time, max_time) = (
+            be(&head[..8]),
+            be(&head[8..16]) as i64,
+            be(&head[16..24]) as i64,
+        );
+        let Some((len, used)) = uvarint(&buf[pos + RECORD_HEAD..]) else {
+            break;
+        };
+        let data_start = pos + RECORD_HEAD + used;
+        if len >= 1 << LEN_BITS || min_time > max_time || buf.len() - data_start < len as usize + 4
+        {
+            break;
+        }
+        let end = data_start + len as usize;
+        let stored = u32::from_be_bytes(buf[end..end + 4].try_into().expect("4 bytes"));
+        if crc32c::crc32c(&buf[pos..end]) != stored {
+            break;
+        }
+        found.push((
+            series,
+            RecoveredChunk {
+                min_time,
+                max_time,
+                pos: ChunkPos::new(seq, pos as u64, len as usize),
+            },
+        ));
+        scan.records += 1;
+        scan.max_time = scan.max_time.max(max_time);
+        pos = end + 4;
+    }
+    scan.valid = pos;
+    scan
+}
+
 /// Appends up to `len` bytes of `file` from `offset` to `out`; fewer at the end of the file.
 fn read_at(file: &File, out: &mut Vec<u8>, offset: u64, len: usize) -> io::Result<()> {
     let start = out.len();
@@ -373,7 +600,9 @@ mod tests {
     #[test]
     fn chunks_read_back_from_memory_and_files() {
         let dir = tempfile::tempdir().unwrap();
-        let disk = HeadChunks::open(&dir.path().join("chunks_head")).unwrap();
+        let disk = HeadChunks::open(&dir.path().join("chunks_head"), false)
+            .unwrap()
+            .0;
         // Enough records to flush several times: some are read from the file, the newest
         // from the in-memory tail.
         let mut written = Vec::new();
@@ -419,7 +648,7 @@ mod tests {
     fn truncation_deletes_files_of_old_chunks_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chunks_head");
-        let disk = HeadChunks::open(&path).unwrap();
+        let disk = HeadChunks::open(&path, false).unwrap().0;
         let old = disk.write(1, 0, 999, 1, &chunk(1, 200));
         disk.truncate(0);
         let new = disk.write(1, 1000, 1999, 1, &chunk(2, 200));
@@ -433,9 +662,10 @@ mod tests {
             2,
             "the chunk's own file and a fresh current one"
         );
-        // Reopening empties the directory: the WAL brings the chunks back.
+        // Without its WAL the directory is emptied on open.
         drop(disk);
-        HeadChunks::open(&path).unwrap();
+        let (_, recovered) = HeadChunks::open(&path, false).unwrap();
+        assert!(recovered.is_empty());
         assert_eq!(fs::read_dir(&path).unwrap().count(), 0);
     }
 
@@ -443,7 +673,7 @@ mod tests {
     fn a_failed_flush_keeps_chunks_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chunks_head");
-        let disk = HeadChunks::open(&path).unwrap();
+        let disk = HeadChunks::open(&path, false).unwrap().0;
         // The directory is gone: files cannot be created, so every tail stays in memory.
         fs::remove_dir_all(&path).unwrap();
         let mut written = Vec::new();
@@ -460,5 +690,122 @@ mod tests {
         for (pos, data) in &written {
             assert_eq!(&disk.read(*pos, 7).unwrap().1, data);
         }
+    }
+
+    #[test]
+    fn reopening_finds_the_records_written_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chunks_head");
+        let disk = HeadChunks::open(&path, false).unwrap().0;
+        let mut written = Vec::new();
+        for i in 0..3000u32 {
+            let (series, t) = (u64::from(i % 10), i64::from(i / 10) * 1000);
+            let pos = disk.write(series, t, t + 999, 1, &chunk(i, 900));
+            written.push((series, t, pos, chunk(i, 900)));
+        }
+        // A kill loses the in-memory tail: only what was flushed comes back.
+        let flushed = fs::metadata(path.join("000001")).unwrap().len();
+        std::mem::forget(disk);
+        let (disk, mut recovered) = HeadChunks::open(&path, true).unwrap();
+        let on_disk: Vec<_> = written.iter().filter(|w| w.2.offset() < flushed).collect();
+        assert!(on_disk.len() > 1000 && on_disk.len() < written.len());
+        assert_eq!(recovered.len(), on_disk.len());
+        assert_eq!(recovered.stats.records, on_disk.len() as u64);
+        for series in 0..10u64 {
+            let expected: Vec<_> = on_disk
+                .iter()
+                .filter(|w| w.0 == series)
+                .map(|w| (w.1, w.1 + 999, w.2))
+                .collect();
+            let got: Vec<_> = recovered
+                .take(series)
+                .iter()
+                .map(|c| (c.min_time, c.max_time, c.pos))
+                .collect();
+            assert_eq!(got, expected, "series {series}");
+            assert!(recovered.take(series).is_empty(), "taken once");
+        }
+        for (series, _, pos, data) in &on_disk {
+            assert_eq!(&disk.read(*pos, *series).unwrap().1, data);
+        }
+        // New records go to a new file; a clean close keeps them all.
+        let pos = disk.write(3, 10_000_000, 10_000_999, 1, &chunk(7, 100));
+        assert_eq!(pos.seq(), 2);
+        drop(disk);
+        let (disk, mut recovered) = HeadChunks::open(&path, true).unwrap();
+        assert_eq!(recovered.take(3).last().map(|c| c.pos), Some(pos));
+        assert_eq!(disk.read(pos, 3).unwrap().1, chunk(7, 100));
+    }
+
+    #[test]
+    fn a_damaged_record_ends_the_scan_and_later_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chunks_head");
+        let disk = HeadChunks::open(&path, false).unwrap().0;
+        let first: Vec<_> = (0..20u32)
+            .map(|i| {
+                disk.write(
+                    1,
+                    i64::from(i) * 10,
+                    i64::from(i) * 10 + 9,
+                    1,
+                    &chunk(i, 300),
+                )
+            })
+            .collect();
+        disk.truncate(i64::MIN);
+        disk.write(1, 1000, 1009, 1, &chunk(99, 300));
+        drop(disk);
+        assert!(path.join("000002").exists());
+        // Flip a byte inside the eleventh record of the first file.
+        let mut bytes = fs::read(path.join("000001")).unwrap();
+        bytes[first[10].offset() as usize + 40] ^= 0xFF;
+        fs::write(path.join("000001"), &bytes).unwrap();
+        let (disk, mut recovered) = HeadChunks::open(&path, true).unwrap();
+        let kept: Vec<_> = recovered.take(1).iter().map(|c| c.pos).collect();
+        assert_eq!(kept, first[..10]);
+        assert!(!path.join("000002").exists(), "a later file goes");
+        assert_eq!(
+            fs::metadata(path.join("000001")).unwrap().len(),
+            first[10].offset()
+        );
+        assert!(recovered.stats.dropped_bytes > 0);
+        assert_eq!(disk.read(first[9], 1).unwrap().1, chunk(9, 300));
+        // A file that is not a chunk file at all is dropped whole.
+        drop(disk);
+        fs::write(path.join("000001"), b"not a chunk file").unwrap();
+        let (_, recovered) = HeadChunks::open(&path, true).unwrap();
+        assert!(recovered.is_empty());
+        assert!(!path.join("000001").exists());
+    }
+
+    #[test]
+    fn rewritten_chunks_replace_what_they_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chunks_head");
+        let disk = HeadChunks::open(&path, false).unwrap().0;
+        for (series, min, max) in [
+            (1, 0, 99),
+            (2, 0, 99),
+            (1, 100, 199),
+            (2, 100, 150),
+            (1, 200, 299),
+            // An out-of-order merge from the second chunk on: both later chunks are replaced.
+            (1, 100, 179),
+            (1, 180, 250),
+            // Truncation re-encodes series 2's first chunk from 50: the later one is dropped
+            // too (its samples come back from the WAL).
+            (2, 50, 99),
+        ] {
+            disk.write(series, min, max, 1, &chunk(0, 10));
+        }
+        drop(disk);
+        let (_, mut recovered) = HeadChunks::open(&path, true).unwrap();
+        let ranges = |r: &mut Recovered, s| -> Vec<(i64, i64)> {
+            r.take(s).iter().map(|c| (c.min_time, c.max_time)).collect()
+        };
+        assert_eq!(ranges(&mut recovered, 1), [(0, 99), (100, 179), (180, 250)]);
+        assert_eq!(ranges(&mut recovered, 2), [(50, 99)]);
+        assert!(ranges(&mut recovered, 3).is_empty());
     }
 }

@@ -17,7 +17,7 @@ use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tsdb_format::chunkenc::{ENCODING_XOR, XorAppender, iter_xor};
 
-use super::chunks_head::{ChunkPos, HeadChunks, ReadError};
+use super::chunks_head::{ChunkPos, HeadChunks, ReadError, Recovered, RecoveredChunk};
 use super::histogram_chunks::{self, HistogramChunks};
 use super::histogram_record::fingerprint;
 use super::postings::{self, MemPostings};
@@ -111,17 +111,26 @@ impl SeriesData {
         }
     }
 
+    /// What a float sample does to a series that has histograms: a stale marker ends it as a
+    /// histogram stale marker, as Prometheus' head turns it (agents send histogram staleness as
+    /// floats), and is appended here (`true`); any other float closes the open histogram chunk.
+    fn float_on_histograms(&mut self, sink: ChunkSink<'_>, t: i64, v: f64) -> bool {
+        let Some(h) = &mut self.histograms else {
+            return false;
+        };
+        if v.to_bits() == STALE_NAN_BITS
+            && let Some(kind) = h.open_stale_marker()
+        {
+            self.append_histogram(sink, t, &kind);
+            return true;
+        }
+        h.close_open();
+        false
+    }
+
     fn append(&mut self, sink: ChunkSink<'_>, t: i64, v: f64) {
-        if let Some(h) = &mut self.histograms {
-            // A float stale marker ends a histogram series as a histogram stale marker, as
-            // Prometheus' head turns it (agents send histogram staleness as floats).
-            if v.to_bits() == STALE_NAN_BITS
-                && let Some(kind) = h.open_stale_marker()
-            {
-                self.append_histogram(sink, t, &kind);
-                return;
-            }
-            h.close_open();
+        if self.float_on_histograms(sink, t, v) {
+            return;
         }
         let open = &self.open;
         if open.num_samples() > 0 && t >= boundary_after(open.min_time(), sink.range) {
@@ -135,6 +144,32 @@ impl SeriesData {
         {
             self.close_open(sink);
         }
+    }
+
+    /// Replays a logged float sample newer than the last one: when a closed chunk already
+    /// holds it (one [`Head::attach_chunks`] gave back) it only becomes the newest sample,
+    /// otherwise it is appended.
+    fn replay(&mut self, sink: ChunkSink<'_>, t: i64, v: f64) {
+        if self.closed.last().is_none_or(|c| t > c.max_time) {
+            self.append(sink, t, v);
+        } else if !self.float_on_histograms(sink, t, v) {
+            self.last = Some((t, v.to_bits()));
+        }
+    }
+
+    /// Sets the newest sample from the newest closed chunk when the replay did not reach it
+    /// (its WAL records were lost to a power failure while the chunk survived).
+    fn settle_last(&mut self, sink: ChunkSink<'_>) -> Result<(), ReadError> {
+        let Some(c) = self.closed.last() else {
+            return Ok(());
+        };
+        if self.last.is_none_or(|(t, _)| t < c.max_time) {
+            let newest = iter_xor(&sink.read(c)?).last();
+            if let Some((t, v)) = newest {
+                self.last = Some((t, v.to_bits()));
+            }
+        }
+        Ok(())
     }
 
     fn append_histogram(&mut self, sink: ChunkSink<'_>, t: i64, h: &HistogramValue) {
@@ -393,9 +428,11 @@ impl Head {
         Self::with_chunks(chunk_range, HeadChunks::in_memory())
     }
 
-    /// An empty head that writes closed chunks to files in `dir` (emptied first).
-    pub fn open(chunk_range: i64, dir: &Path) -> std::io::Result<Self> {
-        Ok(Self::with_chunks(chunk_range, HeadChunks::open(dir)?))
+    /// An empty head that writes closed chunks to files in `dir`, and the chunks an earlier run
+    /// left there (see [`HeadChunks::open`] for `keep`).
+    pub fn open(chunk_range: i64, dir: &Path, keep: bool) -> std::io::Result<(Self, Recovered)> {
+        let (chunks, recovered) = HeadChunks::open(dir, keep)?;
+        Ok((Self::with_chunks(chunk_range, chunks), recovered))
     }
 
     fn with_chunks(chunk_range: i64, chunks: HeadChunks) -> Self {
@@ -562,6 +599,50 @@ impl Head {
         stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
         self.num_series.fetch_add(1, Ordering::Relaxed);
         series
+    }
+
+    /// Gives a series restored from the WAL, before any of its samples is replayed, the closed
+    /// chunks an earlier run wrote for it (oldest first, disjoint, all inside the head's bounds).
+    pub fn attach_chunks(&self, series: &MemSeries, chunks: &[RecoveredChunk]) {
+        let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
+            return;
+        };
+        let mut data = series.data.lock();
+        data.closed.extend(chunks.iter().map(|c| ClosedChunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            pos: c.pos,
+        }));
+        self.widen(first.min_time);
+        self.widen(last.max_time);
+    }
+
+    /// Sets a replayed series' newest sample to one its attached chunks hold (noted by the
+    /// replay, not appended), unless it already has a newer one.
+    pub fn restore_last(series: &MemSeries, t: i64, bits: u64) {
+        let mut data = series.data.lock();
+        if data.last.is_none_or(|(last, _)| t > last) {
+            data.last = Some((t, bits));
+        }
+    }
+
+    /// Replays a logged float sample that the caller checked is newer than the series' last
+    /// one; samples the attached chunks hold are not appended again.
+    pub fn replay(&self, series: &MemSeries, data: &mut SeriesData, t: i64, v: f64) {
+        data.replay(self.sink(series), t, v);
+        self.widen(t);
+    }
+
+    /// After a replay, gives every series whose newest attached chunk is newer than its
+    /// replayed samples that chunk's last sample as its newest.
+    pub fn settle_replayed(&self) {
+        for stripe in self.stripes.iter() {
+            for s in stripe.read().iter() {
+                if let Err(e) = s.data.lock().settle_last(self.sink(s)) {
+                    tracing::error!(error = %e, "reading a head chunk after the replay failed");
+                }
+            }
+        }
     }
 
     /// Rebuilds the postings from every series in ID order, so the lists fill by pushes.

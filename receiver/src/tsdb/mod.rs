@@ -17,6 +17,7 @@ pub mod labels;
 pub mod matcher;
 pub mod postings;
 pub mod query;
+pub mod replay;
 pub mod wal;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use chunks_head::RecoveryStats;
 use exemplars::{Exemplar, ExemplarStore, Verdict};
+use replay::Replayer;
 
 pub use compact::Retention;
 pub use head::{Head, MemSeries};
@@ -37,7 +40,7 @@ pub use input::{HistogramSample, HistogramValue, InputExemplar, Sample, SeriesSo
 pub use labels::Labels;
 pub use matcher::Matcher;
 pub use query::{Budget, ChunkSeries, LocalBlock, QueryError, ReadView, SeriesData, StoredChunk};
-use wal::{Record, RecordEncoder, ReplayStats, Wal, WalError};
+use wal::{RecordEncoder, ReplayStats, Wal, WalError};
 
 /// Storage settings shared by every tenant.
 #[derive(Debug, Clone)]
@@ -317,6 +320,10 @@ fn split_bounds(ranges: &[(i64, i64)], now_ms: i64, block_ms: i64) -> (i64, Vec<
 pub struct OpenStats {
     /// WAL replay details.
     pub replay: ReplayStats,
+    /// What the head chunk files held.
+    pub chunk_files: RecoveryStats,
+    /// Closed chunks taken back from those files rather than rebuilt from the WAL.
+    pub attached_chunks: u64,
     /// Samples restored into the head.
     pub samples: u64,
     /// Time spent replaying.
@@ -363,52 +370,6 @@ fn beyond_head(future: &[(i64, i64)], t: i64) -> bool {
     t == i64::MAX || future.iter().any(|&(min, max)| t >= min && t < max)
 }
 
-/// Replays one WAL row of `series` at `t` with `add`, unless a block holds it (`in_block`), it
-/// is not newer than the series' last sample, or the series' record was lost to repair (`None`);
-/// returns whether it was added.
-fn replay_row(
-    head: &Head,
-    series: Option<&Arc<MemSeries>>,
-    t: i64,
-    in_block: bool,
-    opened_at: i64,
-    add: impl FnOnce(&MemSeries, &mut head::SeriesData),
-) -> bool {
-    let Some(series) = series.filter(|_| !in_block) else {
-        return false;
-    };
-    let mut data = series.data.lock();
-    if data.last().is_some_and(|(last, _)| t <= last) {
-        return false;
-    }
-    add(series, &mut data);
-    if t <= opened_at {
-        head.note_present(t);
-    }
-    true
-}
-
-/// Replays a logged float sample older than its series' newest: the append merged it inside
-/// the out-of-order window, so it is merged again, whatever the window is now, unless it is
-/// stored already.
-fn replay_late(series: Option<&Arc<MemSeries>>, head: &Head, t: i64, v: f64) -> bool {
-    let Some(series) = series else {
-        return false;
-    };
-    let mut data = series.data.lock();
-    if data.histograms.is_some() || data.last().is_none() {
-        return false;
-    }
-    let merged = match head.float_at(series, &data, t) {
-        Ok(None) => head.insert_out_of_order(series, &mut data, &[(t, v)]),
-        Ok(Some(_)) => return false,
-        Err(e) => Err(e),
-    };
-    merged
-        .inspect_err(|e| tracing::error!(error = %e, "replaying a late sample failed"))
-        .is_ok()
-}
-
 /// Hash of a label key (see [`labels::write_key`]) used to find its series in the head.
 pub fn labels_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
@@ -428,8 +389,10 @@ impl TenantDb {
         })?;
         compact::remove_partial_blocks(dir);
         let chunks_dir = dir.join("chunks_head");
-        let head =
-            Head::open(opts.block_duration_ms, &chunks_dir).map_err(|source| TsdbError::Dir {
+        // Chunk files name series by their WAL reference: without that WAL they mean nothing.
+        let keep_chunks = wal::has_records(&dir.join("wal"));
+        let (head, recovered) = Head::open(opts.block_duration_ms, &chunks_dir, keep_chunks)
+            .map_err(|source| TsdbError::Dir {
                 path: chunks_dir,
                 source,
             })?;
@@ -442,55 +405,15 @@ impl TenantDb {
         let (min_valid, future) = split_bounds(&ranges, opened_at, opts.block_duration_ms);
         head.set_min_valid_time(min_valid);
         head.set_ceiling(future.first().map_or(i64::MAX, |r| r.0));
-        // Samples a block already holds are not replayed into the head again.
-        let in_block = |t: i64| t < min_valid || future.iter().any(|&(a, b)| t >= a && t < b);
-        // One lookup per replayed sample: hashbrown's hasher rather than std's slower SipHash.
-        let mut by_id: hashbrown::HashMap<u64, Arc<MemSeries>> = hashbrown::HashMap::new();
-        let mut samples = 0u64;
-        let mut exemplars = ExemplarStore::new(opts.max_exemplars);
-        let (wal, replay) = Wal::open(&dir.join("wal"), |record| {
-            match record {
-                Record::Series(series) => {
-                    for (id, bytes) in series {
-                        let labels =
-                            Labels::from_wal(bytes).ok_or(WalError::Record("malformed labels"))?;
-                        let hash = labels_hash(labels.key());
-                        by_id.insert(id, head.restore_series(id, hash, labels));
-                    }
-                }
-                Record::Samples(rows) => {
-                    for (id, t, v) in rows {
-                        let series = by_id.get(&id);
-                        let replayed =
-                            replay_row(&head, series, t, in_block(t), opened_at, |s, d| {
-                                head.append(s, d, t, v);
-                            }) || (!in_block(t) && replay_late(series, &head, t, v));
-                        samples += u64::from(replayed);
-                    }
-                }
-                Record::Histograms(rows) => {
-                    // Only valid histograms were logged; anything else is damage, not data.
-                    for (id, t, h) in rows.into_iter().filter(|(_, _, h)| h.validate().is_ok()) {
-                        let replayed =
-                            replay_row(&head, by_id.get(&id), t, in_block(t), opened_at, |s, d| {
-                                head.append_histogram(s, d, t, &h);
-                            });
-                        samples += u64::from(replayed);
-                    }
-                }
-                Record::Exemplars(rows) => {
-                    for (id, t, value, labels) in rows {
-                        let (Some(series), Some(labels)) =
-                            (by_id.get(&id), Labels::from_wal(labels))
-                        else {
-                            continue;
-                        };
-                        exemplars.add(id, &series.labels, Exemplar { labels, value, t });
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        let mut replayer = Replayer::new(
+            &head,
+            (min_valid, &future),
+            opened_at,
+            recovered,
+            ExemplarStore::new(opts.max_exemplars),
+        );
+        let (wal, replay) = Wal::open(&dir.join("wal"), |record| replayer.record(record))?;
+        let replayed = replayer.finish();
         // Series whose samples all went to blocks carry nothing; drop them as a cut would.
         if head.min_valid_time() > i64::MIN {
             head.truncate(head.min_valid_time());
@@ -514,14 +437,16 @@ impl TenantDb {
                 wal,
                 enc: RecordEncoder::default(),
             }),
-            exemplars: Mutex::new(exemplars),
+            exemplars: Mutex::new(replayed.exemplars),
             opts,
         };
         Ok((
             db,
             OpenStats {
                 replay,
-                samples,
+                chunk_files: replayed.chunk_files,
+                attached_chunks: replayed.attached_chunks,
+                samples: replayed.samples,
                 duration: start.elapsed(),
             },
         ))
@@ -1487,6 +1412,135 @@ mod tests {
         let got: Vec<_> = tsdb_format::chunkenc::iter_histogram(&chunks[0].3).collect();
         assert_eq!(got.len(), 2);
         assert!(got[1].1.is_stale());
+    }
+
+    /// Every series' labels with its chunks' ranges and encodings and its samples (floats as
+    /// bits), for comparing a head before and after a restart.
+    #[allow(clippy::type_complexity)]
+    fn head_contents(db: &TenantDb) -> Vec<(Labels, Vec<(i64, i64, u8)>, Vec<(i64, u64)>)> {
+        let mut out: Vec<_> = db
+            .head
+            .all_series()
+            .iter()
+            .map(|s| {
+                let data = s.data.lock();
+                let chunks = db.head.series_chunks(s, &data).unwrap();
+                let ranges = chunks.iter().map(|c| (c.0, c.1, c.2)).collect();
+                let samples = db
+                    .head
+                    .samples(s, &data, i64::MIN, i64::MAX)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(t, v)| (t, v.to_bits()))
+                    .collect();
+                (s.labels.clone(), ranges, samples)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+        out
+    }
+
+    #[test]
+    fn a_restart_takes_closed_chunks_back_and_replays_only_the_rest() {
+        use tsdb_format::histogram::FloatHistogram;
+        let opts = || TsdbOptions {
+            out_of_order_window_ms: 3_600_000,
+            ..TsdbOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        let names: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        let step = |k: i64| k * 15_000;
+        // 400 samples a series, every 13th left out and sent late: chunks are rewritten.
+        for k in (0..400).filter(|k| k % 13 != 5) {
+            let b = names.iter().fold(SeriesVec::new(), |b, n| {
+                b.with(&[("__name__", n)], &[(step(k), (k * 7 % 11) as f64)])
+            });
+            append(&db, &b);
+        }
+        for k in (0..400).filter(|k| k % 13 == 5 && *k > 250) {
+            let out = append(&db, &batch(&[(&[("__name__", "s3")], &[(step(k), 0.5)])]));
+            assert_eq!(out.out_of_order_appended, 1);
+        }
+        // One series switches between floats and native histograms, ending on a stale marker.
+        let h = [("__name__", "mixed")];
+        let hist = |t| HistogramSample {
+            t,
+            h: HistogramValue::Float(FloatHistogram {
+                count: 2.0,
+                zero_count: 2.0,
+                ..FloatHistogram::default()
+            }),
+        };
+        for round in 0..3 {
+            let floats: Vec<_> = (0..130).map(|k| (step(round * 300 + k), 1.0)).collect();
+            append(&db, &batch(&[(&h, &floats)]));
+            let hs = (130..300).map(|k| hist(step(round * 300 + k))).collect();
+            append(&db, &SeriesVec::new().with_histograms(&h, hs));
+        }
+        let stale = f64::from_bits(tsdb_format::histogram::STALE_NAN_BITS);
+        append(&db, &batch(&[(&h, &[(step(900), stale)])]));
+        let want = head_contents(&db);
+        assert!(want.iter().all(|s| s.1.len() > 2));
+        let closed: u64 = db
+            .head
+            .all_series()
+            .iter()
+            .map(|s| s.data.lock().closed.len() as u64)
+            .sum();
+        let chunks_file = dir.path().join("chunks_head/000001");
+        drop(db);
+
+        // A clean close: every closed chunk comes back from the files.
+        let (db, stats) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        assert_eq!(stats.attached_chunks, closed);
+        assert_eq!(head_contents(&db), want);
+        // Appends continue where the chunks end.
+        let out = append(&db, &batch(&[(&[("__name__", "s0")], &[(step(400), 1.0)])]));
+        assert_eq!(out.appended, 1);
+        drop(db);
+        let mut want_now = want.clone();
+        let s0 = want_now
+            .iter_mut()
+            .find(|s| s.0.get("__name__") == Some("s0"))
+            .unwrap();
+        s0.2.push((step(400), 1f64.to_bits()));
+        let (db, _) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        let got = head_contents(&db);
+        assert_eq!(
+            got.iter().map(|s| &s.2).collect::<Vec<_>>(),
+            want_now.iter().map(|s| &s.2).collect::<Vec<_>>()
+        );
+        drop(db);
+
+        // A crash that tore the files: chunks up to the tear come back, the WAL the rest.
+        let len = fs::metadata(&chunks_file).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&chunks_file)
+            .unwrap()
+            .set_len(len / 3)
+            .unwrap();
+        for f in fs::read_dir(dir.path().join("chunks_head")).unwrap() {
+            let f = f.unwrap().path();
+            if f != chunks_file {
+                fs::remove_file(f).unwrap();
+            }
+        }
+        let (db, stats) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        assert!(stats.attached_chunks > 0 && stats.attached_chunks < closed);
+        assert!(stats.chunk_files.dropped_bytes > 0);
+        let got = head_contents(&db);
+        assert_eq!(
+            got.iter().map(|s| &s.2).collect::<Vec<_>>(),
+            want_now.iter().map(|s| &s.2).collect::<Vec<_>>()
+        );
+
+        // Without the WAL the files are not trusted.
+        drop(db);
+        fs::remove_dir_all(dir.path().join("wal")).unwrap();
+        let (db, stats) = TenantDb::open(dir.path(), "t", opts()).unwrap();
+        assert_eq!((stats.attached_chunks, db.head.num_series()), (0, 0));
     }
 
     #[test]

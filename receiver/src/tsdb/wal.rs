@@ -171,6 +171,15 @@ fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(out)
 }
 
+/// Whether the WAL in `dir` holds anything: a checkpoint or a segment that is not empty.
+pub fn has_records(dir: &Path) -> bool {
+    matches!(latest_checkpoint(dir), Ok(Some(_)))
+        || segments(dir).is_ok_and(|segs| {
+            segs.iter()
+                .any(|&n| fs::metadata(segment_path(dir, n)).is_ok_and(|m| m.len() > 0))
+        })
+}
+
 impl Wal {
     /// Replays every record in `dir` (created if missing), repairs a torn tail, and opens the WAL for appending.
     pub fn open(
