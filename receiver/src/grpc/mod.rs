@@ -424,15 +424,36 @@ impl<M: StoreMethods> Service<http::Request<tonic::body::Body>> for StoreServer<
     }
 }
 
-/// Calls `RemoteWrite` on a peer, the message snappy-compressed as Thanos does when `snappy`.
+/// A forward's message ready to send: as it is, or in one gRPC frame compressed as Thanos'
+/// snappy compressor writes it. Built once for every peer (and every retry) that sends it.
+#[derive(Debug, Clone)]
+pub enum Forward {
+    /// The message bytes.
+    Plain(Bytes),
+    /// A gRPC frame holding the message compressed ([`snappy::compressed_frame`]).
+    Snappy(Bytes),
+}
+
+impl Forward {
+    /// Prepares `message`, compressing it when `snappy`.
+    pub fn new(message: Bytes, snappy: bool) -> Self {
+        if snappy {
+            Forward::Snappy(snappy::compressed_frame(&message))
+        } else {
+            Forward::Plain(message)
+        }
+    }
+}
+
+/// Calls `RemoteWrite` on a peer.
 pub async fn remote_write(
     channel: tonic::transport::Channel,
-    request: Bytes,
-    snappy: bool,
+    request: Forward,
 ) -> Result<(), Status> {
-    if snappy {
-        return remote_write_snappy(channel, request).await;
-    }
+    let request = match request {
+        Forward::Plain(message) => message,
+        Forward::Snappy(frame) => return remote_write_snappy(channel, frame).await,
+    };
     let mut client = tonic::client::Grpc::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -447,11 +468,11 @@ pub async fn remote_write(
         .map(|_| ())
 }
 
-/// `RemoteWrite` with the message in one snappy-compressed frame: tonic's client cannot set the
-/// compressed flag for a codec it lacks, so the call is made on the channel directly.
+/// `RemoteWrite` with a snappy-compressed `frame`: tonic's client cannot set the compressed flag
+/// for a codec it lacks, so the call is made on the channel directly.
 async fn remote_write_snappy(
     mut channel: tonic::transport::Channel,
-    request: Bytes,
+    frame: Bytes,
 ) -> Result<(), Status> {
     use http_body_util::BodyExt as _;
     let req = http::Request::post(REMOTE_WRITE_PATH)
@@ -459,9 +480,7 @@ async fn remote_write_snappy(
         .header(http::header::TE, "trailers")
         .header("grpc-encoding", snappy::ENCODING)
         .header("grpc-accept-encoding", "identity")
-        .body(tonic::body::Body::new(http_body_util::Full::new(
-            snappy::compressed_frame(&request),
-        )))
+        .body(tonic::body::Body::new(http_body_util::Full::new(frame)))
         .map_err(|e| Status::internal(format!("building the forward: {e}")))?;
     std::future::poll_fn(|cx| channel.poll_ready(cx))
         .await

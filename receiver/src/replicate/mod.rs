@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::grpc;
+use crate::grpc::{self, Forward};
 use crate::ingest::validate::Rules;
 use crate::ingest::{Ingester, Written};
 use crate::metrics::ReplicationMetrics;
@@ -232,6 +232,9 @@ impl Replicator {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut local = None;
         let peers = self.peers_for(state);
+        // Peers that hold the same series (every peer, when the ring has as many endpoints as
+        // replicas) get the same bytes, encoded and compressed once.
+        let mut prepared: Vec<(usize, Forward)> = Vec::new();
         for (ep, positions) in groups.iter().enumerate() {
             if positions.is_empty() {
                 continue;
@@ -242,12 +245,22 @@ impl Replicator {
                 local = Some(ep);
                 continue;
             }
-            let series: Vec<usize> = positions.iter().map(|&p| valid[p]).collect();
-            // Each peer request owns its bytes, so encode straight into them.
-            let mut buf = Vec::new();
-            forward::encode(batch, &series, tenant, 1, &mut buf);
+            let same = prepared
+                .iter()
+                .find(|(other, _)| groups[*other] == *positions);
+            let request = match same {
+                Some((_, request)) => request.clone(),
+                None => {
+                    let series: Vec<usize> = positions.iter().map(|&p| valid[p]).collect();
+                    let mut buf = Vec::new();
+                    forward::encode(batch, &series, tenant, 1, &mut buf);
+                    let request = Forward::new(Bytes::from(buf), self.config.snappy);
+                    prepared.push((ep, request.clone()));
+                    request
+                }
+            };
             let peer = peers.get(address).cloned();
-            self.spawn_forward(peer, address.clone(), Bytes::from(buf), ep, tx.clone());
+            self.spawn_forward(peer, address.clone(), request, ep, tx.clone());
         }
         drop(tx);
 
@@ -283,17 +296,16 @@ impl Replicator {
         &self,
         peer: Option<Arc<Peer>>,
         address: String,
-        request: Bytes,
+        request: Forward,
         ep: usize,
         tx: mpsc::UnboundedSender<(usize, PeerResult)>,
     ) {
         let (timeout, max_backoff) = (self.config.forward_timeout, self.config.max_backoff);
-        let snappy = self.config.snappy;
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let start = Instant::now();
             let result = match peer {
-                Some(peer) => forward(&peer, request, timeout, max_backoff, snappy).await,
+                Some(peer) => forward(&peer, request, timeout, max_backoff).await,
                 None => Err((Class::Internal, format!("no channel for {address}"))),
             };
             metrics.forwarded(&address, start.elapsed().as_secs_f64(), result.is_ok());
@@ -400,10 +412,9 @@ fn channel(
 /// Sends one forward request, honouring and updating the peer's back-off.
 async fn forward(
     peer: &Peer,
-    request: Bytes,
+    request: Forward,
     timeout: Duration,
     max_backoff: Duration,
-    snappy: bool,
 ) -> PeerResult {
     if let Some(until) = peer.backoff.lock().down_until
         && Instant::now() < until
@@ -415,7 +426,7 @@ async fn forward(
     }
     let result = match tokio::time::timeout(
         timeout,
-        grpc::remote_write(peer.channel.clone(), request, snappy),
+        grpc::remote_write(peer.channel.clone(), request),
     )
     .await
     {
