@@ -465,6 +465,8 @@ pub struct RecoveredChunk {
 pub struct Recovered {
     chunks: Vec<RecoveredChunk>,
     by_series: hashbrown::HashMap<u64, (usize, usize)>,
+    /// The highest series reference of any record, taken or not.
+    max_series_ref: u64,
     /// What the scan found.
     pub stats: RecoveryStats,
 }
@@ -473,6 +475,7 @@ impl Recovered {
     fn new(mut found: Vec<(u64, RecoveredChunk)>, stats: RecoveryStats) -> Self {
         // Positions grow in write order, so this keeps each series' records in that order.
         found.sort_unstable_by_key(|(series, c)| (*series, c.pos.0));
+        let max_series_ref = found.last().map_or(0, |(series, _)| *series);
         let mut by_series = hashbrown::HashMap::new();
         let (mut kept, mut i) = (0, 0);
         while i < found.len() {
@@ -492,6 +495,7 @@ impl Recovered {
         Recovered {
             chunks: found.into_iter().map(|(_, c)| c).collect(),
             by_series,
+            max_series_ref,
             stats,
         }
     }
@@ -502,6 +506,12 @@ impl Recovered {
             Some((start, len)) => &self.chunks[start..start + len],
             None => &[],
         }
+    }
+
+    /// The highest series reference the files name: new series must not reuse one, or a later
+    /// restart would hand them chunks of another series (one whose WAL record was lost).
+    pub fn max_series_ref(&self) -> u64 {
+        self.max_series_ref
     }
 
     /// Number of chunks not superseded.
@@ -710,6 +720,7 @@ mod tests {
         let on_disk: Vec<_> = written.iter().filter(|w| w.2.offset() < flushed).collect();
         assert!(on_disk.len() > 1000 && on_disk.len() < written.len());
         assert_eq!(recovered.len(), on_disk.len());
+        assert_eq!(recovered.max_series_ref(), 9);
         assert_eq!(recovered.stats.records, on_disk.len() as u64);
         for series in 0..10u64 {
             let expected: Vec<_> = on_disk

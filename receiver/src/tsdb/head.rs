@@ -645,6 +645,12 @@ impl Head {
         }
     }
 
+    /// Makes series created from now on take IDs above `id`.
+    pub fn reserve_ids_through(&self, id: u64) {
+        self.next_id
+            .fetch_max(id.saturating_add(1), Ordering::Relaxed);
+    }
+
     /// Rebuilds the postings from every series in ID order, so the lists fill by pushes.
     pub fn index_all(&self) {
         let mut all = self.all_series();

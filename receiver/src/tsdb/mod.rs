@@ -1544,6 +1544,40 @@ mod tests {
     }
 
     #[test]
+    fn a_series_whose_wal_record_was_lost_leaves_its_reference_unused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
+        append(&db, &batch(&[(&[("__name__", "kept")], &[(0, 1.0)])]));
+        let wal_before = db.wal_size();
+        let lost: Vec<_> = (0..130).map(|k| (k * 15_000, k as f64)).collect();
+        append(&db, &batch(&[(&[("__name__", "lost")], &lost)]));
+        drop(db);
+        // The WAL loses everything after the first series; the chunk files keep the second's.
+        let segment = dir.path().join("wal/00000000");
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(wal_before)
+            .unwrap();
+        let (db, _) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
+        assert_eq!(db.head.num_series(), 1);
+        append(&db, &batch(&[(&[("__name__", "new")], &[(10, 2.0)])]));
+        drop(db);
+        // Had "new" taken the lost series' reference, it would now get that series' chunk.
+        let (db, stats) = TenantDb::open(dir.path(), "t", TsdbOptions::default()).unwrap();
+        assert_eq!(stats.attached_chunks, 0);
+        let new = db
+            .head
+            .select(&[Matcher::Equal("__name__".into(), "new".into())]);
+        let data = new[0].data.lock();
+        assert_eq!(
+            db.head.samples(&new[0], &data, i64::MIN, i64::MAX).unwrap(),
+            [(10, 2.0)]
+        );
+    }
+
+    #[test]
     fn late_samples_inside_the_window_are_merged_once_and_survive_replay() {
         const MIN: i64 = 60_000;
         let opts = || TsdbOptions {

@@ -149,6 +149,8 @@ impl<'h> Replayer<'h> {
     /// Hands every series still noting over to its data and returns what was restored.
     pub fn finish(mut self) -> Replayed {
         self.by_id.settle_all();
+        self.head
+            .reserve_ids_through(self.recovered.max_series_ref());
         if self.attached > 0 {
             self.head.settle_replayed();
         }
