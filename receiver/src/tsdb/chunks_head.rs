@@ -364,21 +364,16 @@ impl HeadChunks {
                 return Err(corrupt("truncated record"));
             }
         }
-        if uvarint(&record[RECORD_HEAD..])
-            != Some((pos.data_len() as u64, data_start - RECORD_HEAD))
-        {
+        let parsed = parse_record(&record).map_err(corrupt)?;
+        if parsed.data.len() != pos.data_len() {
             return Err(corrupt("length differs from the one written"));
         }
-        let stored = u32::from_be_bytes(record[end - 4..].try_into().expect("4 bytes"));
-        if crc32c::crc32c(&record[..end - 4]) != stored {
-            return Err(corrupt("checksum mismatch"));
-        }
-        if record[..8] != series_ref.to_be_bytes() {
+        if parsed.series != series_ref {
             return Err(corrupt("chunk of another series"));
         }
-        let encoding = record[24];
-        record.truncate(end - 4);
-        record.drain(..data_start);
+        let encoding = parsed.encoding;
+        record.truncate(parsed.data.end);
+        record.drain(..parsed.data.start);
         Ok((encoding, record))
     }
 
@@ -544,42 +539,68 @@ fn scan_file(buf: &[u8], seq: u32, found: &mut Vec<(u64, RecoveredChunk)>) -> Sc
     if buf.len() < FILE_HEADER || buf[..4] != MAGIC.to_be_bytes() || buf[4] != 1 {
         return scan;
     }
-    let be = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
     let mut pos = FILE_HEADER;
-    while pos < 1 << OFFSET_BITS && buf.len() - pos > RECORD_HEAD {
-        let head = &buf[pos..pos + RECORD_HEAD];
-        let (series, min_time, max_time) = (
-            be(&head[..8]),
-            be(&head[8..16]) as i64,
-            be(&head[16..24]) as i64,
-        );
-        let Some((len, used)) = uvarint(&buf[pos + RECORD_HEAD..]) else {
+    while pos < 1 << OFFSET_BITS {
+        let Ok(r) = parse_record(&buf[pos..]) else {
             break;
         };
-        let data_start = pos + RECORD_HEAD + used;
-        if len >= 1 << LEN_BITS || min_time > max_time || buf.len() - data_start < len as usize + 4
-        {
-            break;
-        }
-        let end = data_start + len as usize;
-        let stored = u32::from_be_bytes(buf[end..end + 4].try_into().expect("4 bytes"));
-        if crc32c::crc32c(&buf[pos..end]) != stored {
+        if r.min_time > r.max_time {
             break;
         }
         found.push((
-            series,
+            r.series,
             RecoveredChunk {
-                min_time,
-                max_time,
-                pos: ChunkPos::new(seq, pos as u64, len as usize),
+                min_time: r.min_time,
+                max_time: r.max_time,
+                pos: ChunkPos::new(seq, pos as u64, r.data.len()),
             },
         ));
         scan.records += 1;
-        scan.max_time = scan.max_time.max(max_time);
-        pos = end + 4;
+        scan.max_time = scan.max_time.max(r.max_time);
+        pos += r.len;
     }
     scan.valid = pos;
     scan
+}
+
+/// A record's fields, read from the start of a buffer.
+struct ParsedRecord {
+    series: u64,
+    min_time: i64,
+    max_time: i64,
+    encoding: u8,
+    /// Where the chunk's bytes are in the buffer.
+    data: std::ops::Range<usize>,
+    /// Bytes the whole record takes, checksum included.
+    len: usize,
+}
+
+/// Parses the record at the start of `buf` and checks its length and checksum.
+fn parse_record(buf: &[u8]) -> Result<ParsedRecord, &'static str> {
+    if buf.len() <= RECORD_HEAD {
+        return Err("truncated record");
+    }
+    let be = |at: usize| u64::from_be_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+    let (len, used) = uvarint(&buf[RECORD_HEAD..]).ok_or("truncated record")?;
+    if len >= 1 << LEN_BITS {
+        return Err("chunk longer than a head chunk");
+    }
+    let data = RECORD_HEAD + used..RECORD_HEAD + used + len as usize;
+    if buf.len() < data.end + 4 {
+        return Err("truncated record");
+    }
+    let stored = u32::from_be_bytes(buf[data.end..data.end + 4].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&buf[..data.end]) != stored {
+        return Err("checksum mismatch");
+    }
+    Ok(ParsedRecord {
+        series: be(0),
+        min_time: be(8) as i64,
+        max_time: be(16) as i64,
+        encoding: buf[24],
+        len: data.end + 4,
+        data,
+    })
 }
 
 /// Appends up to `len` bytes of `file` from `offset` to `out`; fewer at the end of the file.
