@@ -32,8 +32,9 @@ use tsdb_format::encoding::{put_uvarint, uvarint, uvarint_len};
 pub const MAGIC: u32 = 0x0130_BC91;
 /// A new file is started before one grows past this, as Prometheus' `MaxHeadChunkFileSize`.
 pub const MAX_FILE_BYTES: u64 = 128 << 20;
-/// The in-memory tail of the current file is written out at this size.
-pub const FLUSH_BYTES: usize = 1 << 20;
+/// The in-memory tail of the current file is written out at this size (small: the tail's buffer
+/// is part of the head's memory, and one `pwrite` of it is cheap).
+pub const FLUSH_BYTES: usize = 256 << 10;
 const FILE_HEADER: usize = 8;
 /// series ref, mint, maxt, encoding.
 const RECORD_HEAD: usize = 25;

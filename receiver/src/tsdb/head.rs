@@ -1,7 +1,8 @@
 //! The in-memory head: active series and their recent samples in XOR chunks.
 //!
 //! Series live in a striped hash table keyed by a precomputed label hash, so lookups from
-//! concurrent requests rarely contend; [`MemPostings`] indexes them by label pair for queries.
+//! concurrent requests rarely contend (the hash is not kept per series: a resize or a removal
+//! hashes the key again); [`MemPostings`] indexes them by label pair for queries.
 //! Each series keeps one open [`XorAppender`] in memory; a chunk is closed as soon as it holds
 //! 120 samples or ~1 KiB, or when a sample crosses a chunk-range boundary (so no chunk straddles
 //! a 2-hour block), and closed chunks live in the head chunk files ([`HeadChunks`]), the series
@@ -30,14 +31,45 @@ pub const SAMPLES_PER_CHUNK: u16 = 120;
 /// A chunk is closed before it grows past this many bytes (Prometheus' `MaxBytesPerXORChunk` margin).
 pub const MAX_CHUNK_BYTES: usize = 1005;
 
-/// A closed float chunk, its bytes in the head chunk files.
+/// A closed float chunk, its bytes in the head chunk files. A head holds a few per series, so it
+/// takes 20 bytes: the last sample's time is kept as its distance from the first, which no chunk
+/// lets pass [`ClosedChunk::MAX_SPAN`].
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
 pub struct ClosedChunk {
+    min_time: i64,
+    pos: ChunkPos,
+    span: u32,
+}
+
+impl ClosedChunk {
+    /// The most milliseconds between a chunk's first and last sample.
+    pub const MAX_SPAN: i64 = u32::MAX as i64;
+
+    /// A chunk of samples from `min_time` to `max_time`, at most [`Self::MAX_SPAN`] apart.
+    fn new(min_time: i64, max_time: i64, pos: ChunkPos) -> Self {
+        let span = u32::try_from(max_time - min_time).expect("chunks are cut within MAX_SPAN");
+        Self {
+            min_time,
+            pos,
+            span,
+        }
+    }
+
     /// First sample's timestamp.
-    pub min_time: i64,
+    pub fn min_time(&self) -> i64 {
+        self.min_time
+    }
+
     /// Last sample's timestamp.
-    pub max_time: i64,
+    pub fn max_time(&self) -> i64 {
+        self.min_time + i64::from(self.span)
+    }
+
     /// Where its record is.
-    pub pos: ChunkPos,
+    pub fn pos(&self) -> ChunkPos {
+        self.pos
+    }
 }
 
 /// A chunk of a series as `(min_time, max_time, encoding, bytes)`.
@@ -58,11 +90,7 @@ impl ChunkSink<'_> {
         let pos = self
             .disk
             .write(self.series, min_time, max_time, ENCODING_XOR, open.bytes());
-        ClosedChunk {
-            min_time,
-            max_time,
-            pos,
-        }
+        ClosedChunk::new(min_time, max_time, pos)
     }
 
     fn read(&self, c: &ClosedChunk) -> Result<Vec<u8>, ReadError> {
@@ -71,43 +99,77 @@ impl ChunkSink<'_> {
 }
 
 fn read_xor(disk: &HeadChunks, series: u64, c: &ClosedChunk) -> Result<Vec<u8>, ReadError> {
-    let (encoding, data) = disk.read(c.pos, series)?;
+    let pos = c.pos();
+    let (encoding, data) = disk.read(pos, series)?;
     if encoding != ENCODING_XOR {
         return Err(ReadError::Corrupt {
-            seq: c.pos.seq(),
-            offset: c.pos.offset(),
+            seq: pos.seq(),
+            offset: pos.offset(),
             what: "not an XOR chunk",
         });
     }
     Ok(data)
 }
 
-/// Samples of one series.
-#[derive(Default)]
+/// `last`'s time while a series has no sample (appends reject it as out of bounds).
+pub const NO_SAMPLE: i64 = i64::MIN;
+
+/// Samples of one series. A head holds one per series, so it is kept small: closed chunks in an
+/// exactly sized slice (a few per series, added once per 120 samples), the newest sample without
+/// an `Option`'s tag.
 pub struct SeriesData {
     /// Closed float chunks, oldest first.
-    pub closed: Vec<ClosedChunk>,
+    closed: Box<[ClosedChunk]>,
     /// The float chunk being appended to.
     pub open: XorAppender,
-    /// Newest sample: time and value bits (a fingerprint for a histogram).
-    last: Option<(i64, u64)>,
+    /// Newest sample: time ([`NO_SAMPLE`] if none) and value bits (a fingerprint for a
+    /// histogram).
+    last: (i64, u64),
     /// Native histogram chunks, for the few series that carry histograms; chunks of the two
     /// kinds never overlap in time (appending one kind closes the other's open chunk).
     pub histograms: Option<Box<HistogramChunks>>,
+}
+
+impl Default for SeriesData {
+    fn default() -> Self {
+        Self {
+            closed: Box::default(),
+            open: XorAppender::new(),
+            last: (NO_SAMPLE, 0),
+            histograms: None,
+        }
+    }
 }
 
 impl SeriesData {
     /// Timestamp and value bits of the newest sample (for a histogram, its
     /// [`fingerprint`](super::histogram_record::fingerprint)).
     pub fn last(&self) -> Option<(i64, u64)> {
-        self.last
+        (self.last.0 != NO_SAMPLE).then_some(self.last)
+    }
+
+    /// Closed float chunks, oldest first.
+    pub fn closed(&self) -> &[ClosedChunk] {
+        &self.closed
+    }
+
+    /// Replaces the closed chunks (the slice is sized exactly).
+    fn set_closed(&mut self, chunks: Vec<ClosedChunk>) {
+        self.closed = chunks.into_boxed_slice();
+    }
+
+    fn push_closed(&mut self, chunk: ClosedChunk) {
+        let mut chunks = std::mem::take(&mut self.closed).into_vec();
+        chunks.reserve_exact(1);
+        chunks.push(chunk);
+        self.set_closed(chunks);
     }
 
     /// Writes the open float chunk to the chunk files.
     fn close_open(&mut self, sink: ChunkSink<'_>) {
         if self.open.num_samples() > 0 {
             let full = std::mem::take(&mut self.open);
-            self.closed.push(sink.close(full));
+            self.push_closed(sink.close(full));
         }
     }
 
@@ -133,11 +195,17 @@ impl SeriesData {
             return;
         }
         let open = &self.open;
-        if open.num_samples() > 0 && t >= boundary_after(open.min_time(), sink.range) {
+        // The open chunk lies within one range, so its newest sample names the boundary as well
+        // as its first (which the appender decodes rather than keeps).
+        if open.num_samples() > 0
+            && (t >= boundary_after(open.max_time(), sink.range)
+                || (sink.range > ClosedChunk::MAX_SPAN
+                    && t.saturating_sub(open.min_time()) > ClosedChunk::MAX_SPAN))
+        {
             self.close_open(sink);
         }
         self.open.append(t, v);
-        self.last = Some((t, v.to_bits()));
+        self.last = (t, v.to_bits());
         // A full chunk goes to the files at once, not when the next sample arrives.
         if self.open.num_samples() >= SAMPLES_PER_CHUNK
             || self.open.bytes().len() >= MAX_CHUNK_BYTES
@@ -150,10 +218,10 @@ impl SeriesData {
     /// holds it (one [`Head::attach_chunks`] gave back) it only becomes the newest sample,
     /// otherwise it is appended.
     fn replay(&mut self, sink: ChunkSink<'_>, t: i64, v: f64) {
-        if self.closed.last().is_none_or(|c| t > c.max_time) {
+        if self.closed.last().is_none_or(|c| t > c.max_time()) {
             self.append(sink, t, v);
         } else if !self.float_on_histograms(sink, t, v) {
-            self.last = Some((t, v.to_bits()));
+            self.last = (t, v.to_bits());
         }
     }
 
@@ -163,10 +231,10 @@ impl SeriesData {
         let Some(c) = self.closed.last() else {
             return Ok(());
         };
-        if self.last.is_none_or(|(t, _)| t < c.max_time) {
+        if self.last().is_none_or(|(t, _)| t < c.max_time()) {
             let newest = iter_xor(&sink.read(c)?).last();
             if let Some((t, v)) = newest {
-                self.last = Some((t, v.to_bits()));
+                self.last = (t, v.to_bits());
             }
         }
         Ok(())
@@ -177,7 +245,7 @@ impl SeriesData {
         self.histograms
             .get_or_insert_default()
             .append(t, h, sink.range);
-        self.last = Some((t, fingerprint(h)));
+        self.last = (t, fingerprint(h));
     }
 
     /// The bytes of every float chunk that may hold a sample in `[mint, maxt]`, oldest first.
@@ -192,7 +260,7 @@ impl SeriesData {
         for c in self
             .closed
             .iter()
-            .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+            .filter(|c| c.max_time() >= mint && c.min_time() <= maxt)
         {
             out.push(Cow::Owned(read_xor(disk, series, c)?));
         }
@@ -225,7 +293,7 @@ impl SeriesData {
         let Some(&(first, _)) = samples.first() else {
             return Ok(());
         };
-        let keep = self.closed.partition_point(|c| c.max_time < first);
+        let keep = self.closed.partition_point(|c| c.max_time() < first);
         let mut merged: Vec<(i64, f64)> = Vec::new();
         for c in &self.closed[keep..] {
             merged.extend(iter_xor(&sink.read(c)?));
@@ -233,7 +301,7 @@ impl SeriesData {
         merged.extend(iter_xor(self.open.bytes()));
         merged.extend_from_slice(samples);
         merged.sort_by_key(|&(t, _)| t);
-        self.closed.truncate(keep);
+        self.set_closed(self.closed[..keep].to_vec());
         self.open = XorAppender::new();
         // Ends with the newest sample again, so `last` stays as it was.
         for (t, v) in merged {
@@ -247,7 +315,7 @@ impl SeriesData {
         let mut out: Vec<ChunkRef<'_>> = Vec::with_capacity(self.chunk_count());
         for c in &self.closed {
             let data = read_xor(disk, series, c)?;
-            out.push((c.min_time, c.max_time, ENCODING_XOR, Cow::Owned(data)));
+            out.push((c.min_time(), c.max_time(), ENCODING_XOR, Cow::Owned(data)));
         }
         if self.open.num_samples() > 0 {
             out.push((
@@ -284,9 +352,17 @@ impl SeriesData {
     /// head never keeps a sample a block already holds (one that cannot be read back is kept
     /// whole: its samples are in a block already, so a read of the head may see them twice).
     fn drop_before(&mut self, sink: ChunkSink<'_>, mint: i64) {
-        self.closed.retain(|c| c.max_time >= mint);
+        if self.closed.first().is_some_and(|c| c.max_time() < mint) {
+            self.set_closed(
+                self.closed
+                    .iter()
+                    .filter(|c| c.max_time() >= mint)
+                    .copied()
+                    .collect(),
+            );
+        }
         if let Some(first) = self.closed.first()
-            && first.min_time < mint
+            && first.min_time() < mint
         {
             match sink.read(first) {
                 Ok(data) => {
@@ -323,7 +399,7 @@ impl SeriesData {
     pub fn time_ranges(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.closed
             .iter()
-            .map(|c| (c.min_time, c.max_time))
+            .map(|c| (c.min_time(), c.max_time()))
             .chain(
                 (self.open.num_samples() > 0).then(|| (self.open.min_time(), self.open.max_time())),
             )
@@ -389,7 +465,6 @@ fn stripe_index(hash: u64) -> usize {
 pub struct MemSeries {
     /// Reference used by WAL records.
     pub id: u64,
-    hash: u64,
     /// The series' labels.
     pub labels: Labels,
     /// Whether its series record is in the WAL.
@@ -419,6 +494,8 @@ pub struct Head {
     ceiling: AtomicI64,
     chunk_range: i64,
     chunks: HeadChunks,
+    /// The hash every `hash` argument is of the key (`labels_hash`; tests force collisions).
+    key_hash: fn(&[u8]) -> u64,
 }
 
 impl Head {
@@ -451,6 +528,7 @@ impl Head {
             ceiling: AtomicI64::new(i64::MAX),
             chunk_range,
             chunks,
+            key_hash: super::labels_hash,
         }
     }
 
@@ -499,6 +577,10 @@ impl Head {
 
     fn stripe(&self, hash: u64) -> &RwLock<HashTable<Arc<MemSeries>>> {
         &self.stripes[stripe_index(hash)]
+    }
+
+    fn hash_of(&self, series: &MemSeries) -> u64 {
+        (self.key_hash)(series.labels.key())
     }
 
     /// Finds a series by the hash and bytes of its label key (see [`super::labels::write_key`]).
@@ -566,14 +648,13 @@ impl Head {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let series = Arc::new(MemSeries {
             id,
-            hash,
             labels: Labels::from_key(key),
             logged: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             classic_names: AtomicBool::new(false),
             data: Mutex::new(SeriesData::default()),
         });
-        stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
+        stripe.insert_unique(hash, Arc::clone(&series), |s| self.hash_of(s));
         self.unindexed.lock().push(Arc::clone(&series));
         self.num_series.fetch_add(1, Ordering::Relaxed);
         (series, true)
@@ -589,14 +670,13 @@ impl Head {
         }
         let series = Arc::new(MemSeries {
             id,
-            hash,
             labels,
             logged: AtomicBool::new(true),
             removed: AtomicBool::new(false),
             classic_names: AtomicBool::new(false),
             data: Mutex::new(SeriesData::default()),
         });
-        stripe.insert_unique(hash, Arc::clone(&series), |s| s.hash);
+        stripe.insert_unique(hash, Arc::clone(&series), |s| self.hash_of(s));
         self.num_series.fetch_add(1, Ordering::Relaxed);
         series
     }
@@ -608,11 +688,13 @@ impl Head {
             return;
         };
         let mut data = series.data.lock();
-        data.closed.extend(chunks.iter().map(|c| ClosedChunk {
-            min_time: c.min_time,
-            max_time: c.max_time,
-            pos: c.pos,
-        }));
+        let mut closed = std::mem::take(&mut data.closed).into_vec();
+        closed.extend(
+            chunks
+                .iter()
+                .map(|c| ClosedChunk::new(c.min_time, c.max_time, c.pos)),
+        );
+        data.set_closed(closed);
         self.widen(first.min_time);
         self.widen(last.max_time);
     }
@@ -621,8 +703,8 @@ impl Head {
     /// replay, not appended), unless it already has a newer one.
     pub fn restore_last(series: &MemSeries, t: i64, bits: u64) {
         let mut data = series.data.lock();
-        if data.last.is_none_or(|(last, _)| t > last) {
-            data.last = Some((t, bits));
+        if data.last().is_none_or(|(last, _)| t > last) {
+            data.last = (t, bits);
         }
     }
 
@@ -851,11 +933,12 @@ impl Head {
     /// Removes a series that holds no sample (one a failed write created); appends holding it
     /// look it up again. Callers hold the WAL lock.
     pub fn remove_if_empty(&self, series: &Arc<MemSeries>) {
-        let mut stripe = self.stripe(series.hash).write();
+        let hash = self.hash_of(series);
+        let mut stripe = self.stripe(hash).write();
         if series.data.lock().chunk_count() > 0 {
             return;
         }
-        if let Ok(entry) = stripe.find_entry(series.hash, |s| Arc::ptr_eq(s, series)) {
+        if let Ok(entry) = stripe.find_entry(hash, |s| Arc::ptr_eq(s, series)) {
             entry.remove();
             series.removed.store(true, Ordering::Relaxed);
             self.postings.write().remove(std::slice::from_ref(series));
@@ -887,6 +970,11 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tsdb::labels_hash;
+
+    fn get_or_create(head: &Head, key: &[u8]) -> (Arc<MemSeries>, bool) {
+        head.get_or_create(labels_hash(key), key)
+    }
 
     fn pairs(l: &[(&str, &str)]) -> Vec<u8> {
         let mut key = Vec::new();
@@ -898,8 +986,19 @@ mod tests {
     }
 
     #[test]
+    fn a_series_fits_the_allocators_160_byte_class() {
+        // `Arc` adds two counters; a head holds one of these per series.
+        assert!(std::mem::size_of::<MemSeries>() + 16 <= 160);
+        assert_eq!(std::mem::size_of::<ClosedChunk>(), 20);
+    }
+
+    #[test]
     fn series_are_found_again_and_chunks_cut() {
-        let head = Head::new(7_200_000);
+        // Every key hashes alike: lookups must tell series apart by their labels.
+        let head = Head {
+            key_hash: |_| 42,
+            ..Head::new(7_200_000)
+        };
         let l = [("__name__", "up"), ("job", "a")];
         let (s, created) = head.get_or_create(42, &pairs(&l));
         assert!(created);
@@ -930,14 +1029,14 @@ mod tests {
     #[test]
     fn chunks_do_not_straddle_the_chunk_range() {
         let head = Head::new(1000);
-        let (s, _) = head.get_or_create(1, &pairs(&[("a", "b")]));
+        let (s, _) = get_or_create(&head, &pairs(&[("a", "b")]));
         let mut data = s.data.lock();
         for t in [990, 995, 999, 1000, 1001] {
             head.append(&s, &mut data, t, 1.0);
         }
         assert_eq!(data.closed.len(), 1);
         assert_eq!(
-            (data.closed[0].min_time, data.closed[0].max_time),
+            (data.closed[0].min_time(), data.closed[0].max_time()),
             (990, 999)
         );
         assert_eq!(boundary_after(-1, 1000), 0);
@@ -947,8 +1046,8 @@ mod tests {
     #[test]
     fn truncation_drops_old_chunks_and_empty_series() {
         let head = Head::new(1000);
-        let (old, _) = head.get_or_create(1, &pairs(&[("s", "old")]));
-        let (both, _) = head.get_or_create(2, &pairs(&[("s", "both")]));
+        let (old, _) = get_or_create(&head, &pairs(&[("s", "old")]));
+        let (both, _) = get_or_create(&head, &pairs(&[("s", "both")]));
         head.append(&old, &mut old.data.lock(), 500, 1.0);
         for t in [600, 999, 1000, 1500] {
             head.append(&both, &mut both.data.lock(), t, 1.0);
@@ -965,7 +1064,7 @@ mod tests {
         assert_eq!(head.time_range(), Some((1000, 1500)));
         assert_eq!(head.min_valid_time(), 1000);
         // The removed series is created afresh on its next sample.
-        let (again, created) = head.get_or_create(1, &pairs(&[("s", "old")]));
+        let (again, created) = get_or_create(&head, &pairs(&[("s", "old")]));
         assert!(created);
         assert_ne!(again.id, old.id);
     }
@@ -973,39 +1072,36 @@ mod tests {
     #[test]
     fn empty_series_are_removed_and_others_kept() {
         let head = Head::new(1000);
-        let (empty, _) = head.get_or_create(1, &pairs(&[("s", "empty")]));
-        let (full, _) = head.get_or_create(2, &pairs(&[("s", "full")]));
+        let (empty, _) = get_or_create(&head, &pairs(&[("s", "empty")]));
+        let (full, _) = get_or_create(&head, &pairs(&[("s", "full")]));
         head.append(&full, &mut full.data.lock(), 5, 1.0);
         head.remove_if_empty(&empty);
         head.remove_if_empty(&full);
         assert!(empty.removed.load(Ordering::Relaxed));
         assert!(!full.removed.load(Ordering::Relaxed));
         assert_eq!(head.num_series(), 1);
-        assert!(head.get(1, &pairs(&[("s", "empty")])).is_none());
+        let key = pairs(&[("s", "empty")]);
+        assert!(head.get(labels_hash(&key), &key).is_none());
     }
 
     #[test]
     fn get_many_finds_every_stored_key_across_stripes() {
         let head = Head::new(1000);
-        let hash = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let stored: Vec<_> = (0..200u64)
-            .map(|i| {
-                head.get_or_create(hash(i), &pairs(&[("i", &i.to_string())]))
-                    .0
-            })
+            .map(|i| get_or_create(&head, &pairs(&[("i", &i.to_string())])).0)
             .collect();
-        // Stored keys interleaved with unknown ones (250..300) and a stored hash with another key.
+        // Stored keys interleaved with unknown ones (200..300 and one more).
         let mut keys = Vec::new();
         let mut spans = Vec::new();
-        let mut add = |h: u64, key: Vec<u8>| {
+        let mut add = |key: Vec<u8>| {
             let start = keys.len();
             keys.extend_from_slice(&key);
-            spans.push((h, start..keys.len()));
+            spans.push((labels_hash(&key), start..keys.len()));
         };
         for i in (0..300u64).rev() {
-            add(hash(i), pairs(&[("i", &i.to_string())]));
+            add(pairs(&[("i", &i.to_string())]));
         }
-        add(hash(7), pairs(&[("i", "other")]));
+        add(pairs(&[("i", "other")]));
         let found = head.get_many(&keys, &spans);
         assert_eq!(found.len(), 301);
         for (pos, i) in (0..300u64).rev().enumerate() {
@@ -1017,7 +1113,8 @@ mod tests {
         assert!(found[300].is_none());
         assert!(head.get_many(&[], &[]).is_empty());
         // Creating what another writer created in between hands back that series.
-        let (again, created) = head.create(hash(3), &pairs(&[("i", "3")]));
+        let key = pairs(&[("i", "3")]);
+        let (again, created) = head.create(labels_hash(&key), &key);
         assert!(!created && Arc::ptr_eq(&again, &stored[3]));
         assert_eq!(head.num_series(), 200);
     }
@@ -1025,9 +1122,9 @@ mod tests {
     #[test]
     fn select_by_matchers() {
         let head = Head::new(7_200_000);
-        head.get_or_create(1, &pairs(&[("__name__", "up"), ("job", "b")]));
-        head.get_or_create(2, &pairs(&[("__name__", "up"), ("job", "a")]));
-        head.get_or_create(3, &pairs(&[("__name__", "down")]));
+        get_or_create(&head, &pairs(&[("__name__", "up"), ("job", "b")]));
+        get_or_create(&head, &pairs(&[("__name__", "up"), ("job", "a")]));
+        get_or_create(&head, &pairs(&[("__name__", "down")]));
         let up = head.select(&[Matcher::Equal("__name__".into(), "up".into())]);
         let jobs: Vec<_> = up.iter().map(|s| s.labels.get("job").unwrap()).collect();
         assert_eq!(jobs, vec!["a", "b"]);

@@ -565,7 +565,8 @@ impl TenantDb {
         let refs = self.refresh_removed(batch, series, refs);
         let now = now_ms();
         let bounds = Bounds {
-            min_valid: self.head.min_valid_time(),
+            // i64::MIN stands for "no sample yet" in a series (`head::NO_SAMPLE`).
+            min_valid: self.head.min_valid_time().max(i64::MIN + 1),
             // Samples from the ceiling on may fall into a block cut ahead of the clock.
             ceiling: self.head.ceiling(),
             max_valid: self
@@ -1486,7 +1487,7 @@ mod tests {
             .head
             .all_series()
             .iter()
-            .map(|s| s.data.lock().closed.len() as u64)
+            .map(|s| s.data.lock().closed().len() as u64)
             .sum();
         let chunks_file = dir.path().join("chunks_head/000001");
         drop(db);

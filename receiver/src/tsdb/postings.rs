@@ -433,13 +433,13 @@ impl PostingsIndex for IndexReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tsdb::{Head, Labels};
+    use crate::tsdb::{Head, Labels, labels_hash};
 
     fn head_with(sets: &[&[(&str, &str)]]) -> Head {
         let head = Head::new(7_200_000);
-        for (i, set) in sets.iter().enumerate() {
+        for set in sets {
             let labels = Labels::from_strs(set);
-            head.get_or_create(i as u64, labels.key());
+            head.get_or_create(labels_hash(labels.key()), labels.key());
         }
         head
     }
@@ -517,7 +517,7 @@ mod tests {
         for i in 0..3 * FEW {
             let (i, parity) = (i.to_string(), ["even", "odd"][i % 2]);
             let labels = Labels::from_strs(&[("job", "big"), ("i", &i), ("parity", parity)]);
-            head.get_or_create(i.parse().unwrap(), labels.key());
+            head.get_or_create(labels_hash(labels.key()), labels.key());
         }
         assert!(matches!(
             head.postings().postings("job", "big").unwrap(),

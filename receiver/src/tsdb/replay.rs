@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::chunks_head::{Recovered, RecoveredChunk, RecoveryStats};
 use super::exemplars::{Exemplar, ExemplarStore};
-use super::head::{Head, MemSeries, SeriesData};
+use super::head::{ClosedChunk, Head, MemSeries, SeriesData};
 use super::wal::{Record, WalError};
 use super::{Labels, labels_hash};
 
@@ -167,8 +167,9 @@ impl<'h> Replayer<'h> {
 }
 
 /// The recovered chunks of a series a replay may attach: those at or above the head's lower
-/// bound `min_valid`, up to the first one that reaches below it or into a block cut ahead of the
-/// clock (`future`). Samples after the last one attached are replayed from the WAL.
+/// bound `min_valid`, up to the first one that reaches below it, into a block cut ahead of the
+/// clock (`future`) or spans more than a head chunk may. Samples after the last one attached are
+/// replayed from the WAL.
 fn attachable<'a>(
     chunks: &'a [RecoveredChunk],
     min_valid: i64,
@@ -177,6 +178,7 @@ fn attachable<'a>(
     let start = chunks.partition_point(|c| c.max_time < min_valid);
     let clean = chunks[start..].iter().take_while(|c| {
         c.min_time >= min_valid
+            && (0..=ClosedChunk::MAX_SPAN).contains(&c.max_time.saturating_sub(c.min_time))
             && !future
                 .iter()
                 .any(|&(a, b)| c.min_time < b && c.max_time >= a)

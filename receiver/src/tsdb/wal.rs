@@ -641,9 +641,15 @@ pub struct RecordEncoder {
 }
 
 impl RecordEncoder {
-    /// Empties the buffer, keeping its allocation.
+    /// Most of its allocation the buffer keeps between requests: ample for the samples of one,
+    /// while the series records of a request that creates 10,000 series (megabytes) are not
+    /// kept for the life of the process.
+    const KEEP_BYTES: usize = 256 << 10;
+
+    /// Empties the buffer, keeping up to [`Self::KEEP_BYTES`] of its allocation.
     pub fn clear(&mut self) {
         self.buf.clear();
+        self.buf.shrink_to(Self::KEEP_BYTES);
         self.first = None;
     }
 

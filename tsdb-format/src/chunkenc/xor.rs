@@ -12,7 +12,6 @@ use super::{ChunkError, num_samples};
 pub struct XorAppender {
     w: BitWriter,
     num: u16,
-    t0: i64,
     t: i64,
     t_delta: u64,
     v: u64,
@@ -32,7 +31,6 @@ impl XorAppender {
         Self {
             w: BitWriter::with_header(&[0, 0]),
             num: 0,
-            t0: 0,
             t: 0,
             t_delta: 0,
             v: 0,
@@ -50,7 +48,6 @@ impl XorAppender {
             0 => {
                 self.w.write_uvarint(zigzag(t));
                 self.w.write_bits(vbits, 64);
-                self.t0 = t;
             }
             1 => {
                 let delta = t.wrapping_sub(self.t) as u64;
@@ -113,9 +110,15 @@ impl XorAppender {
         self.w.buf.into_boxed_slice()
     }
 
-    /// Timestamp of the first sample (meaningless while empty).
+    /// Timestamp of the first sample (meaningless while empty); read back from the chunk rather
+    /// than kept, as a head holds one appender per series.
+    #[inline]
     pub fn min_time(&self) -> i64 {
-        self.t0
+        self.w
+            .buf
+            .get(2..)
+            .and_then(crate::encoding::varint)
+            .map_or(0, |(t, _)| t)
     }
 
     /// Timestamp of the last sample (meaningless while empty).
