@@ -641,15 +641,19 @@ pub struct RecordEncoder {
 }
 
 impl RecordEncoder {
-    /// Most of its allocation the buffer keeps between requests: ample for the samples of one,
-    /// while the series records of a request that creates 10,000 series (megabytes) are not
-    /// kept for the life of the process.
+    /// Most of its allocation the buffer keeps after a request that used no more: ample for the
+    /// samples of one, while the series records of requests that create 10,000 series each
+    /// (megabytes) are not kept for the life of the process.
     const KEEP_BYTES: usize = 256 << 10;
 
-    /// Empties the buffer, keeping up to [`Self::KEEP_BYTES`] of its allocation.
+    /// Empties the buffer. Its allocation is kept while requests are large (a burst of new
+    /// series does not regrow it under the WAL lock each time) and cut to
+    /// [`Self::KEEP_BYTES`] after the first small one.
     pub fn clear(&mut self) {
+        if self.buf.len() <= Self::KEEP_BYTES {
+            self.buf.shrink_to(Self::KEEP_BYTES);
+        }
         self.buf.clear();
-        self.buf.shrink_to(Self::KEEP_BYTES);
         self.first = None;
     }
 
@@ -813,6 +817,25 @@ mod tests {
         })
         .unwrap();
         (seen, stats)
+    }
+
+    #[test]
+    fn the_encoder_keeps_a_large_buffer_only_while_requests_stay_large() {
+        let big = Labels::from_strs(&[("__name__", &"x".repeat(1 << 20))]);
+        let mut enc = RecordEncoder::default();
+        enc.series([(1, &big)]);
+        enc.clear();
+        enc.series([(1, &big)]);
+        let grown = enc.buf.capacity();
+        assert!(grown > 1 << 20);
+        // A burst of large requests reuses the allocation.
+        enc.clear();
+        assert_eq!(enc.buf.capacity(), grown);
+        // The first small request after it lets it go.
+        enc.series([(2, &Labels::from_strs(&[("__name__", "up")]))]);
+        enc.clear();
+        assert!(enc.buf.capacity() <= RecordEncoder::KEEP_BYTES);
+        assert!(enc.bytes().is_empty());
     }
 
     #[test]
