@@ -352,14 +352,9 @@ impl SeriesData {
     /// head never keeps a sample a block already holds (one that cannot be read back is kept
     /// whole: its samples are in a block already, so a read of the head may see them twice).
     fn drop_before(&mut self, sink: ChunkSink<'_>, mint: i64) {
-        if self.closed.first().is_some_and(|c| c.max_time() < mint) {
-            self.set_closed(
-                self.closed
-                    .iter()
-                    .filter(|c| c.max_time() >= mint)
-                    .copied()
-                    .collect(),
-            );
+        let gone = self.closed.partition_point(|c| c.max_time() < mint);
+        if gone > 0 {
+            self.set_closed(self.closed[gone..].to_vec());
         }
         if let Some(first) = self.closed.first()
             && first.min_time() < mint

@@ -565,8 +565,8 @@ impl TenantDb {
         let refs = self.refresh_removed(batch, series, refs);
         let now = now_ms();
         let bounds = Bounds {
-            // i64::MIN stands for "no sample yet" in a series (`head::NO_SAMPLE`).
-            min_valid: self.head.min_valid_time().max(i64::MIN + 1),
+            // NO_SAMPLE stands for "no sample yet" in a series, so no sample may have it.
+            min_valid: self.head.min_valid_time().max(head::NO_SAMPLE + 1),
             // Samples from the ceiling on may fall into a block cut ahead of the clock.
             ceiling: self.head.ceiling(),
             max_valid: self
