@@ -396,3 +396,83 @@ async fn a_utf8_metric_name_written_with_remote_write_2_is_stored_on_every_repli
     assert_eq!(status, 204, "{reason}");
     assert_eq!(heads_of(&client, &cluster, 0..3).await, vec![1, 1, 1]);
 }
+
+/// Sends two writes 300 ms apart through a router whose only peer accepts connections and never
+/// answers (each write fails after the 2 s forward timeout); gives back each one's status and
+/// when it was answered, and the waiting-requests gauge seen while both were in.
+async fn two_writes_to_a_hung_peer(
+    client: &reqwest::Client,
+    root: &std::path::Path,
+    extra: &[String],
+) -> ([(u16, Instant); 2], f64) {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std::fs::create_dir_all(root).unwrap();
+    let ring = root.join("ring.json");
+    write_atomic(
+        &ring,
+        &ring_json(&[hung.local_addr().unwrap().to_string()], "hashmod"),
+    );
+    let mut args = vec![
+        format!("--receive.hashrings-file={}", ring.display()),
+        "--receive-forward-timeout=2s".to_string(),
+    ];
+    args.extend_from_slice(extra);
+    let mut router = e2e::Receiver::start(&root.join("router"), &args);
+    router.wait_ready(client).await;
+    let send = |run: &'static str| {
+        let (client, url) = (client.clone(), router.write_url());
+        tokio::spawn(async move {
+            let (status, _) =
+                e2e::post_v1(&client, &url, e2e::load_request(run, 10, now_ms()), None).await;
+            (status, Instant::now())
+        })
+    };
+    let first = send("first");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = send("second");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = router
+        .metric(client, "thanos_receive_write_requests_waiting", &[])
+        .await;
+    let answers = [first.await.unwrap(), second.await.unwrap()];
+    assert_eq!(
+        router
+            .metric(client, "thanos_receive_write_requests_waiting", &[])
+            .await,
+        0.0,
+        "nothing waits once both are answered"
+    );
+    drop(hung);
+    (answers, waiting)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_past_the_inflight_budget_wait_in_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    // A budget smaller than one request: each write runs alone, the second after the first.
+    let (answers, waiting) = two_writes_to_a_hung_peer(
+        &client,
+        &tmp.path().join("bounded"),
+        &["--receive.max-inflight-write-bytes=1KiB".to_string()],
+    )
+    .await;
+    println!("1 KiB budget: {answers:?}, waiting {waiting}");
+    assert_eq!(waiting, 1.0, "the second write waits in line, counted");
+    assert!(answers.iter().all(|(s, _)| *s == 503), "{answers:?}");
+    let apart = answers[1].1 - answers[0].1;
+    assert!(
+        apart >= Duration::from_millis(1800),
+        "the second write began its own 2 s only when the first was answered: {apart:?} apart"
+    );
+    // The default budget (16 MiB per CPU) holds both: they overlap.
+    let (answers, waiting) =
+        two_writes_to_a_hung_peer(&client, &tmp.path().join("auto"), &[]).await;
+    println!("auto budget: {answers:?}, waiting {waiting}");
+    assert_eq!(waiting, 0.0);
+    let apart = answers[1].1 - answers[0].1;
+    assert!(
+        apart < Duration::from_millis(1500),
+        "the second write ran beside the first: {apart:?} apart"
+    );
+}

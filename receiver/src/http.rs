@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use crate::admission::Admission;
 use crate::ingest::{Ingester, Written};
 use crate::listen::BODY_READ_TIMEOUT;
 use crate::metrics::Metrics;
@@ -67,6 +68,9 @@ pub struct HttpConfig {
     pub default_tenant: String,
     /// Concurrent writes allowed (`write.global.max_concurrency`; 0: no bound).
     pub max_concurrency: u64,
+    /// Decoded bytes of the writes worked on at once (`--receive.max-inflight-write-bytes`,
+    /// resolved; 0: no bound).
+    pub max_inflight_write_bytes: u64,
     /// Most series and samples one read may return.
     pub read_limits: ReadLimits,
     /// Take the tenant from this field of the client certificate, not the header.
@@ -80,8 +84,8 @@ pub struct App {
     replica_header: HeaderName,
     default_tenant: String,
     tenant_certificate_field: Option<CertificateField>,
-    /// Bounds concurrent writes when `write.global.max_concurrency` is set.
-    concurrency: Option<Semaphore>,
+    /// Bounds the writes worked on at once.
+    admission: Admission,
     /// Warm batches and the bytes they retain.
     pool: Mutex<(Vec<WriteBatch>, usize)>,
     /// One status computation at a time: each walks a whole head.
@@ -100,8 +104,11 @@ impl App {
             replica_header: HeaderName::try_from(config.replica_header)?,
             default_tenant: config.default_tenant,
             tenant_certificate_field: config.tenant_certificate_field,
-            concurrency: (config.max_concurrency > 0)
-                .then(|| Semaphore::new(config.max_concurrency as usize)),
+            admission: Admission::new(
+                config.max_inflight_write_bytes,
+                config.max_concurrency,
+                handles.metrics.http.write_waiting(),
+            ),
             pool: Mutex::new((Vec::new(), 0)),
             status_permit: Semaphore::new(1),
             reads: Arc::new(Reads::new(Arc::clone(&handles.tsdb), config.read_limits)),
@@ -684,11 +691,10 @@ async fn handle(
     }
     let compressed = read_body(body, limit, || too_large(format!("more than {limit}"))).await?;
     received.bytes = compressed.len() as u64;
-    // Bounded after the body is in: slow senders must not hold the write slots.
-    let _permit = match &app.concurrency {
-        Some(s) => Some(s.acquire().await.expect("semaphore is never closed")),
-        None => None,
-    };
+    // Bounded after the body is in: slow senders must not hold the write slots. The weight is
+    // the length the snappy header announces, capped by the limit decompression enforces.
+    let announced = snap::raw::decompress_len(&compressed).unwrap_or(compressed.len());
+    let _admitted = app.admission.admit(announced.min(decoded_limit)).await;
 
     let mut batch = app.take_batch();
     let decoded = match batch.decompress(&compressed, decoded_limit) {

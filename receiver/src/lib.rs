@@ -5,6 +5,7 @@
 //! transport) → `tsdb` (WAL, head, blocks) → `shipper` (object storage). `write_error` holds the
 //! failure taxonomy every hop maps to its own status codes.
 
+pub mod admission;
 pub mod cli;
 pub mod grpc;
 pub mod http;

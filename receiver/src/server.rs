@@ -302,6 +302,10 @@ impl Receiver {
                     replica_header: args.replica_header.clone(),
                     default_tenant: args.default_tenant.clone(),
                     max_concurrency,
+                    max_inflight_write_bytes: crate::admission::resolve_budget(
+                        args.max_inflight_write_bytes.0,
+                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    ),
                     read_limits: crate::store::ReadLimits {
                         series: args.read_series_limit,
                         samples: args.read_samples_limit,

@@ -175,6 +175,11 @@ pub struct Args {
     #[arg(long = "receive.limits-config-reload-timer", default_value = "1s", value_parser = parse_duration)]
     pub limits_reload_interval: Duration,
 
+    /// Decoded bytes of the remote-write requests worked on at once; more wait in line, body read
+    /// but not decoded. `auto`: 16MiB per CPU; `0`: no bound. Forwards from peers are not bounded.
+    #[arg(long = "receive.max-inflight-write-bytes", default_value = "auto", value_parser = parse_auto_bytes)]
+    pub max_inflight_write_bytes: AutoBytes,
+
     /// The limits YAML itself, instead of a file (`--receive.limits-config-file` wins).
     #[arg(long = "receive.limits-config")]
     pub limits_config: Option<String>,
@@ -350,6 +355,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     u64::try_from(total_ms)
         .map(Duration::from_millis)
         .map_err(|_| format!("duration {s:?} is too long"))
+}
+
+/// A size that may be left to the receiver (`auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoBytes(pub Option<u64>);
+
+/// Parses `auto` or a size as [`parse_bytes`] does.
+pub fn parse_auto_bytes(s: &str) -> Result<AutoBytes, String> {
+    match s {
+        "auto" => Ok(AutoBytes(None)),
+        _ => parse_bytes(s).map(|n| AutoBytes(Some(n))),
+    }
 }
 
 /// Parses a byte size with Thanos' units (`512MB`, `1GiB`, `0`); units are powers of 1024 as in

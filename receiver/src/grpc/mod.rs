@@ -157,11 +157,15 @@ impl<M: UnaryMethod> tonic::server::UnaryService<Bytes> for Unary<M> {
     type Response = Bytes;
     type Future = BoxFuture<tonic::Response<Bytes>, Status>;
 
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+    fn call(&mut self, mut request: tonic::Request<Bytes>) -> Self::Future {
         let (method, metrics) = (Arc::clone(&self.0), self.1.clone());
+        let message = match request.extensions_mut().remove::<Decompressed>() {
+            Some(Decompressed(message)) => message,
+            None => request.into_inner(),
+        };
         Box::pin(async move {
             let call = call_of(M::SERVICE, M::PATH, "unary");
-            let response = observed(&metrics, call, method.call(request.into_inner())).await?;
+            let response = observed(&metrics, call, method.call(message)).await?;
             Ok(tonic::Response::new(response))
         })
     }
@@ -287,8 +291,14 @@ impl<M: StreamMethod> Service<http::Request<tonic::body::Body>> for StreamServer
     }
 }
 
+/// A unary request's message, decompressed before tonic and handed to the method beside it:
+/// tonic gets an empty frame instead, so it does not copy the message into its own buffer again.
+#[derive(Clone)]
+struct Decompressed(Bytes);
+
 /// `req` with its snappy-compressed messages (Thanos' forwards by default) decompressed, so
-/// tonic, which has no snappy codec, reads them; other requests pass untouched.
+/// tonic, which has no snappy codec, reads them; other requests pass untouched. The message of
+/// a one-frame request travels in its extensions as [`Decompressed`].
 async fn uncompressed(
     req: http::Request<tonic::body::Body>,
 ) -> Result<http::Request<tonic::body::Body>, Status> {
@@ -307,6 +317,14 @@ async fn uncompressed(
         .await
         .map_err(|e| Status::resource_exhausted(format!("compressed gRPC request: {e}")))?
         .to_bytes();
+    if let Some(message) = snappy::single_message(body.clone(), MAX_MESSAGE_SIZE)? {
+        parts.extensions.insert(Decompressed(message));
+        let empty = Bytes::from_static(&[0, 0, 0, 0, 0]);
+        return Ok(http::Request::from_parts(
+            parts,
+            tonic::body::Body::new(http_body_util::Full::new(empty)),
+        ));
+    }
     let plain = snappy::decompress_frames(body, MAX_MESSAGE_SIZE)?;
     Ok(http::Request::from_parts(
         parts,

@@ -65,6 +65,7 @@ pub struct HttpMetrics {
     inflight: Family<InflightLabels, Gauge>,
     write_timeseries: Family<WriteLabels, Histogram, fn() -> Histogram>,
     write_samples: Family<WriteLabels, Histogram, fn() -> Histogram>,
+    write_waiting: Gauge,
 }
 
 fn size_histogram() -> Histogram {
@@ -87,6 +88,7 @@ impl HttpMetrics {
             inflight: Family::default(),
             write_timeseries: Family::new_with_constructor(write_size_histogram),
             write_samples: Family::new_with_constructor(write_size_histogram),
+            write_waiting: Gauge::default(),
         };
         registry.register(
             "http_requests",
@@ -118,7 +120,17 @@ impl HttpMetrics {
             "Samples in the incoming write requests, by answer code and tenant",
             m.write_samples.clone(),
         );
+        registry.register(
+            "thanos_receive_write_requests_waiting",
+            "Remote-write requests waiting for the in-flight bounds (--receive.max-inflight-write-bytes, max_concurrency)",
+            m.write_waiting.clone(),
+        );
         m
+    }
+
+    /// The gauge of requests waiting for admission.
+    pub fn write_waiting(&self) -> Gauge {
+        self.write_waiting.clone()
     }
 
     /// Counts one of `tenant`'s requests in flight on `handler` until the guard is dropped, so a

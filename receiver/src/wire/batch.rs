@@ -49,6 +49,9 @@ pub struct SeriesEntry {
     pub samples: Range<u32>,
     /// Range into [`WriteBatch::exemplars`].
     pub exemplars: Range<u32>,
+    /// The series' `prometheus.TimeSeries` bytes in the body when it came as one (remote write
+    /// 1.0 and forwards); empty otherwise. A forward copies them instead of encoding anew.
+    pub raw: Span,
 }
 
 /// Most labels one exemplar may carry (Prometheus allows 128 characters in all).

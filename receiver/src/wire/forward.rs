@@ -98,8 +98,23 @@ pub fn encode(batch: &WriteBatch, series: &[usize], tenant: &str, replica: i64, 
             + 1
             + uvarint_len(e.t as u64)
     };
+    // Series decoded from a `prometheus.TimeSeries` are copied as they came: the same message,
+    // without the per-field work (a forward of 10,000 series is ~4 MB).
+    let raw_len = |i: usize| batch.series[i].raw.len as usize;
+    out.reserve(
+        series
+            .iter()
+            .map(|&i| len_field_size(raw_len(i)))
+            .sum::<usize>()
+            + len_field_size(tenant.len())
+            + 11,
+    );
     let mut histograms: Vec<Vec<u8>> = Vec::new();
     for &i in series {
+        if raw_len(i) > 0 {
+            put_len_field(out, 1, batch.bytes(batch.series[i].raw));
+            continue;
+        }
         let labels = batch.series_labels(i);
         let samples = batch.series_samples(i);
         let exemplars = batch.series_exemplars(i);
@@ -221,6 +236,17 @@ mod tests {
         );
         assert_eq!(decoded.timeseries[0].samples[1].timestamp, -5);
         assert_eq!(decoded.timeseries[1], series[1]);
+
+        // The copied messages are the bytes the field-by-field encoder writes (what a batch
+        // decoded from remote write 2.0 goes through).
+        let mut encoded = Vec::new();
+        let mut fresh = WriteBatch::with_body(batch.buf.clone());
+        fresh.decode(Protocol::V1).unwrap();
+        for entry in &mut fresh.series {
+            entry.raw = crate::wire::Span::default();
+        }
+        encode(&fresh, &[0, 1], "team-a", 2, &mut encoded);
+        assert_eq!(encoded, out);
 
         let mut back = WriteBatch::with_body(out);
         let meta = back.decode_forward().unwrap();

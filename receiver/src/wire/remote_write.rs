@@ -123,6 +123,10 @@ impl WriteBatch {
         entry.labels = labels_start..self.labels.len() as u32;
         entry.samples = samples_start..self.samples.len() as u32;
         entry.exemplars = exemplars_start..self.exemplars.len() as u32;
+        entry.raw = Span {
+            off: start as u32,
+            len: (end - start) as u32,
+        };
         self.series.push(entry);
         self.check_budget_every_256_series()
     }
