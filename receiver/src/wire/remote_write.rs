@@ -366,6 +366,14 @@ fn resolve_refs(
 // decode instructions when out of line).
 #[inline(always)]
 fn decode_label(buf: &[u8], start: usize, end: usize) -> Result<LabelRef, DecodeError> {
+    match canonical_label(&buf[start..end], start) {
+        Some(label) => Ok(label),
+        None => decode_label_fields(buf, start, end),
+    }
+}
+
+/// [`decode_label`] field by field: any order, repeats, unknown fields.
+fn decode_label_fields(buf: &[u8], start: usize, end: usize) -> Result<LabelRef, DecodeError> {
     let mut label = LabelRef::default();
     let mut r = Reader::new(start, end);
     while !r.done() {
@@ -377,6 +385,32 @@ fn decode_label(buf: &[u8], start: usize, end: usize) -> Result<LabelRef, Decode
         }
     }
     Ok(label)
+}
+
+/// The label `bytes` (at offset `off` of the body) when they are what every sender writes:
+/// the name (field 1) then the value (field 2), each shorter than 128 bytes, nothing else. Any
+/// other form goes through the general field loop, which gives the same answer for this one.
+#[inline]
+fn canonical_label(bytes: &[u8], off: usize) -> Option<LabelRef> {
+    let (&[0x0a, name_len], rest) = bytes.split_first_chunk::<2>()? else {
+        return None;
+    };
+    let name_len = usize::from(name_len);
+    let (_, rest) = rest.split_at_checked(name_len)?;
+    let (&[0x12, value_len], rest) = rest.split_first_chunk::<2>()? else {
+        return None;
+    };
+    if name_len >= 0x80 || value_len >= 0x80 || rest.len() != usize::from(value_len) {
+        return None;
+    }
+    let span = |at: usize, len: usize| Span {
+        off: (off + at) as u32,
+        len: len as u32,
+    };
+    Some(LabelRef {
+        name: span(2, name_len),
+        value: span(4 + name_len, rest.len()),
+    })
 }
 
 fn decode_sample(buf: &[u8], start: usize, end: usize) -> Result<Sample, DecodeError> {
@@ -398,6 +432,48 @@ mod tests {
     use super::*;
     use crate::wire::messages::{v1, v2};
     use prost::Message;
+
+    #[test]
+    fn the_label_fast_path_agrees_with_the_field_loop() {
+        let field = |f: u8, bytes: &[u8]| {
+            let mut out = Vec::new();
+            crate::wire::protobuf::put_len_field(&mut out, f, bytes);
+            out
+        };
+        let long = vec![b'n'; 200];
+        let cases: Vec<Vec<u8>> = vec![
+            [field(1, b"job"), field(2, b"node")].concat(),
+            [field(1, b""), field(2, b"v")].concat(),
+            [field(1, b"a"), field(2, b"")].concat(),
+            [field(2, b"node"), field(1, b"job")].concat(),
+            [field(1, &long), field(2, b"v")].concat(),
+            [field(1, b"a"), field(2, &long)].concat(),
+            [field(1, b"a"), field(2, b"v"), field(3, b"x")].concat(),
+            [field(1, b"a"), field(1, b"b"), field(2, b"v")].concat(),
+            field(1, b"a"),
+            vec![],
+            vec![0x0a, 0x05, b'a'],
+            vec![0x0a, 0x01, b'a', 0x12, 0x03, b'v'],
+        ];
+        let mut fast = 0;
+        for (i, case) in cases.iter().enumerate() {
+            // At an offset, as labels sit inside a body.
+            let buf = [&[0xee; 3][..], case].concat();
+            let general = decode_label_fields(&buf, 3, buf.len());
+            if let Some(l) = canonical_label(&buf[3..], 3) {
+                fast += 1;
+                let g = general.unwrap_or_else(|e| panic!("case {i}: {e:?}"));
+                assert_eq!((l.name, l.value), (g.name, g.value), "case {i}");
+            }
+            let both = decode_label(&buf, 3, buf.len());
+            assert_eq!(
+                both.map(|l| (l.name, l.value)),
+                decode_label_fields(&buf, 3, buf.len()).map(|l| (l.name, l.value)),
+                "case {i}"
+            );
+        }
+        assert_eq!(fast, 3, "the canonical forms take the fast path");
+    }
 
     fn batch_of(bytes: Vec<u8>, protocol: Protocol) -> Result<WriteBatch, DecodeError> {
         let mut b = WriteBatch {
