@@ -692,9 +692,13 @@ async fn handle(
     let compressed = read_body(body, limit, || too_large(format!("more than {limit}"))).await?;
     received.bytes = compressed.len() as u64;
     // Bounded after the body is in: slow senders must not hold the write slots. The weight is
-    // the length the snappy header announces, capped by the limit decompression enforces.
+    // the length the snappy header announces; a body announcing more than it may decode to is
+    // refused before it queues (it would otherwise wait for the whole budget to be free).
     let announced = snap::raw::decompress_len(&compressed).unwrap_or(compressed.len());
-    let _admitted = app.admission.admit(announced.min(decoded_limit)).await;
+    if announced > decoded_limit {
+        return Err(too_large(format!("{announced} (decompressed)")));
+    }
+    let _admitted = app.admission.admit(announced).await;
 
     let mut batch = app.take_batch();
     let decoded = match batch.decompress(&compressed, decoded_limit) {
