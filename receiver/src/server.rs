@@ -275,6 +275,7 @@ impl Receiver {
             limits,
         ));
         let ring = start_ring_sources(&args, &metrics, ring_labels).await?;
+        let routes = ring.is_some();
         let replicator = Arc::new(Replicator::new(
             Arc::clone(&ingester),
             ring.clone(),
@@ -305,6 +306,7 @@ impl Receiver {
                     max_inflight_write_bytes: crate::admission::resolve_budget(
                         args.max_inflight_write_bytes.0,
                         std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        routes,
                     ),
                     read_limits: crate::store::ReadLimits {
                         series: args.read_series_limit,

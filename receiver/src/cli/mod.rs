@@ -176,7 +176,8 @@ pub struct Args {
     pub limits_reload_interval: Duration,
 
     /// Decoded bytes of the remote-write requests worked on at once; more wait in line, body read
-    /// but not decoded. `auto`: 16MiB per CPU; `0`: no bound. Forwards from peers are not bounded.
+    /// but not decoded. `auto`: 16MiB per CPU with a hashring, no bound without; `0`: no bound.
+    /// Forwards from peers are not bounded.
     #[arg(long = "receive.max-inflight-write-bytes", default_value = "auto", value_parser = parse_auto_bytes)]
     pub max_inflight_write_bytes: AutoBytes,
 
