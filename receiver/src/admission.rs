@@ -55,19 +55,20 @@ impl Admission {
 
     /// Waits until a request of `decoded_len` bytes fits under both bounds.
     pub async fn admit(&self, decoded_len: usize) -> Admitted<'_> {
-        let free = |s: &Semaphore, n: u32| s.available_permits() >= n as usize;
-        let fits = self
+        let bytes = self
             .bytes
             .as_ref()
-            .is_none_or(|(s, budget)| free(s, weight(decoded_len, *budget)))
+            .map(|(s, budget)| (s, weight(decoded_len, *budget)));
+        let free = |s: &Semaphore, n: u32| s.available_permits() >= n as usize;
+        let fits = bytes.is_none_or(|(s, n)| free(s, n))
             && self.requests.as_ref().is_none_or(|s| free(s, 1));
         let _waiting = (!fits).then(|| {
             self.waiting.inc();
             Waiting(&self.waiting)
         });
-        let bytes = match &self.bytes {
-            Some((s, budget)) => Some(
-                s.acquire_many(weight(decoded_len, *budget))
+        let bytes = match bytes {
+            Some((s, n)) => Some(
+                s.acquire_many(n)
                     .await
                     .expect("the semaphore is never closed"),
             ),
@@ -129,6 +130,16 @@ mod tests {
         assert!(a.bytes.is_none() && a.requests.is_none());
     }
 
+    /// Asserts that `admit` is still waiting 50 ms on.
+    async fn still_waiting<F: std::future::Future + Unpin>(admit: &mut F) {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), admit)
+                .await
+                .is_err(),
+            "admitted while the bounds were full"
+        );
+    }
+
     #[tokio::test]
     async fn requests_past_the_byte_budget_wait_in_line_and_are_counted() {
         let waiting = Gauge::default();
@@ -138,11 +149,7 @@ mod tests {
         assert_eq!(waiting.get(), 0);
         // Full: the next one waits until a request in flight is done.
         let mut third = Box::pin(admission.admit(1 << 20));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(50), &mut third)
-                .await
-                .is_err()
-        );
+        still_waiting(&mut third).await;
         assert_eq!(waiting.get(), 1);
         drop(second);
         let third = tokio::time::timeout(Duration::from_secs(5), third)
@@ -151,11 +158,7 @@ mod tests {
         assert_eq!(waiting.get(), 0);
         // Larger than the whole budget: it waits for everything in flight, then runs alone.
         let mut huge = Box::pin(admission.admit(100 << 20));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(50), &mut huge)
-                .await
-                .is_err()
-        );
+        still_waiting(&mut huge).await;
         drop(first);
         drop(third);
         let _huge = tokio::time::timeout(Duration::from_secs(5), huge)
@@ -169,11 +172,7 @@ mod tests {
         let admission = Admission::new(0, 1, waiting.clone());
         let held = admission.admit(10).await;
         let mut queued = Box::pin(admission.admit(10));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(50), &mut queued)
-                .await
-                .is_err()
-        );
+        still_waiting(&mut queued).await;
         assert_eq!(waiting.get(), 1);
         drop(queued);
         assert_eq!(waiting.get(), 0);
