@@ -5,6 +5,8 @@
 
 use tsdb_format::histogram::{FloatHistogram, Histogram, HistogramError};
 
+use super::labels;
+
 /// One float sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -87,6 +89,10 @@ pub struct InputExemplar<'a> {
 pub trait SeriesSource {
     /// Label pairs `(name, value)` of series `i`.
     fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone;
+    /// Appends the head's key of series `i` ([`labels::append_key`] of its labels) to `key`.
+    fn append_key(&self, i: usize, key: &mut Vec<u8>) {
+        labels::append_key(self.series_labels(i), key);
+    }
     /// Samples of series `i`.
     fn series_samples(&self, i: usize) -> &[Sample];
     /// Native histograms of series `i`, sorted by time (none unless the source carries them).

@@ -520,7 +520,7 @@ impl TenantDb {
             .iter()
             .map(|&i| {
                 let start = key.len();
-                labels::append_key(src.series_labels(i), &mut key);
+                src.append_key(i, &mut key);
                 (labels_hash(&key[start..]), start..key.len())
             })
             .collect();

@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use super::{DecodeError, SnappyError};
-use crate::tsdb::{HistogramSample, InputExemplar, Sample, SeriesSource};
+use crate::tsdb::{HistogramSample, InputExemplar, Sample, SeriesSource, labels};
 
 /// Largest decompressed body accepted, as the reference remote-write handler.
 pub const MAX_DECODED_SIZE: usize = 32 << 20;
@@ -351,6 +351,15 @@ impl SeriesSource for WriteBatch {
         WriteBatch::series_labels(self, i)
     }
 
+    fn append_key(&self, i: usize, key: &mut Vec<u8>) {
+        let r = &self.series[i].labels;
+        let range = |s: Span| s.off as usize..(s.off + s.len) as usize;
+        let pairs = self.labels[r.start as usize..r.end as usize]
+            .iter()
+            .map(|l| (range(l.name), range(l.value)));
+        labels::append_key_ranges(&self.buf, pairs, key);
+    }
+
     fn series_exemplars(&self, i: usize) -> Vec<InputExemplar<'_>> {
         WriteBatch::series_exemplars(self, i)
             .iter()
@@ -396,6 +405,28 @@ mod tests {
         b.decompress(&body, MAX_DECODED_SIZE).unwrap();
         b.decode(Protocol::V1).unwrap();
         assert_eq!(b.series.len(), 1);
+    }
+
+    #[test]
+    fn series_keys_are_the_keys_of_their_labels() {
+        let long = "v".repeat(40);
+        let body = crate::wire::messages::snappy(&v1::WriteRequest {
+            timeseries: vec![
+                v1::series(&[("__name__", "up"), ("job", &long)], &[(1, 1.0)]),
+                v1::series(&[("a", ""), ("zone", "eu-1")], &[(1, 1.0)]),
+            ],
+            metadata: vec![],
+        });
+        let mut b = WriteBatch::default();
+        b.decompress(&body, MAX_DECODED_SIZE).unwrap();
+        b.decode(Protocol::V1).unwrap();
+        for i in 0..2 {
+            let mut key = Vec::new();
+            SeriesSource::append_key(&b, i, &mut key);
+            let mut expected = Vec::new();
+            labels::append_key(b.series_labels(i), &mut expected);
+            assert_eq!(key, expected, "series {i}");
+        }
     }
 
     #[test]
