@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
@@ -33,17 +32,11 @@ use crate::wire::remote_read::{
     CHUNKED_CONTENT_TYPE, MAX_READ_REQUEST, decode_request, encode_response,
 };
 use crate::wire::remote_write::protocol_of;
-use crate::wire::{MAX_DECODED_SIZE, Protocol, SnappyError, WriteBatch};
+use crate::wire::{MAX_DECODED_SIZE, Protocol, SnappyError};
 use crate::write_error::WriteError;
 
 /// Largest compressed body accepted when no limit is configured, as the reference handler.
 pub const MAX_COMPRESSED_SIZE: usize = 32 << 20;
-
-/// Largest decoded batch kept for reuse: one of 10,000 12-label samples, Prometheus' default
-/// request, retains about 6 MB, and building a fresh one costs page faults and zeroing.
-const MAX_POOLED_BATCH: usize = 16 << 20;
-/// Most memory the pool of decoded batches keeps between requests.
-const MAX_POOLED_BYTES: usize = 64 << 20;
 
 /// What the handlers use: the write path, storage for status pages, the ring, metrics.
 pub struct Handles {
@@ -88,7 +81,6 @@ pub struct App {
     /// Bounds the writes worked on at once.
     admission: Admission,
     /// Warm batches and the bytes they retain.
-    pool: Mutex<(Vec<WriteBatch>, usize)>,
     /// One status computation at a time: each walks a whole head.
     status_permit: Semaphore,
     reads: Arc<Reads>,
@@ -110,7 +102,6 @@ impl App {
                 config.max_concurrency,
                 handles.metrics.http.write_waiting(),
             ),
-            pool: Mutex::new((Vec::new(), 0)),
             status_permit: Semaphore::new(1),
             reads: Arc::new(Reads::new(Arc::clone(&handles.tsdb), config.read_limits)),
             handles,
@@ -120,32 +111,6 @@ impl App {
     /// The read runner, shared with the Store API so both count against one bound.
     pub fn reads(&self) -> Arc<Reads> {
         Arc::clone(&self.reads)
-    }
-
-    fn take_batch(&self) -> WriteBatch {
-        let mut pool = self.pool.lock();
-        let (batches, pooled) = &mut *pool;
-        match batches.pop() {
-            Some(batch) => {
-                *pooled -= batch.retained_bytes();
-                batch
-            }
-            None => WriteBatch::default(),
-        }
-    }
-
-    fn return_batch(&self, batch: WriteBatch) {
-        // Keep a few warm batches; a burst of huge requests must not pin its memory forever.
-        let size = batch.retained_bytes();
-        if size > MAX_POOLED_BATCH {
-            return;
-        }
-        let mut pool = self.pool.lock();
-        let (batches, pooled) = &mut *pool;
-        if *pooled + size <= MAX_POOLED_BYTES {
-            *pooled += size;
-            batches.push(batch);
-        }
     }
 }
 
@@ -701,7 +666,7 @@ async fn handle(
     }
     let _admitted = app.admission.admit(announced).await;
 
-    let mut batch = app.take_batch();
+    let mut batch = app.handles.replicator.batches().take();
     let decoded = match batch.decompress(&compressed, decoded_limit) {
         Err(SnappyError::TooLarge(n)) => Err(too_large(format!("{n} (decompressed)"))),
         Err(e) => Err(Reject(StatusCode::BAD_REQUEST, e.to_string())),
@@ -729,6 +694,6 @@ async fn handle(
             .await),
         Err(e) => Err(e),
     };
-    app.return_batch(batch);
+    app.handles.replicator.batches().give(batch);
     result
 }

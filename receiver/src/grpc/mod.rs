@@ -100,6 +100,10 @@ pub trait UnaryMethod: Send + Sync + 'static {
     const PATH: &'static str;
     /// Answers one request: raw message bytes in, raw message bytes out.
     fn call(self: &Arc<Self>, request: Bytes) -> BoxFuture<Bytes, Status>;
+    /// A buffer to decompress a request's message into; its bytes may be stale (a reused one).
+    fn message_buffer(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// A gRPC service serving one [`UnaryMethod`].
@@ -189,7 +193,7 @@ impl<M: UnaryMethod> Service<http::Request<tonic::body::Body>> for UnaryServer<M
                         .into_http(),
                 );
             }
-            match uncompressed(req).await {
+            match uncompressed(req, || method.message_buffer()).await {
                 Ok(req) => Ok(raw_server().unary(Unary(method, metrics), req).await),
                 Err(status) => {
                     let call = call_of(M::SERVICE, M::PATH, "unary");
@@ -301,6 +305,7 @@ struct Decompressed(Bytes);
 /// a one-frame request travels in its extensions as [`Decompressed`].
 async fn uncompressed(
     req: http::Request<tonic::body::Body>,
+    buffer: impl FnOnce() -> Vec<u8>,
 ) -> Result<http::Request<tonic::body::Body>, Status> {
     use http_body_util::BodyExt as _;
     if req
@@ -317,7 +322,7 @@ async fn uncompressed(
         .await
         .map_err(|e| Status::resource_exhausted(format!("compressed gRPC request: {e}")))?
         .to_bytes();
-    if let Some(message) = snappy::single_message(body.clone(), MAX_MESSAGE_SIZE)? {
+    if let Some(message) = snappy::single_message(body.clone(), MAX_MESSAGE_SIZE, buffer)? {
         parts.extensions.insert(Decompressed(message));
         let empty = Bytes::from_static(&[0, 0, 0, 0, 0]);
         return Ok(http::Request::from_parts(

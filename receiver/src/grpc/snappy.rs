@@ -30,7 +30,7 @@ pub fn decompress_frames(mut body: Bytes, max_message: usize) -> Result<Bytes, S
         let (compressed, payload) = next_frame(&mut body)?;
         let message = match compressed {
             false => payload,
-            true => decompress(&payload, max_message)?,
+            true => decompress(&payload, max_message, Vec::new())?,
         };
         out.put_u8(0);
         out.put_u32(message.len() as u32);
@@ -40,15 +40,20 @@ pub fn decompress_frames(mut body: Bytes, max_message: usize) -> Result<Bytes, S
 }
 
 /// The message of a body that is one gRPC frame, decompressed if it is compressed; `None` for a
-/// body of several frames (a stream), which [`decompress_frames`] handles.
-pub fn single_message(mut body: Bytes, max_message: usize) -> Result<Option<Bytes>, Status> {
+/// body of several frames (a stream), which [`decompress_frames`] handles. A compressed message
+/// is decoded into the buffer `buffer` gives.
+pub fn single_message(
+    mut body: Bytes,
+    max_message: usize,
+    buffer: impl FnOnce() -> Vec<u8>,
+) -> Result<Option<Bytes>, Status> {
     let (compressed, payload) = next_frame(&mut body)?;
     if body.has_remaining() {
         return Ok(None);
     }
     Ok(Some(match compressed {
         false => payload,
-        true => decompress(&payload, max_message)?,
+        true => decompress(&payload, max_message, buffer())?,
     }))
 }
 
@@ -112,10 +117,11 @@ fn masked_crc(data: &[u8]) -> u32 {
     (c.rotate_right(15)).wrapping_add(0xa282_ead8)
 }
 
-/// The snappy framed stream `payload` decoded, refused beyond `max_message` bytes. The chunk
-/// headers are read first, so the message is allocated once at its size and each block decodes
-/// straight into it.
-fn decompress(payload: &[u8], max_message: usize) -> Result<Bytes, Status> {
+/// The snappy framed stream `payload` decoded into `out`, refused beyond `max_message` bytes.
+/// The chunk headers are read first, so `out` is sized once and each block decodes straight
+/// into it; of a reused `out`, only bytes it never held are zeroed (every other one is
+/// overwritten).
+fn decompress(payload: &[u8], max_message: usize, mut out: Vec<u8>) -> Result<Bytes, Status> {
     let mut total = 0usize;
     for chunk in chunks(payload) {
         let (kind, body) = chunk?;
@@ -139,8 +145,9 @@ fn decompress(payload: &[u8], max_message: usize) -> Result<Bytes, Status> {
             )));
         }
     }
-    let mut out = Vec::with_capacity(total);
+    out.resize(total, 0);
     let mut decoder = snap::raw::Decoder::new();
+    let mut start = 0;
     for chunk in chunks(payload) {
         let (kind, body) = chunk?;
         let (crc, data) = match kind {
@@ -150,20 +157,23 @@ fn decompress(payload: &[u8], max_message: usize) -> Result<Bytes, Status> {
             ),
             _ => continue,
         };
-        let start = out.len();
-        if kind == COMPRESSED {
+        let end = if kind == COMPRESSED {
             let len = snap::raw::decompress_len(data).map_err(|e| invalid(&e.to_string()))?;
-            out.resize(start + len, 0);
-            decoder
-                .decompress(data, &mut out[start..])
+            let n = decoder
+                .decompress(data, &mut out[start..start + len])
                 .map_err(|e| invalid(&e.to_string()))?;
+            start + n
         } else {
-            out.extend_from_slice(data);
-        }
-        if masked_crc(&out[start..]) != crc {
+            out[start..start + data.len()].copy_from_slice(data);
+            start + data.len()
+        };
+        if masked_crc(&out[start..end]) != crc {
             return Err(invalid("checksum mismatch"));
         }
+        start = end;
     }
+    // A block that decoded shorter than it announced leaves stale bytes past `start`.
+    out.truncate(start);
     Ok(out.into())
 }
 
@@ -251,10 +261,17 @@ mod tests {
         let mut frame = vec![1];
         frame.extend_from_slice(&(reference.len() as u32).to_be_bytes());
         frame.extend_from_slice(&reference);
-        let plain = single_message(Bytes::from(frame), 1 << 20)
+        let plain = single_message(Bytes::from(frame.clone()), 1 << 20, Vec::new)
             .unwrap()
             .unwrap();
         assert_eq!(&plain[..], &message[..]);
+        // Into reused buffers holding stale bytes, longer and shorter than the message.
+        for stale in [message.len() * 2, message.len() / 3] {
+            let plain = single_message(Bytes::from(frame.clone()), 1 << 20, || vec![0xaa; stale])
+                .unwrap()
+                .unwrap();
+            assert_eq!(&plain[..], &message[..], "stale buffer of {stale} bytes");
+        }
     }
 
     #[test]
@@ -263,14 +280,14 @@ mod tests {
         // A flipped byte in the last chunk's data: its checksum no longer matches.
         let mut flipped = frame.to_vec();
         *flipped.last_mut().unwrap() ^= 1;
-        let err = single_message(Bytes::from(flipped), 1 << 20).unwrap_err();
+        let err = single_message(Bytes::from(flipped), 1 << 20, Vec::new).unwrap_err();
         assert!(err.message().contains("checksum"), "{err:?}");
         // No stream identifier first.
         let mut headless = vec![1, 0, 0, 0, 0];
         headless.extend_from_slice(&frame[5 + STREAM_IDENTIFIER.len()..]);
         let len = (headless.len() - 5) as u32;
         headless[1..5].copy_from_slice(&len.to_be_bytes());
-        assert!(single_message(Bytes::from(headless), 1 << 20).is_err());
+        assert!(single_message(Bytes::from(headless), 1 << 20, Vec::new).is_err());
         // A stored chunk larger than a block.
         let mut big = vec![1, 0, 0, 0, 0];
         big.extend_from_slice(STREAM_IDENTIFIER);
@@ -281,7 +298,7 @@ mod tests {
         big.extend_from_slice(&data);
         let len = (big.len() - 5) as u32;
         big[1..5].copy_from_slice(&len.to_be_bytes());
-        assert!(single_message(Bytes::from(big), 1 << 20).is_err());
+        assert!(single_message(Bytes::from(big), 1 << 20, Vec::new).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::ingest::{Ingester, Written};
 use crate::metrics::ReplicationMetrics;
 use crate::ring::{RingHolder, RingState};
 use crate::tls::{ClientTls, PeerConnector};
+use crate::wire::pool::BatchPool;
 use crate::wire::{WriteBatch, forward};
 use crate::write_error::{WriteError, class_of_code};
 use quorum::{Class, Decision, QuorumTracker};
@@ -69,6 +70,7 @@ pub struct Replicator {
     metrics: ReplicationMetrics,
     config: ReplicationConfig,
     peers: Mutex<(usize, Arc<PeerMap>)>,
+    batches: BatchPool,
 }
 
 /// What one replica answered: nothing, or the quorum class of its failure and why.
@@ -134,6 +136,7 @@ impl Replicator {
             ingester,
             ring,
             metrics,
+            batches: BatchPool::default(),
             config,
             peers: Mutex::new((0, Arc::default())),
         }
@@ -366,28 +369,48 @@ impl grpc::UnaryMethod for Replicator {
     fn call(self: &Arc<Self>, request: Bytes) -> tonic::codegen::BoxFuture<Bytes, tonic::Status> {
         let this = Arc::clone(self);
         Box::pin(async move {
-            let size = request.len();
-            let mut batch = WriteBatch::with_body(Vec::from(request));
-            let meta = batch
-                .decode_forward()
-                .map_err(|e| WriteError::from(e).grpc_status())?;
-            for (tenant, range) in meta.groups {
-                // The tenant's request size limit holds for forwarded writes as for HTTP ones.
-                let limit = this.ingester.tenant_limits(&tenant).size_bytes;
-                if limit > 0 && size as u64 > limit {
-                    return Err(WriteError::TooLarge(format!(
-                        "write request too large: {size} bytes, limit {limit}"
-                    ))
-                    .grpc_status());
-                }
-                let (_, result) = this
-                    .write(&tenant, &batch, range, Rules::FORWARDED, meta.replica)
-                    .await;
-                result.map_err(|e| e.grpc_status())?;
-            }
+            let mut batch = this.batches.take();
+            batch.set_body(Vec::from(request));
+            let result = this.write_forwarded(&mut batch).await;
+            this.batches.give(batch);
             // `thanos.WriteResponse` is an empty message.
-            Ok(Bytes::new())
+            result.map(|()| Bytes::new())
         })
+    }
+
+    fn message_buffer(&self) -> Vec<u8> {
+        self.batches.take_body()
+    }
+}
+
+impl Replicator {
+    /// The batches the write handlers decode into.
+    pub fn batches(&self) -> &BatchPool {
+        &self.batches
+    }
+
+    /// Stores the decoded `thanos.WriteRequest` in `batch`'s body, tenant by tenant.
+    async fn write_forwarded(&self, batch: &mut WriteBatch) -> Result<(), tonic::Status> {
+        let size = batch.body_len();
+        let meta = batch
+            .decode_forward()
+            .map_err(|e| WriteError::from(e).grpc_status())?;
+        let batch = &*batch;
+        for (tenant, range) in meta.groups {
+            // The tenant's request size limit holds for forwarded writes as for HTTP ones.
+            let limit = self.ingester.tenant_limits(&tenant).size_bytes;
+            if limit > 0 && size as u64 > limit {
+                return Err(WriteError::TooLarge(format!(
+                    "write request too large: {size} bytes, limit {limit}"
+                ))
+                .grpc_status());
+            }
+            let (_, result) = self
+                .write(&tenant, batch, range, Rules::FORWARDED, meta.replica)
+                .await;
+            result.map_err(|e| e.grpc_status())?;
+        }
+        Ok(())
     }
 }
 

@@ -115,6 +115,30 @@ impl WriteBatch {
         }
     }
 
+    /// Empties the batch and makes `buf` its body, to be decoded.
+    pub fn set_body(&mut self, buf: Vec<u8>) {
+        self.clear();
+        self.buf = buf;
+    }
+
+    /// Takes the body buffer out with its stale bytes, leaving the batch empty with its decoded
+    /// arrays' memory.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        let buf = std::mem::take(&mut self.buf);
+        self.clear();
+        buf
+    }
+
+    /// Length of the body in bytes.
+    pub fn body_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes the body buffer holds allocated.
+    pub fn body_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The decoded arrays as `(len, capacity, element size)`.
     fn arrays(&self) -> [(usize, usize, usize); 10] {
         use std::mem::size_of;

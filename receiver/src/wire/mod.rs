@@ -2,6 +2,7 @@
 //!
 //! - [`protobuf`]: the protobuf reader and encoder helpers every format uses.
 //! - [`batch`]: the decoded form of a request, flat arrays of spans into its body.
+//! - [`pool`]: batches kept between requests for their memory.
 //! - [`remote_write`]: Prometheus remote write 1.0 and 2.0 bodies.
 //! - [`forward`]: Thanos' `thanos.WriteRequest`, the message receivers forward to each other.
 //! - [`remote_read`]: Prometheus remote read requests and responses.
@@ -18,6 +19,7 @@ pub mod forward;
 pub mod histogram;
 pub mod info;
 pub mod messages;
+pub mod pool;
 pub mod protobuf;
 pub mod remote_read;
 pub mod remote_write;
