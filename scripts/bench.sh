@@ -310,9 +310,9 @@ upload_system() {
   local hz
   hz=$(getconf CLK_TCK)
   cat >"$WORK/$SYS/cpu.json" <<JSON
-{"receiver_seconds": $(python3 -c "print(($(proc_ticks "${SERVER_PIDS[0]}") - r0) / $hz)"),
- "upload_thread_seconds": $(python3 -c "print(($(thread_ticks "${SERVER_PIDS[0]}" upload) - u0) / $hz)"),
- "s3_server_seconds": $(python3 -c "print(($(proc_ticks "$moto") - m0) / $hz)")}
+{"receiver_seconds": $(python3 -c "print(($(proc_ticks "${SERVER_PIDS[0]}") - $r0) / $hz)"),
+ "upload_thread_seconds": $(python3 -c "print(($(thread_ticks "${SERVER_PIDS[0]}" upload) - $u0) / $hz)"),
+ "s3_server_seconds": $(python3 -c "print(($(proc_ticks "$moto") - $m0) / $hz)")}
 JSON
   local deadline=$((SECONDS + 300))
   until grep -q 'message="block uploaded"' "$WORK/$SYS/receiver-0.log"; do
