@@ -28,6 +28,7 @@ use crate::store::info::InfoService;
 use crate::store::store_api::StoreService;
 use crate::tls::{ClientTls, ServerOptions, ServerTls, WebConfig};
 use crate::tsdb::{MultiTsdb, Retention, TsdbOptions};
+use crate::wire::pool;
 
 /// Installs the global logger for `--log.level` and `--log.format`.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
@@ -432,12 +433,27 @@ impl Receiver {
             self.compaction_task(),
             self.health_task(health.clone()),
         ];
+        periodic.push(self.batch_release_task());
         periodic.extend(self.shipping_task());
         periodic.extend(self.limits_reload_task());
         Tasks {
             replay: self.replay_task(),
             periodic,
         }
+    }
+
+    /// Lets the write handlers' kept batches go once writes stop, so an idle receiver's memory
+    /// is its series'.
+    fn batch_release_task(&self) -> JoinHandle<()> {
+        let replicator = Arc::clone(&self.replicator);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(pool::IDLE_RELEASE);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                replicator.batches().release_idle(pool::IDLE_RELEASE);
+            }
+        })
     }
 
     /// Re-reads the limits file every `--receive.limits-config-reload-timer` and applies it when

@@ -93,6 +93,12 @@ pub trait SeriesSource {
     fn append_key(&self, i: usize, key: &mut Vec<u8>) {
         labels::append_key(self.series_labels(i), key);
     }
+    /// A buffer for the keys of a lookup: one kept from an earlier lookup, or a new one.
+    fn take_key_buffer(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    /// Hands back the buffer [`SeriesSource::take_key_buffer`] gave, for the next lookup.
+    fn keep_key_buffer(&self, _keys: Vec<u8>) {}
     /// Samples of series `i`.
     fn series_samples(&self, i: usize) -> &[Sample];
     /// Native histograms of series `i`, sorted by time (none unless the source carries them).

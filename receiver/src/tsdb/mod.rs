@@ -67,16 +67,6 @@ pub struct TsdbOptions {
     pub out_of_order_window_ms: i64,
 }
 
-/// Largest lookup-key buffer a thread keeps between writes (a 10,000-series request of
-/// 12-label series needs about 3.3 MB).
-const MAX_KEPT_KEY_BUFFER: usize = 16 << 20;
-
-thread_local! {
-    /// Every write builds all its series' keys in one buffer; reusing it spares each request a
-    /// fresh multi-megabyte allocation (page faults, cold cache lines, a regrow midway).
-    static KEY_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
 /// Per-tenant external labels from the hashrings in force.
 pub type RingLabels = arc_swap::ArcSwap<HashMap<String, BTreeMap<String, String>>>;
 
@@ -514,7 +504,9 @@ impl TenantDb {
         admit: Option<&mut dyn FnMut(usize) -> bool>,
     ) -> Result<(Resolved, Option<Vec<usize>>), SeriesLimitExceeded> {
         // Every key first, then one probe of the head for all of them.
-        let mut key = KEY_BUFFER.take();
+        // Every write builds all its series' keys in one buffer; one the source kept spares a
+        // request a fresh multi-megabyte allocation (page faults, a regrow midway).
+        let mut key = src.take_key_buffer();
         key.clear();
         let spans: Vec<(u64, Range<usize>)> = series
             .iter()
@@ -559,9 +551,7 @@ impl TenantDb {
                 .collect()
         });
         let refs = refs.into_iter().flatten().collect();
-        if key.capacity() <= MAX_KEPT_KEY_BUFFER {
-            KEY_BUFFER.set(key);
-        }
+        src.keep_key_buffer(key);
         Ok((Resolved { refs, created }, kept))
     }
 

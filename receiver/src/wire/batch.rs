@@ -104,6 +104,9 @@ pub struct WriteBatch {
     pub(super) exemplar_label_refs: Vec<u32>,
     /// Per exemplar (2.0), its range of [`WriteBatch::exemplar_label_refs`].
     pub(super) exemplar_refs: Vec<Range<u32>>,
+    /// Scratch the head lookup builds this request's series keys in, kept with the batch so a
+    /// pooled batch brings it along.
+    keys: parking_lot::Mutex<Vec<u8>>,
 }
 
 impl WriteBatch {
@@ -218,6 +221,7 @@ impl WriteBatch {
     pub fn retained_bytes(&self) -> usize {
         let arrays: usize = self.arrays().iter().map(|(_, cap, size)| cap * size).sum();
         self.buf.capacity()
+            + self.keys.lock().capacity()
             + arrays
             + self.histograms.capacity() * std::mem::size_of::<HistogramSample>()
     }
@@ -373,6 +377,14 @@ impl WriteBatch {
 impl SeriesSource for WriteBatch {
     fn series_labels(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
         WriteBatch::series_labels(self, i)
+    }
+
+    fn take_key_buffer(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.keys.lock())
+    }
+
+    fn keep_key_buffer(&self, keys: Vec<u8>) {
+        *self.keys.lock() = keys;
     }
 
     fn append_key(&self, i: usize, key: &mut Vec<u8>) {

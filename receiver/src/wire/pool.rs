@@ -2,9 +2,15 @@
 //! of an earlier one instead of faulting in and zeroing fresh pages (a 10,000-sample request
 //! fills about 6 MB).
 
+use std::time::{Duration, Instant};
+
 use parking_lot::Mutex;
 
 use super::WriteBatch;
+
+/// A pool nobody took from for this long lets its batches go ([`BatchPool::release_idle`]): an
+/// idle receiver holds only its series. Under load a request comes every few milliseconds.
+pub const IDLE_RELEASE: Duration = Duration::from_millis(250);
 
 /// Largest batch kept: one of 10,000 12-label samples, Prometheus' default request, retains
 /// about 6 MB.
@@ -21,12 +27,14 @@ pub struct BatchPool(Mutex<Pooled>);
 struct Pooled {
     batches: Vec<WriteBatch>,
     bytes: usize,
+    last_take: Option<Instant>,
 }
 
 impl BatchPool {
     /// A batch to decode into: a kept one, or a new one.
     pub fn take(&self) -> WriteBatch {
         let mut pool = self.0.lock();
+        pool.last_take = Some(Instant::now());
         match pool.batches.pop() {
             Some(batch) => {
                 pool.bytes -= batch.retained_bytes();
@@ -40,7 +48,12 @@ impl BatchPool {
     /// without it, or a new one. Its bytes are stale, not zeroed.
     pub fn take_body(&self) -> Vec<u8> {
         let mut pool = self.0.lock();
-        let Pooled { batches, bytes } = &mut *pool;
+        let Pooled {
+            batches,
+            bytes,
+            last_take,
+        } = &mut *pool;
+        *last_take = Some(Instant::now());
         match batches.iter_mut().rev().find(|b| b.body_capacity() > 0) {
             Some(batch) => {
                 let body = batch.take_body();
@@ -49,6 +62,19 @@ impl BatchPool {
             }
             None => Vec::new(),
         }
+    }
+
+    /// Drops every kept batch if none was taken for `idle`; returns the bytes let go.
+    pub fn release_idle(&self, idle: Duration) -> usize {
+        let released = {
+            let mut pool = self.0.lock();
+            if pool.last_take.is_some_and(|t| t.elapsed() < idle) {
+                return 0;
+            }
+            pool.bytes = 0;
+            std::mem::take(&mut pool.batches)
+        };
+        released.iter().map(WriteBatch::retained_bytes).sum()
     }
 
     /// Keeps `batch` for a later request, unless it or the pool is too large.
@@ -102,6 +128,21 @@ mod tests {
         assert_eq!(pool.0.lock().bytes, 0);
         // Empty: new ones.
         assert_eq!(pool.take().retained_bytes(), 0);
+    }
+
+    #[test]
+    fn an_idle_pool_lets_its_batches_go() {
+        let pool = BatchPool::default();
+        pool.give(decoded(10));
+        let taken = pool.take();
+        pool.give(taken);
+        // Just taken from: kept.
+        assert_eq!(pool.release_idle(Duration::from_secs(60)), 0);
+        assert_eq!(pool.0.lock().batches.len(), 1);
+        let kept = pool.0.lock().bytes;
+        assert_eq!(pool.release_idle(Duration::ZERO), kept);
+        assert!(pool.0.lock().batches.is_empty());
+        assert_eq!(pool.0.lock().bytes, 0);
     }
 
     #[test]

@@ -476,10 +476,7 @@ mod tests {
     }
 
     fn batch_of(bytes: Vec<u8>, protocol: Protocol) -> Result<WriteBatch, DecodeError> {
-        let mut b = WriteBatch {
-            buf: bytes,
-            ..Default::default()
-        };
+        let mut b = WriteBatch::with_body(bytes);
         b.decode(protocol)?;
         Ok(b)
     }
