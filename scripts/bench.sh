@@ -55,8 +55,10 @@ jget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.arg
 load1() { cut -d' ' -f1 /proc/loadavg; }
 # Shards so that every request carries SPR samples, as many as the field's 100 at most.
 shards() { local c=$(($1 / SPR)); [ "$c" -lt 1 ] && c=1; [ "$c" -gt 100 ] && c=100; echo "$c"; }
-# utime + stime (clock ticks) of the server processes: fields 14 and 15 of /proc/<pid>/stat.
-cpu_ticks() { local t=0 p; for p in "${SERVER_PIDS[@]}"; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo "$t"; }
+# utime + stime (clock ticks) of process $1, then of the server processes: fields 14 and 15 of
+# /proc/<pid>/stat.
+proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+cpu_ticks() { local t=0 p; for p in "${SERVER_PIDS[@]}"; do t=$((t + $(proc_ticks "$p"))); done; echo "$t"; }
 status_kb() { local t=0 p; for p in "${SERVER_PIDS[@]}"; do t=$((t + $(awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/status"))); done; echo "$t"; }
 wait_http() { # $1 = URL, $2 = seconds to wait at most (default 120)
   local limit=${2:-120}
@@ -272,7 +274,6 @@ thread_ticks() {
   done
   echo "$t"
 }
-proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 # Uploads off the write path: the RF=1 receiver restarts on the disk run's data (one 2 h block
 # not yet shipped) with a bucket on a local S3 server (moto) that does not exist yet, so uploads

@@ -112,10 +112,9 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// A batch over an already decompressed body; call a format's decode next.
     pub fn with_body(buf: Vec<u8>) -> Self {
-        WriteBatch {
-            buf,
-            ..Default::default()
-        }
+        let mut batch = WriteBatch::default();
+        batch.set_body(buf);
+        batch
     }
 
     /// Empties the batch and makes `buf` its body, to be decoded.
